@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Literal, Optional, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from mmtok.errors import RecipeError
 
@@ -63,6 +63,13 @@ class VQGANConfig(Strict):
     @property
     def downsample(self) -> int:
         return 2 ** (len(self.ch_mult) - 1)
+
+    @model_validator(mode="after")
+    def _resolution_divisible(self):
+        if self.resolution % self.downsample:
+            raise ValueError(f"image size {self.resolution} is not divisible by the downsample factor "
+                             f"{self.downsample} (len(ch_mult) = {len(self.ch_mult)}); use a multiple of {self.downsample}")
+        return self
 
 
 ModelConfig = VQGANConfig  # later families join as a discriminated union on `family`
@@ -233,9 +240,13 @@ def _expand_preset(raw: dict) -> None:
     model = raw.get("model")
     if not isinstance(model, dict) or not model.get("preset"):
         return
+    from mmtok.errors import MmtokError
     from mmtok.tokenizers import preset_fields  # imports the tokenizer families (and torch)
 
-    base = preset_fields(str(model["preset"]))
+    try:
+        base = preset_fields(str(model["preset"]))
+    except MmtokError as e:
+        raise RecipeError(f"model.preset: {e.message}", hint=e.hint) from None
     raw["model"] = _deep_merge(base, model)
 
 

@@ -85,8 +85,11 @@ def build_trainer(recipe: Recipe, out: Path, callbacks: list):
     )
 
 
-def train(recipe: Recipe, out: str | Path, *, resume: bool = False) -> dict:
-    """Train the recipe's tokenizer into run directory `out`; returns the summary (also in summary.json)."""
+def train(recipe: Recipe, out: str | Path, *, resume: bool = False, callbacks: list | None = None) -> dict:
+    """Train the recipe's tokenizer into run directory `out`; returns the summary (also in summary.json).
+
+    `callbacks` are extra Lightning callbacks (e.g. for tests or custom logging).
+    """
     out = Path(out)
     ckpt = prepare_run_dir(recipe, out, resume)
     import lightning as L
@@ -109,7 +112,7 @@ def train(recipe: Recipe, out: str | Path, *, resume: bool = False) -> dict:
                                  shuffle_buffer=0, seed=recipe.seed, max_samples=d.val_samples)
     _write(out / "recipe.yaml", config.dump(recipe))
 
-    trainer = build_trainer(recipe, out, [RichSteps(), Checkpointer(out, recipe.trainer.ckpt_every)])
+    trainer = build_trainer(recipe, out, [RichSteps(), Checkpointer(out, recipe.trainer.ckpt_every), *(callbacks or [])])
     t0 = time.perf_counter()
     trainer.fit(task, train_dataloaders=train_loader, val_dataloaders=val_loader, ckpt_path=ckpt)
     seconds = time.perf_counter() - t0
