@@ -1,0 +1,60 @@
+"""A folder of image files (found recursively), streamed with the same decode / skip / count rules as shards.
+
+train: every worker of every rank takes its own slice of the files (file i goes to worker i mod workers),
+reshuffled each pass, endlessly; a worker whose slice is empty or wholly undecodable reads the whole list.
+val: one deterministic pass over the first `max_samples` files in sorted order, centre crops, file i read
+by worker i mod workers.
+"""
+from __future__ import annotations
+
+import random
+from typing import Iterator
+
+from mmtok.data.image import ImageDecodeError, image_to_uint8, read_image
+from mmtok.data.stream import DataStreamError, ImageStream, Place, SkipCounter, strided
+
+_HINT = "the files are truncated, corrupt or not images; check a few with an image viewer"
+
+
+class FolderStream(ImageStream):
+    """Images from the files `files` (found under `root` by the caller)."""
+
+    def __init__(self, root: str, files: list[str], split, resolution: int, *, seed: int = 0,
+                 max_samples: int | None = None, shuffle_buffer: int = 0):
+        super().__init__(split, resolution, seed=seed, max_samples=max_samples, shuffle_buffer=shuffle_buffer)
+        self.root, self.files = str(root), [str(f) for f in files]
+        self.source = self.root
+
+    def _images(self, place: Place, rng: random.Random, skips: SkipCounter) -> Iterator:
+        good = [0]
+        if not self.train:
+            for _, path in strided(iter(self.files), place, self.max_samples):
+                yield from self._decoded(path, good, skips, rng)
+            if good[0] == 0 and place.total == 1 and self.max_samples != 0:
+                raise self._nothing(skips)
+            return
+        mine = self.files[place.index::place.total] or self.files
+        while True:
+            before = good[0]
+            order = list(mine)
+            rng.shuffle(order)
+            for path in order:
+                yield from self._decoded(path, good, skips, rng)
+            if good[0] == before == 0:
+                if len(mine) == len(self.files):
+                    raise self._nothing(skips)
+                mine = self.files  # this slice is all bad: try everything before giving up
+
+    def _decoded(self, path: str, good: list, skips: SkipCounter, rng) -> Iterator:
+        try:
+            img = read_image(path, min_size=self.resolution)
+        except ImageDecodeError as e:
+            skips.skip(f"{path}: {e.message}")
+            return
+        good[0] += 1
+        yield image_to_uint8(img, self.resolution, random_crop=self.train, rng=rng, flip=self.train)
+
+    def _nothing(self, skips: SkipCounter) -> DataStreamError:
+        return DataStreamError(
+            f"no decodable image among the {len(self.files)} image file(s) under {self.root} "
+            f"({skips.total} dropped: {skips.describe()})", hint=_HINT)

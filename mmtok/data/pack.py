@@ -1,0 +1,198 @@
+"""Pack a folder of images into webdataset tar shards: `pack_folder(src, "shards/photos-%06d.tar", ...)`.
+
+Each sample is `{"__key__": sanitised relative path, "<ext>": image bytes, "txt": caption}`:
+- JPEG (and camera MPO), PNG (8-bit) and WebP files are stored byte for byte, under "jpg", "png", "webp";
+  anything else (TIFF, BMP, GIF, PPM, 16-bit PNG) is re-encoded as 8-bit RGB PNG (EXIF orientation applied).
+- a caption is a sidecar text file with the image's name and ".txt" (photo.jpg -> photo.txt), UTF-8.
+- every image is decoded in full first; files that fail are skipped and reported with the reason.
+Samples are written in a seeded random order (so each shard mixes the folders). With `val_fraction` > 0,
+a seeded random `round(val_fraction * n)` of the n image files (at least 1, never all) goes to validation
+shards named by `val_pattern(out_pattern)`: "-val" joined to the name before the shard number
+("photos-%06d.tar" -> "photos-val-%06d.tar"), or "train" replaced by "val" ("x-train-%06d.tar" -> "x-val-%06d.tar").
+"""
+from __future__ import annotations
+
+import io
+import os
+import random
+import re
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Optional
+
+from mmtok.data.image import describe_error, find_images, to_rgb
+from mmtok.errors import DataError
+
+_FIELD = re.compile(r"%0?\d*d")
+_KEEP = {"JPEG": "jpg", "MPO": "jpg", "PNG": "png", "WEBP": "webp"}
+_DEEP_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I", "F")
+
+
+@dataclass
+class PackReport:
+    """What `pack_folder` wrote. Patterns use brace ranges ("shards/photos-{000000..000002}.tar") and are
+    None when nothing was written to that split."""
+
+    src: str
+    train_written: int = 0
+    val_written: int = 0
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (path relative to src, reason)
+    captions: int = 0  # samples that got a sidecar caption
+    ignored: int = 0  # files that are neither images nor captions
+    train_pattern: Optional[str] = None
+    val_pattern: Optional[str] = None
+    train_shards: list[str] = field(default_factory=list)
+    val_shards: list[str] = field(default_factory=list)
+    stale: list[str] = field(default_factory=list)  # older shard files just past the range written
+
+    @property
+    def skipped_count(self) -> int:
+        return len(self.skipped)
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "skipped": [{"file": f, "reason": r} for f, r in self.skipped]}
+
+
+def check_pattern(out_pattern: str) -> None:
+    """DataError unless `out_pattern` has one printf shard-number field (%06d) in its file name and ends in .tar."""
+    hint = "e.g. shards/photos-%06d.tar writes photos-000000.tar, photos-000001.tar, ..."
+    name = os.path.basename(out_pattern).replace("%%", "")
+    try:
+        first = out_pattern % 0
+    except (TypeError, ValueError):
+        first = None
+    if first is None or len(_FIELD.findall(out_pattern.replace("%%", ""))) != 1 or not _FIELD.search(name):
+        raise DataError(f"OUT_PATTERN {out_pattern!r} needs exactly one shard-number field like %06d in its "
+                        "file name", hint=hint)
+    if not first.endswith((".tar", ".tar.gz", ".tgz")):
+        raise DataError(f"OUT_PATTERN {out_pattern!r} must end in .tar", hint=hint)
+
+
+def val_pattern(out_pattern: str) -> str:
+    """The validation shard pattern that goes with a train pattern (see the module docstring)."""
+    folder, name = os.path.split(out_pattern)
+    m = _FIELD.search(name)
+    prefix, rest = name[: m.start()], name[m.start():]
+    stem = prefix.rstrip("-_.")
+    sep = prefix[len(stem):] or "-"
+    if re.search(r"(^|[-_.])train$", stem):
+        stem = stem[: -len("train")] + "val"
+    else:
+        stem = f"{stem}-val" if stem else "val"
+    return os.path.join(folder, stem + sep + rest)
+
+
+def report_path(out_pattern: str) -> Path:
+    """Where a JSON summary of the packing goes: beside the shards, named after them (shards/photos-pack.json)."""
+    folder, name = os.path.split(out_pattern)
+    stem = name[: _FIELD.search(name).start()].rstrip("-_.") or "shards"
+    return Path(folder or ".") / f"{stem}-pack.json"
+
+
+def brace_pattern(out_pattern: str, count: int) -> str:
+    """The brace pattern naming shards 0..count-1 of `out_pattern` (a plain file name when count is 1)."""
+    if count == 1:
+        return out_pattern % 0
+    m = _FIELD.search(out_pattern)
+    head, tail = out_pattern[: m.start()].replace("%%", "%"), out_pattern[m.end():].replace("%%", "%")
+    return f"{head}{{{m.group(0) % 0}..{m.group(0) % (count - 1)}}}{tail}"
+
+
+def sample_key(rel: Path, taken: set[str]) -> str:
+    """A webdataset key for the file at `rel`: its path without suffix, "/" -> "__", other characters outside
+    [A-Za-z0-9_-] -> "_", made unique among `taken` with a numeric suffix (and added to it)."""
+    base = re.sub(r"[^A-Za-z0-9_\-]+", "_", "__".join(rel.with_suffix("").parts)).strip("_") or "image"
+    key, n = base, 1
+    while key in taken:
+        key, n = f"{base}_{n}", n + 1
+    taken.add(key)
+    return key
+
+
+def encode_for_shard(data: bytes) -> tuple[str, bytes]:
+    """(extension, bytes) to store for an image file's bytes; raises on anything that does not fully decode."""
+    from PIL import Image, ImageOps
+
+    with Image.open(io.BytesIO(data)) as img:
+        fmt, mode = img.format, img.mode
+        img.load()
+        rgb = to_rgb(ImageOps.exif_transpose(img))
+    ext = _KEEP.get(fmt)
+    if ext is not None and mode not in _DEEP_MODES:
+        return ext, data
+    out = io.BytesIO()
+    rgb.save(out, "PNG")
+    return "png", out.getvalue()
+
+
+def pack_folder(src: str | os.PathLike, out_pattern: str, shard_size: int = 1000, val_fraction: float = 0.0,
+                seed: int = 0, *, progress: Callable[[int, int, str], None] | None = None) -> PackReport:
+    """Write the images under `src` (recursive) into shards `out_pattern % i` (train) and
+    `val_pattern(out_pattern) % i` (val), `shard_size` samples each. `progress(done, total, file)` is called
+    after each file. Raises DataError for a missing folder, a folder without images or a bad pattern."""
+    import webdataset as wds
+
+    src = Path(src)
+    if not src.is_dir():
+        what = "is a file, not a folder" if src.exists() else "does not exist"
+        raise DataError(f"source folder {src} {what}", hint="give the folder that holds your images")
+    check_pattern(out_pattern)
+    if shard_size < 1:
+        raise DataError(f"shard size must be at least 1, got {shard_size}", hint="e.g. --shard-size 1000")
+    if not 0.0 <= val_fraction < 1.0:
+        raise DataError(f"val fraction must be in [0, 1), got {val_fraction}", hint="e.g. --val-fraction 0.05")
+    files = find_images(src)
+    if not files:
+        raise DataError(f"no image files in {src}", hint="put .jpg/.png/.webp files in it (searched recursively)")
+
+    n = len(files)
+    order = list(range(n))
+    random.Random(seed).shuffle(order)
+    n_val = min(max(1, round(val_fraction * n)), n - 1) if val_fraction > 0 else 0
+    val_ids, train_ids = order[:n_val], order[n_val:]
+    patterns = {"train": out_pattern, "val": val_pattern(out_pattern) if n_val else None}
+    Path(out_pattern % 0).parent.mkdir(parents=True, exist_ok=True)
+
+    report = PackReport(src=str(src))
+    captions_used, taken, done = set(), set(), 0
+    for split, ids in (("train", train_ids), ("val", val_ids)):
+        writer = None
+        for i in ids:
+            path, rel = files[i], files[i].relative_to(src)
+            try:
+                ext, data = encode_for_shard(path.read_bytes())
+            except Exception as e:  # unreadable or undecodable: skip it, say why
+                report.skipped.append((rel.as_posix(), describe_error(e)))
+            else:
+                sample = {"__key__": sample_key(rel, taken), ext: data}
+                caption = path.with_suffix(".txt")
+                if caption.is_file():
+                    sample["txt"] = caption.read_text(encoding="utf-8", errors="replace").strip()
+                    captions_used.add(caption)
+                    report.captions += 1
+                if writer is None:
+                    writer = wds.ShardWriter(patterns[split], maxcount=shard_size, verbose=0)
+                writer.write(sample)
+                setattr(report, f"{split}_written", getattr(report, f"{split}_written") + 1)
+            done += 1
+            if progress is not None:
+                progress(done, n, rel.as_posix())
+        if writer is not None:
+            count = writer.shard  # the number of shards opened (close() deletes it)
+            writer.close()
+            setattr(report, f"{split}_shards", [patterns[split] % k for k in range(count)])
+            setattr(report, f"{split}_pattern", brace_pattern(patterns[split], count))
+            k = count
+            while os.path.exists(patterns[split] % k):
+                report.stale.append(patterns[split] % k)
+                k += 1
+    report.ignored = _count_ignored(src, set(files) | captions_used)
+    return report
+
+
+def _count_ignored(src: Path, used: set[Path]) -> int:
+    count = 0
+    for dirpath, dirnames, filenames in os.walk(src, followlinks=True):
+        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+        count += sum(1 for f in filenames if not f.startswith(".") and Path(dirpath) / f not in used)
+    return count

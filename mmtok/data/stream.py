@@ -1,0 +1,180 @@
+"""The streaming base shared by every source: worker/rank placement, seeds, skip accounting, shuffling.
+
+Every source yields samples `{"image": float32 [3, R, R] in [-1, 1], "skipped": int}`. "skipped" counts the
+samples this worker dropped (corrupt, undecodable, unreadable) since its previous yielded sample, and the
+samples it dropped after its last one are added to that last one, so summing "skipped" over everything a
+pass yields gives the exact number of samples dropped in that pass.
+"""
+from __future__ import annotations
+
+import os
+import random
+from dataclasses import dataclass
+from typing import Iterator, Literal
+
+from torch.utils.data import IterableDataset, get_worker_info
+
+from mmtok.data.image import uint8_to_unit
+from mmtok.errors import DataError
+
+Split = Literal["train", "val"]
+
+
+class DataStreamError(DataError):
+    """A DataError raised while streaming. Re-raised from a DataLoader worker, torch rebuilds the exception
+    from the worker's whole traceback text; this class keeps only the original one-line message and hint."""
+
+    def __init__(self, message: str, hint: str | None = None):
+        if hint is None and "Original Traceback" in message:
+            last = [ln for ln in message.strip().splitlines() if ln.strip()][-1]
+            message = last.split(": ", 1)[1] if ": " in last else last
+            if message.endswith(")") and " (hint: " in message:
+                message, hint = message[:-1].rsplit(" (hint: ", 1)
+        super().__init__(message, hint)
+
+
+@dataclass(frozen=True)
+class Place:
+    """Where this iterator runs: distributed rank among `world`, DataLoader worker among `workers`."""
+
+    rank: int = 0
+    world: int = 1
+    worker: int = 0
+    workers: int = 1
+
+    @property
+    def index(self) -> int:
+        return self.rank * self.workers + self.worker
+
+    @property
+    def total(self) -> int:
+        return self.world * self.workers
+
+    @staticmethod
+    def current() -> "Place":
+        """Rank from torch.distributed when initialised (else the RANK/WORLD_SIZE variables webdataset also
+        reads), worker from the DataLoader."""
+        import torch.distributed as dist
+
+        rank, world = 0, 1
+        if dist.is_available() and dist.is_initialized():
+            rank, world = dist.get_rank(), dist.get_world_size()
+        elif "RANK" in os.environ and "WORLD_SIZE" in os.environ:
+            rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
+        info = get_worker_info()
+        worker, workers = (info.id, info.num_workers) if info is not None else (0, 1)
+        return Place(rank, world, worker, workers)
+
+
+class SkipCounter:
+    """Samples dropped since the last `take()`, in all, and the first reason (for error messages)."""
+
+    def __init__(self):
+        self.pending = 0
+        self.total = 0
+        self.reasons: list[str] = []
+
+    def skip(self, reason: str) -> None:
+        self.pending += 1
+        self.total += 1
+        if not self.reasons:
+            self.reasons.append(reason)
+
+    def take(self) -> int:
+        n, self.pending = self.pending, 0
+        return n
+
+    def describe(self) -> str:
+        """The first reason, for one-line messages."""
+        return ("e.g. " + self.reasons[0]) if self.reasons else "no sample at all"
+
+
+class ImageStream(IterableDataset):
+    """Base of every source. Subclasses implement `_images(place, rng, skips)`, yielding uint8 [3, R, R]
+    tensors and calling `skips.skip(reason)` for each sample they drop.
+
+    train: infinite (unless `max_samples`), shuffled, seeded per (seed, pass, rank, worker).
+    val: finite and deterministic; `max_samples` caps the number of samples drawn from the source.
+    """
+
+    def __init__(self, split: Split, resolution: int, *, seed: int = 0, max_samples: int | None = None,
+                 shuffle_buffer: int = 0):
+        super().__init__()
+        if split not in ("train", "val"):
+            raise DataError(f"unknown split {split!r}", hint="use 'train' or 'val'")
+        if resolution < 1:
+            raise DataError(f"resolution must be positive, got {resolution}")
+        if max_samples is not None and max_samples < 0:
+            raise DataError(f"max_samples must be >= 0, got {max_samples}")
+        self.split, self.resolution, self.seed = split, int(resolution), int(seed)
+        self.max_samples, self.shuffle_buffer = max_samples, int(shuffle_buffer)
+        self.source = ""  # what the data is, for messages; set by subclasses
+        self._passes = 0
+
+    @property
+    def train(self) -> bool:
+        return self.split == "train"
+
+    def _images(self, place: Place, rng: random.Random, skips: SkipCounter) -> Iterator:
+        raise NotImplementedError
+
+    def __iter__(self) -> Iterator[dict]:
+        place = Place.current()
+        rng = random.Random(f"{self.seed}-{self._passes}-{place.rank}-{place.worker}")
+        self._passes += 1
+        skips = SkipCounter()
+        images = self._images(place, rng, skips)
+        if self.train and self.max_samples is not None:
+            images = _take(images, _share(self.max_samples, place))
+        if self.train and self.shuffle_buffer > 1:
+            images = _shuffled(images, self.shuffle_buffer, rng)
+        held, held_skips = None, 0
+        for image in images:  # hold one back so skips after the last sample still reach the caller
+            if held is not None:
+                yield {"image": uint8_to_unit(held), "skipped": held_skips}
+            held, held_skips = image, skips.take()
+        if held is not None:
+            yield {"image": uint8_to_unit(held), "skipped": held_skips + skips.take()}
+
+
+def _share(n: int, place: Place) -> int:
+    """This worker's part of `n` items dealt round-robin over every worker of every rank."""
+    return n // place.total + (1 if place.index < n % place.total else 0)
+
+
+def _take(items: Iterator, n: int) -> Iterator:
+    if n <= 0:
+        return
+    for i, item in enumerate(items, 1):
+        yield item
+        if i >= n:
+            return
+
+
+def _shuffled(items: Iterator, size: int, rng: random.Random) -> Iterator:
+    """A shuffle buffer of up to `size` items. It starts yielding after min(size, 100) items and grows by one
+    item per item yielded until full, so the first batch does not wait for the whole buffer."""
+    end = object()
+    items, buf, start = iter(items), [], min(size, 100)
+    for item in items:
+        buf.append(item)
+        if len(buf) < size:
+            extra = next(items, end)
+            if extra is not end:
+                buf.append(extra)
+        if len(buf) >= start:
+            j = rng.randrange(len(buf))
+            buf[j], buf[-1] = buf[-1], buf[j]
+            yield buf.pop()
+    rng.shuffle(buf)
+    yield from buf
+
+
+def strided(items: Iterator, place: Place, limit: int | None) -> Iterator[tuple[int, object]]:
+    """(index, item) for the items of the first `limit` (all when None) whose index belongs to this worker:
+    item i goes to worker i mod total, so every worker and rank together see each item exactly once."""
+    for i, item in enumerate(items):
+        if limit is not None and i >= limit:
+            return
+        if i % place.total == place.index:
+            yield i, item
