@@ -3,7 +3,8 @@
 Run directory layout:
   recipe.yaml              the resolved recipe (also stored inside every checkpoint)
   checkpoints/last.ckpt    written atomically every trainer.ckpt_every steps, at the end and on Ctrl-C
-  logs/metrics.csv         every logged term (TensorBoard events beside it when tensorboard is installed)
+  logs/version_N/          metrics.csv with every logged term, one version per start or resume
+                           (TensorBoard events beside it when tensorboard is installed)
   samples/step_N.png       reconstruction grids (inputs above, reconstructions below), one per validation
   summary.json             final step, wall time, final held-out metrics, skipped samples
 """
@@ -72,9 +73,9 @@ def build_trainer(recipe: Recipe, out: Path, callbacks: list):
 
         # The discriminator is not in the generator's graph (and vice versa): unused parameters are expected.
         strategy = DDPStrategy(find_unused_parameters=recipe.loss.gan.weight > 0)
-    loggers = [CSVLogger(out, name="logs", version="")]
+    loggers = [CSVLogger(out, name="logs")]  # logs/version_N: a resumed run never overwrites earlier logs
     if importlib.util.find_spec("tensorboard") is not None:
-        loggers.append(TensorBoardLogger(out, name="logs", version=""))
+        loggers.append(TensorBoardLogger(out, name="logs", version=loggers[0].version))
     return L.Trainer(
         accelerator=accelerator, devices=t.devices, num_nodes=t.num_nodes, strategy=strategy,
         precision=_precision(recipe, accelerator), max_steps=t.max_steps, max_epochs=-1,
