@@ -142,6 +142,7 @@ class TrainerConfig(Strict):
     val_every: int = Field(500, ge=1, description="validate (and write a grid) every N steps")
     ckpt_every: int = Field(500, ge=1)
     log_every: int = Field(10, ge=1)
+    max_minutes: Optional[float] = Field(None, gt=0, description="also stop after this much wall time")
     threads: Optional[int] = Field(None, ge=1, description="CPU threads for torch (default: torch's choice)")
 
 

@@ -99,8 +99,9 @@ _preset("llamagen_vq8", resolution=256, ch_mult=[1, 2, 2, 4], attn_resolutions=[
 # The classic taming VQGAN f16 with 1024 codes of dim 256 (no l2 normalisation): the "before" picture.
 _preset("taming_f16_1024", resolution=256, ch=128, ch_mult=[1, 1, 2, 2, 4], num_res_blocks=2, attn_resolutions=[16],
         z_channels=256, mid_attn=True, quantizer=dict(codebook_size=1024, dim=256, l2_norm=False))
-# Sized for a few CPU minutes at 64x64: f8, 1024 cosine codes of dim 8, no attention.
-_preset("small_f8_1024", resolution=64, ch=32, ch_mult=[1, 2, 2, 4], num_res_blocks=1, attn_resolutions=[],
+# Sized for a few CPU minutes at 64x64: f8, 1024 cosine codes of dim 8, no attention. Narrow at full
+# resolution (16 channels) and wide at the bottom (128): full-resolution convs dominate CPU time.
+_preset("small_f8_1024", resolution=64, ch=16, ch_mult=[1, 2, 4, 8], num_res_blocks=1, attn_resolutions=[],
         z_channels=64, mid_attn=False, quantizer=dict(codebook_size=1024, dim=8, l2_norm=True))
 # Tiny presets for tests: a forward/backward in well under a second on CPU.
 _preset("test_f4", resolution=16, ch=8, ch_mult=[1, 2, 2], num_res_blocks=1, attn_resolutions=[], z_channels=8,

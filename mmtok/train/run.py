@@ -79,6 +79,7 @@ def build_trainer(recipe: Recipe, out: Path, callbacks: list):
     return L.Trainer(
         accelerator=accelerator, devices=t.devices, num_nodes=t.num_nodes, strategy=strategy,
         precision=_precision(recipe, accelerator), max_steps=t.max_steps, max_epochs=-1,
+        max_time={"minutes": t.max_minutes} if t.max_minutes else None,
         val_check_interval=t.val_every * t.accumulate_grad_batches, check_val_every_n_epoch=None,
         num_sanity_val_steps=0, log_every_n_steps=t.log_every, logger=loggers, callbacks=callbacks,
         plugins=[AtomicCheckpointIO()], enable_checkpointing=False, enable_progress_bar=False,
