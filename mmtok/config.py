@@ -12,10 +12,10 @@ import difflib
 import importlib.resources
 import typing
 from pathlib import Path
-from typing import Any, Literal, Optional, Union
+from typing import Annotated, Any, Literal, Optional, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, model_validator
 
 from mmtok.errors import RecipeError
 
@@ -43,6 +43,103 @@ class QuantizerConfig(Strict):
     gradient: Literal["ste", "rotation"] = Field("ste", description="straight-through or rotation trick")
     entropy_temperature: float = Field(0.01, gt=0, description="softmax temperature of the entropy loss")
 
+    @property
+    def num_codebooks(self) -> int:
+        return 1
+
+
+MAX_IMPLICIT_CODES = 2**20  # FSQ / LFQ: code statistics keep one counter per code
+
+
+class ResidualVQConfig(QuantizerConfig):
+    """Residual VQ (SoundStream / EnCodec / DAC): `levels` vector quantizers in sequence, each quantizing what
+    the previous ones left. Every VQ field above applies to each level (each level has its own codebook of
+    `codebook_size` codes and its own projections); ids gain a trailing level dimension."""
+
+    kind: Literal["rvq"] = "rvq"
+    levels: int = Field(8, ge=1, description="number of residual codebooks (n_q)")
+    quantizer_dropout: float = Field(0.0, ge=0, le=1, description="probability that a training batch uses only "
+                                     "the first n ~ U[1, levels] levels (bitrate scalability, as DAC/EnCodec)")
+
+    @property
+    def num_codebooks(self) -> int:
+        return self.levels
+
+    def level_config(self) -> QuantizerConfig:
+        """The plain VQ config each level is built from."""
+        return QuantizerConfig(**self.model_dump(exclude={"kind", "levels", "quantizer_dropout"}))
+
+
+class FSQConfig(Strict):
+    """Finite scalar quantization (Mentzer et al. 2023): each of len(levels) channels is bounded and rounded
+    to levels[i] values; the implicit codebook is their product grid. No codebook loss, nothing learned."""
+
+    kind: Literal["fsq"] = "fsq"
+    levels: list[Annotated[int, Field(ge=2)]] = Field([8, 5, 5, 5], min_length=1,
+                                                      description="values per channel; codebook = their product")
+
+    @property
+    def codebook_size(self) -> int:
+        n = 1
+        for level in self.levels:
+            n *= level
+        return n
+
+    @property
+    def dim(self) -> int:
+        return len(self.levels)
+
+    @property
+    def num_codebooks(self) -> int:
+        return 1
+
+    @property
+    def l2_norm(self) -> bool:
+        return False
+
+    @model_validator(mode="after")
+    def _not_too_many_codes(self):
+        if self.codebook_size > MAX_IMPLICIT_CODES:
+            raise ValueError(f"levels {self.levels} make {self.codebook_size} codes; at most {MAX_IMPLICIT_CODES} "
+                             "(2**20) are supported")
+        return self
+
+
+class LFQConfig(Strict):
+    """Lookup-free quantization (MAGVIT-v2): `dim` channels, each quantized to its sign (+-codebook_scale);
+    the implicit codebook has 2**dim codes."""
+
+    kind: Literal["lfq"] = "lfq"
+    dim: int = Field(10, ge=1, le=20, description="bits per token; codebook_size = 2**dim")
+    codebook_scale: float = Field(1.0, gt=0, description="codes are +-codebook_scale per channel")
+    entropy_temperature: float = Field(0.01, gt=0, description="temperature of the entropy loss's code softmax")
+
+    @property
+    def codebook_size(self) -> int:
+        return 2**self.dim
+
+    @property
+    def num_codebooks(self) -> int:
+        return 1
+
+    @property
+    def l2_norm(self) -> bool:
+        return False
+
+
+def _quantizer_kind(value: Any) -> Any:
+    """The union tag of a quantizer section: its `kind`, "vq" when left out."""
+    return value.get("kind", "vq") if isinstance(value, dict) else getattr(value, "kind", None)
+
+
+# A tagged union on `kind`; a section without `kind` is a plain VQ (as before the union existed).
+AnyQuantizerConfig = Annotated[
+    Union[Annotated[QuantizerConfig, Tag("vq")], Annotated[ResidualVQConfig, Tag("rvq")],
+          Annotated[FSQConfig, Tag("fsq")], Annotated[LFQConfig, Tag("lfq")]],
+    Discriminator(_quantizer_kind, custom_error_type="quantizer_kind",
+                  custom_error_message="quantizer kind must be one of 'vq', 'rvq', 'fsq', 'lfq'"),
+]
+
 
 class VQGANConfig(Strict):
     """A taming/LlamaGen-style conv encoder and decoder around a vector quantizer."""
@@ -58,7 +155,7 @@ class VQGANConfig(Strict):
     mid_attn: bool = Field(True, description="self-attention in the middle blocks")
     z_channels: int = Field(256, ge=1)
     dropout: float = Field(0.0, ge=0, lt=1)
-    quantizer: QuantizerConfig = Field(default_factory=QuantizerConfig)
+    quantizer: AnyQuantizerConfig = Field(default_factory=QuantizerConfig)
 
     @property
     def downsample(self) -> int:
@@ -254,7 +351,10 @@ def _expand_preset(raw: dict) -> None:
 def _deep_merge(base: dict, top: dict) -> dict:
     out = copy.deepcopy(base)
     for k, v in top.items():
-        out[k] = _deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else copy.deepcopy(v)
+        merge = isinstance(v, dict) and isinstance(out.get(k), dict)
+        if merge and "kind" in v and "kind" in out[k] and v["kind"] != out[k]["kind"]:
+            merge = False  # a section that changes kind (a preset's vq quantizer -> fsq) starts afresh
+        out[k] = _deep_merge(out[k], v) if merge else copy.deepcopy(v)
     return out
 
 
@@ -267,10 +367,11 @@ def dump(recipe: Recipe) -> str:
 
 
 def _describe_error(err: dict) -> str:
-    loc = tuple(p for p in err["loc"] if isinstance(p, (str, int)))
+    raw_loc = tuple(p for p in err["loc"] if isinstance(p, (str, int)))
+    loc, _ = _walk(Recipe, raw_loc)
     path = ".".join(str(p) for p in loc) or "(top)"
     if err["type"] == "extra_forbidden":
-        fields = _fields_at(Recipe, loc[:-1])
+        fields = _fields_at(Recipe, raw_loc[:-1])
         hint = _choices_hint(str(loc[-1]), fields) if fields else ""
         return f"{path}: unknown key" + (f" ({hint})" if hint else "")
     return f"{path}: {err['msg']} (got {err.get('input')!r})"
@@ -285,21 +386,38 @@ def _choices_hint(name: str, choices) -> str:
 
 def _fields_at(cls: type[BaseModel], loc: tuple) -> list[str]:
     """Field names of the pydantic model found at `loc` inside `cls` (empty if not a model)."""
+    found = _walk(cls, loc)[1]
+    return list(found.model_fields) if found is not None else []
+
+
+def _walk(cls: type[BaseModel], loc: tuple) -> tuple[tuple, type[BaseModel] | None]:
+    """Follow a pydantic error `loc` down from `cls`: (the loc as the user wrote it, the model class found there
+    or None). After a tagged-union field pydantic inserts the member's tag (('model', 'quantizer', 'fsq',
+    'levls')): the tag picks the member and is dropped from the returned loc. A union without a tag in the loc
+    means its first member (the default kind)."""
+    out: list = []
+    members: list[tuple[type[BaseModel], Optional[str]]] = [(cls, None)]
     for part in loc:
-        field = cls.model_fields.get(str(part))
-        if field is None:
-            return []
-        cls = _model_class(field.annotation)
-        if cls is None:
-            return []
-    return list(cls.model_fields)
+        tagged = {tag: c for c, tag in members if tag is not None}
+        if len(members) > 1 and str(part) in tagged:
+            members = [(tagged[str(part)], None)]
+            continue
+        out.append(part)
+        field = members[0][0].model_fields.get(str(part)) if members else None
+        members = _members(field.annotation, field.discriminator) if field is not None else []
+    return tuple(out), (members[0][0] if members else None)
 
 
-def _model_class(annotation) -> type[BaseModel] | None:
+def _members(annotation, discriminator=None) -> list[tuple[type[BaseModel], Optional[str]]]:
+    """(model class, union tag or None) for every pydantic model inside an annotation: itself, or the members
+    of a union / Optional. Tags come from `Tag(...)` metadata or from the Literal field a string
+    `discriminator` names."""
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return annotation
-    for arg in typing.get_args(annotation):
-        found = _model_class(arg)
-        if found is not None:
-            return found
-    return None
+        field = annotation.model_fields.get(discriminator) if isinstance(discriminator, str) else None
+        literal = typing.get_args(field.annotation) if field is not None else ()
+        return [(annotation, str(literal[0]) if len(literal) == 1 else None)]
+    if typing.get_origin(annotation) is Annotated:
+        tags = [m.tag for m in annotation.__metadata__ if isinstance(m, Tag)]
+        inner = _members(typing.get_args(annotation)[0], discriminator)
+        return [(c, tags[0]) for c, _ in inner] if tags and len(inner) == 1 else inner
+    return [m for arg in typing.get_args(annotation) for m in _members(arg, discriminator)]

@@ -21,3 +21,13 @@ class QuantizeOutput:
     ids: torch.Tensor
     losses: dict[str, torch.Tensor] = field(default_factory=dict)
     stats: dict[str, torch.Tensor] = field(default_factory=dict)
+
+
+def check_ids(ids: torch.Tensor, K: int, who: str) -> None:
+    """Raise ValueError unless every id lies in [0, K). Eager mode only: under torch.compile / torch.export the
+    check is skipped, since a data-dependent branch would break the graph."""
+    if torch.compiler.is_compiling() or not ids.numel():
+        return
+    lo, hi = int(ids.min()), int(ids.max())
+    if lo < 0 or hi >= K:
+        raise ValueError(f"{who} code ids must lie in [0, {K}), got [{lo}, {hi}]")

@@ -10,7 +10,7 @@ from torch import nn
 from mmtok.config import VQGANConfig
 from mmtok.errors import MmtokError
 from mmtok.nn.conv import Decoder, Encoder
-from mmtok.quantize.vq import VectorQuantizer
+from mmtok.quantize import build_quantizer
 from mmtok.registry import PRESETS, TOKENIZERS
 from mmtok.tokenizers.base import TokenizerOutput
 
@@ -29,7 +29,7 @@ class VQGAN(nn.Module):
                       attn_resolutions=cfg.attn_resolutions, mid_attn=cfg.mid_attn, z_channels=cfg.z_channels,
                       resolution=cfg.resolution, dropout=cfg.dropout)
         self.encoder = Encoder(in_channels=cfg.in_channels, **common)
-        self.quantizer = VectorQuantizer(cfg.z_channels, cfg.quantizer, entropy_loss=entropy_loss)
+        self.quantizer = build_quantizer(cfg.z_channels, cfg.quantizer, entropy_loss=entropy_loss)
         self.decoder = Decoder(out_channels=cfg.in_channels, **common)
 
     @property
@@ -44,7 +44,7 @@ class VQGAN(nn.Module):
             "token_grid": [g, g],
             "tokens_per_sample": g * g,
             "downsample": self.cfg.downsample,
-            "num_codebooks": 1,
+            "num_codebooks": q.num_codebooks,
             "codebook_size": q.codebook_size,
             "codebook_dim": q.dim,
             "quantizer": q.kind,
@@ -76,17 +76,18 @@ class VQGAN(nn.Module):
 
     @torch.no_grad()
     def encode(self, x: torch.Tensor) -> torch.Tensor:
-        """Images [B, 3, H, W] in [-1, 1] -> ids [B, H/f, W/f]."""
+        """Images [B, 3, H, W] in [-1, 1] -> ids [B, H/f, W/f] ([B, H/f, W/f, levels] for a residual quantizer)."""
         self.check_input(x)
         return self._quantize(x).ids
 
     @torch.no_grad()
     def decode(self, ids: torch.Tensor) -> torch.Tensor:
-        """Ids [B, h, w] -> images [B, 3, h*f, w*f] in about [-1, 1]."""
+        """Ids [B, h, w] (or [B, h, w, n] for a residual quantizer, n <= levels) -> images [B, 3, h*f, w*f]."""
         return self.decoder(self.quantizer.lookup(ids).permute(0, 3, 1, 2))
 
 
 def _preset(name: str, **fields) -> None:
+    fields["quantizer"] = {"kind": "vq", **fields["quantizer"]}  # explicit: a recipe's other kind replaces it
     PRESETS.register(name, {"family": "vqgan", "preset": name, **fields})
 
 
