@@ -1,0 +1,70 @@
+"""`mmtok doctor`: what this machine has: every pretrained asset, torch, CUDA, Triton, bf16, CPU threads."""
+from __future__ import annotations
+
+import importlib.util
+import os
+import platform
+
+
+def asset_rows() -> list[tuple[str, str, str, str]]:
+    """(name, "found" | "missing", the path found or every place looked, how to provide it) per asset."""
+    from mmtok.assets import ASSETS
+
+    rows = []
+    for name, asset in ASSETS.items():
+        found = asset.find()
+        where = str(found) if found else "\n".join(str(p) for p in asset.candidates())
+        rows.append((name, "found" if found else "missing", where, "" if found else asset.how))
+    return rows
+
+
+def environment_rows() -> list[tuple[str, str]]:
+    import torch
+
+    import mmtok
+
+    cuda = torch.cuda.is_available()
+    names = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())] if cuda else []
+    if cuda:
+        bf16 = "yes" if torch.cuda.is_bf16_supported() else "no (this GPU lacks native bf16)"
+    else:
+        bf16 = "CPU only: bf16 autocast works but is slow; training uses fp32 on CPU"
+    try:
+        triton = importlib.util.find_spec("triton") is not None  # found, not imported (importing is slow)
+    except (ImportError, ValueError):
+        triton = False
+    return [
+        ("mmtok", mmtok.__version__),
+        ("python", platform.python_version()),
+        ("torch", torch.__version__),
+        ("CUDA available", f"yes, {len(names)} device(s): " + ", ".join(names) if cuda else "no"),
+        ("CUDA runtime", str(torch.version.cuda)),
+        ("triton importable", "yes (fused lookup kernels on CUDA)" if triton else "no (torch lookup path)"),
+        ("bf16", bf16),
+        ("CPU threads (torch)", f"{torch.get_num_threads()} of {os.cpu_count()} cores"),
+        ("MMTOK_HOME", os.environ.get("MMTOK_HOME", "(unset: ~/.cache/mmtok)")),
+    ]
+
+
+def doctor_command():
+    """List every pretrained asset (found or missing, where, how to get it) and the machine's torch setup.
+
+    Always exits 0: a missing asset only disables what needs it (e.g. rFID without the Inception weights).
+    """
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    assets = Table(title="assets (resolved: explicit path, then $MMTOK_HOME/assets, then the library's cache)")
+    for col in ("asset", "status", "path / looked in", "how to provide it"):
+        assets.add_column(col, overflow="fold")
+    for name, status, where, how in asset_rows():
+        colour = "green" if status == "found" else "red"
+        assets.add_row(name, f"[{colour}]{status}[/{colour}]", where, how)
+    console.print(assets)
+    env = Table(title="environment")
+    env.add_column("what")
+    env.add_column("value", overflow="fold")
+    for what, value in environment_rows():
+        env.add_row(what, value)
+    console.print(env)

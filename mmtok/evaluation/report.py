@@ -1,0 +1,88 @@
+"""Presenting an evaluation: metric rows (shared by the rich table, report.md and the bundle's model card),
+metrics.json and report.md."""
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+
+UNAVAILABLE = "unavailable"
+
+
+def _fmt(value, spec: str) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, str):
+        return value
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    return format(value, spec)
+
+
+def metric_rows(m: dict) -> list[tuple[str, str]]:
+    """(label, formatted value) for every metric present in a metrics dict (metrics.json["metrics"])."""
+    rows = []
+    table = [
+        ("rfid", "rFID", ".3f"), ("psnr", "PSNR (dB)", ".2f"), ("ssim", "SSIM", ".4f"),
+        ("lpips_vgg", "LPIPS (VGG)", ".4f"), ("lpips_alex", "LPIPS (AlexNet)", ".4f"),
+    ]
+    for key, label, spec in table:
+        if key in m:
+            rows.append((label, _fmt(m[key], spec)))
+    if "codebook_usage_pct" in m:
+        rows.append(("codebook usage", f"{m['codebook_usage_pct']:.1f}% ({m.get('codebook_used')}/{m.get('codebook_size')})"))
+    if "codebook_perplexity" in m:
+        rows.append(("codebook perplexity", f"{m['codebook_perplexity']:.1f}"))
+    if "codebook_entropy_bits" in m:
+        top = m.get("codebook_entropy_max_bits")
+        rows.append(("codebook entropy (bits)", f"{m['codebook_entropy_bits']:.2f}" + (f" / {top:.2f}" if top else "")))
+    if "tokens_per_sample" in m:
+        rows.append(("tokens per sample", _fmt(m["tokens_per_sample"], "g")))
+    for key, label in (("encode_samples_per_s", "encode (samples/s)"), ("decode_samples_per_s", "decode (samples/s)")):
+        if key in m:
+            rows.append((label, _fmt(m[key], ".1f")))
+    return rows
+
+
+def write_json(path: Path, data: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2) + "\n")
+    os.replace(tmp, path)
+
+
+def report_markdown(result: dict) -> str:
+    """report.md: model, protocol, metrics, what was unavailable and why, and the two pictures."""
+    model, proto, m = result["model"], result["protocol"], result["metrics"]
+    lines = [
+        f"# Evaluation of {model.get('recipe_name')} ({model.get('path')})",
+        "",
+        f"{proto['num_samples']} images of `{proto['data']}` ({proto['split']} split: {proto['crop']}), "
+        f"{proto['resolution']}x{proto['resolution']}, {model['weights']} weights"
+        + (f" (step {model['step']})" if model.get("step", -1) >= 0 else "")
+        + f", mmtok {result['mmtok_version']}, seed {proto['seed']}, {proto['devices']} device(s) ({proto['device']}).",
+        "",
+        "| metric | value |",
+        "|---|---|",
+    ]
+    lines += [f"| {label} | {value} |" for label, value in metric_rows(m)]
+    lines.append("")
+    if result.get("unavailable"):
+        lines += ["Unavailable:", ""] + [f"- **{k}**: {why}" for k, why in result["unavailable"].items()] + [""]
+    lines += [
+        "rFID: Inception-v3 pool3 features of the cropped originals"
+        + (" (precomputed reference statistics)" if proto.get("reference_stats") else "")
+        + f" and of the reconstructions, float64 statistics ({proto.get('fid_weights') or 'weights unavailable'}). "
+        f"PSNR and SSIM on [0, 1] images with data_range 1.0. {proto['reconstructions']}. "
+        f"Throughput: {proto['throughput']}.",
+        "",
+    ]
+    if model.get("note"):
+        lines += [f"Note: {model['note']}", ""]
+    files = result.get("files", {})
+    if "grid" in files:
+        lines += ["## Reconstructions (originals above, reconstructions below)", "", f"![reconstructions]({files['grid']})", ""]
+    if "usage_plot" in files:
+        lines += ["## Codebook usage (code frequencies, sorted, log scale)", "", f"![codebook usage]({files['usage_plot']})", ""]
+    return "\n".join(lines)

@@ -1,0 +1,180 @@
+"""Writing a bundle: `export_bundle(model, out_dir)` -> a directory a model team can use without mmtok's
+training code.
+
+    config.json         format_version, mmtok_version, family, the resolved model section, weights (ema|raw)
+    model.safetensors   the tokenizer's weights (EMA by default), contiguous fp32 tensors
+    tokenizer.json      token metadata: modality, input size/range/normalisation, grid, codebook, id layout
+                        and offsets, suggested special tokens (see `tokenizer_meta`)
+    recipe.yaml         the exact resolved training recipe (for fine-tuning: `mmtok train recipe.yaml`)
+    eval.json           the model's evaluation (`mmtok eval`), when one matches these weights
+    README.md           model card: tokens, metrics, recipe, usage
+    encoder.pt2         (--graphs) torch.export graph: images -> ids, dynamic batch
+    decoder.pt2         (--graphs) torch.export graph: ids -> images
+    checksums.json      sha256 of every other file
+
+The bundle is built in OUT_DIR.tmp and renamed into place, so OUT_DIR is either absent or complete.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+from mmtok.errors import CheckpointError, MmtokError
+from mmtok.export.load import CHECKSUMS_FILE, CONFIG_FILE, FORMAT_VERSION, META_FILE, WEIGHTS_FILE, sha256
+
+PARTIAL_MARKER = ".mmtok-partial"
+
+
+def tokenizer_meta(model, recipe) -> dict:
+    """tokenizer.json: the model's `meta` plus everything a language model needs to use the ids."""
+    meta = dict(model.meta)
+    k = int(meta["codebook_size"])
+    width = max(5, len(str(k - 1)))
+    r = recipe.model.resolution
+    meta.update({
+        "format_version": FORMAT_VERSION,
+        "input": {
+            "shape": meta["input_size"], "layout": "[B, C, H, W], RGB, channels first", "dtype": "float32",
+            "value_range": [-1.0, 1.0], "normalisation": "x = pixel / 127.5 - 1 for 8-bit pixels (0 -> -1, 255 -> 1)",
+            "mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5],
+            "resize": f"shorter side to {r} (bicubic, antialiased), then a centre crop {r}x{r}",
+        },
+        "ids": {
+            "dtype": "int64", "shape": ["B", *meta["token_grid"]], "range": [0, k],
+            "layout": "row-major over the grid (raster order: left to right, then top to bottom); "
+                      "flat index = row * width + col",
+            "offset": 0,
+            "offsets_note": "ids are codebook indices starting at 0; add your own vocabulary offset in the LM",
+        },
+        "vocab_size": k,
+        "special_tokens": {
+            "begin": "<img>", "end": "</img>", "code_format": f"<img_{{:0{width}d}}>",
+            "note": f"suggested: one image = begin, then the {meta['tokens_per_sample']} codes in row-major order "
+                    f"as code_format.format(id), then end; {k} + 2 new tokens in all",
+        },
+    })
+    return meta
+
+
+def find_eval(model_path: Path, source: str) -> Path | None:
+    """Where `mmtok eval` left metrics for this model, if anywhere."""
+    p = Path(model_path)
+    if source == "bundle":
+        candidates = [p / "eval.json"]
+    elif source == "run":
+        candidates = [p / "eval" / "metrics.json"]
+    else:  # a .ckpt: its run's eval folder when it sits in RUN/checkpoints/
+        candidates = [p.parent.parent / "eval" / "metrics.json"] if p.parent.name == "checkpoints" else []
+        candidates.append(p.parent / "eval" / "metrics.json")
+    return next((c for c in candidates if c.is_file()), None)
+
+
+def matching_eval(path: Path | None, info: dict) -> tuple[dict | None, str]:
+    """(the evaluation, "") when it evaluated these very weights, else (None, why it was left out)."""
+    if path is None:
+        return None, "no evaluation found (run `mmtok eval MODEL --data ...` before exporting)"
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        return None, f"{path} is unreadable ({e}); eval.json left out"
+    model = data.get("model", {})
+    if info["source"] != "bundle" and (model.get("step") != info["step"] or model.get("weights") != info["weights"]):
+        return None, (f"{path} evaluated step {model.get('step')} ({model.get('weights')} weights), but the export "
+                      f"is step {info['step']} ({info['weights']} weights); eval.json left out: re-run `mmtok eval`")
+    return data, ""
+
+
+def export_bundle(model_path: str | os.PathLike, out_dir: str | os.PathLike, *, ema: bool = True, graphs: bool = False,
+                  force: bool = False) -> dict:
+    """Write the bundle for a run directory, checkpoint or bundle at `model_path` into `out_dir`.
+
+    Returns {"out", "files" (name -> sha256), "info" (from load_model), "eval" (path used or None), "notes"}.
+    Refuses an existing non-empty `out_dir` unless `force`. With `graphs`, also writes encoder.pt2 /
+    decoder.pt2 and checks them against the eager model before the bundle is moved into place.
+    """
+    import mmtok
+    from mmtok import config as recipes
+    from mmtok.export.card import model_card
+    from mmtok.model_io import load_model
+
+    out = Path(out_dir)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not force:
+        raise CheckpointError(f"{out} already exists and is not empty", hint="choose another OUT_DIR or add --force")
+    model, recipe, info = load_model(model_path, ema=ema)
+    notes = [info["note"]] if info.get("note") else []
+    eval_file = find_eval(Path(model_path), info["source"])
+    evaluation, why = matching_eval(eval_file, info)
+    if why:
+        notes.append(why)
+
+    tmp = _fresh_tmp(out)
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    from safetensors.torch import save_file
+
+    save_file(state, str(tmp / WEIGHTS_FILE), metadata={"format": "pt", "mmtok_version": mmtok.__version__})
+    cfg = {"format_version": FORMAT_VERSION, "mmtok_version": mmtok.__version__, "family": recipe.model.family,
+           "model": recipe.model.model_dump(mode="json"), "weights": info["weights"], "step": info["step"],
+           "recipe_name": recipe.name, "seed": recipe.seed}
+    meta = tokenizer_meta(model, recipe)
+    _write_json(tmp / CONFIG_FILE, cfg)
+    _write_json(tmp / META_FILE, meta)
+    (tmp / "recipe.yaml").write_text(recipes.dump(recipe))
+    if evaluation is not None:
+        _write_json(tmp / "eval.json", evaluation)
+    if graphs:
+        _write_graphs(model, recipe, tmp)
+    (tmp / "README.md").write_text(model_card(cfg, meta, evaluation, recipes.dump(recipe), info,
+                                              graphs=graphs, name=out.name))
+    files = {p.name: sha256(p) for p in sorted(tmp.iterdir()) if p.is_file() and p.name != PARTIAL_MARKER}
+    _write_json(tmp / CHECKSUMS_FILE, {"algorithm": "sha256", "files": files})
+    (tmp / PARTIAL_MARKER).unlink()
+    _move_into_place(tmp, out)
+    return {"out": out, "files": files, "info": info, "eval": str(eval_file) if evaluation else None, "notes": notes}
+
+
+def _write_graphs(model, recipe, tmp: Path) -> None:
+    import torch
+
+    from mmtok.export.graphs import check_graphs, export_graphs
+
+    r = recipe.model.resolution
+    try:
+        export_graphs(model, tmp)
+        gen = torch.Generator().manual_seed(0)
+        check_graphs(model, tmp, torch.rand(3, recipe.model.in_channels, r, r, generator=gen) * 2 - 1)
+    except Exception as e:  # noqa: BLE001 - an export failure must leave no bundle behind and say why
+        shutil.rmtree(tmp, ignore_errors=True)
+        first = str(e).strip().splitlines()[0][:300] if str(e).strip() else ""
+        raise MmtokError(f"torch.export of the encoder/decoder graphs failed: {type(e).__name__}: {first}",
+                         hint="export without --graphs; the bundle's safetensors weights work with mmtok.load") from e
+
+
+def _write_json(path: Path, data: dict) -> None:
+    path.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n")
+
+
+def _fresh_tmp(out: Path) -> Path:
+    """An empty OUT_DIR.tmp holding a marker; a leftover one from an interrupted export (marked) is removed."""
+    tmp = out.with_name(out.name + ".tmp")
+    if tmp.exists():
+        if not (tmp / PARTIAL_MARKER).is_file():
+            raise CheckpointError(f"{tmp} exists and was not made by mmtok export",
+                                  hint="remove or rename it; export builds the bundle there before moving it")
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    (tmp / PARTIAL_MARKER).write_text("an mmtok export in progress (or interrupted); safe to delete\n")
+    return tmp
+
+
+def _move_into_place(tmp: Path, out: Path) -> None:
+    if out.is_dir() and not any(out.iterdir()):
+        out.rmdir()
+    if out.exists():  # --force over an existing bundle: swap, then delete the old one
+        old = out.with_name(f".{out.name}.replaced-{os.getpid()}")
+        os.replace(out, old)
+        os.replace(tmp, out)
+        shutil.rmtree(old) if old.is_dir() else old.unlink()
+    else:
+        os.replace(tmp, out)

@@ -1,0 +1,100 @@
+"""The bundle's model card (README.md): what the tokens are, how good they are, how to use them, and the
+exact recipe that trained them."""
+from __future__ import annotations
+
+
+def model_card(cfg: dict, meta: dict, evaluation: dict | None, recipe_yaml: str, info: dict, *, graphs: bool,
+               name: str) -> str:
+    from mmtok.evaluation.report import metric_rows
+
+    g = "x".join(str(s) for s in meta["token_grid"])
+    r = meta["input_size"][-1]
+    k, dim = meta["codebook_size"], meta["codebook_dim"]
+    lines = [
+        f"# {name}",
+        "",
+        f"A discrete {meta['modality']} tokenizer ({cfg['family']}, recipe `{cfg['recipe_name']}`) exported by "
+        f"mmtok {cfg['mmtok_version']}: a {r}x{r} RGB image becomes {meta['tokens_per_sample']} tokens "
+        f"({g} grid, downsample {meta['downsample']}) from a codebook of {k} codes.",
+        "",
+        "| | |",
+        "|---|---|",
+        f"| input | float32 [B, 3, {r}, {r}], RGB, values in [-1, 1] (pixel / 127.5 - 1) |",
+        f"| preprocessing | {meta['input']['resize']} |",
+        f"| tokens | {meta['tokens_per_sample']} per image, grid {g}, row-major (raster) order, ids in [0, {k}) |",
+        f"| codebook | {meta['num_codebooks']} x {k} codes of dim {dim} ({meta['quantizer']}"
+        f"{', l2-normalised' if meta.get('l2_norm') else ''}) |",
+        f"| weights | {cfg['weights']} (training step {cfg['step']}) |",
+        f"| suggested LM tokens | `{meta['special_tokens']['begin']}` codes as "
+        f"`{meta['special_tokens']['code_format']}` `{meta['special_tokens']['end']}` |",
+        "",
+        "## Evaluation",
+        "",
+    ]
+    if evaluation:
+        proto = evaluation.get("protocol", {})
+        lines += [
+            f"Reconstruction of {proto.get('num_samples')} images of `{proto.get('data')}` at "
+            f"{proto.get('resolution')}px ({proto.get('crop')}), {evaluation.get('model', {}).get('weights')} "
+            "weights (full protocol in eval.json).",
+            "",
+            "| metric | value |",
+            "|---|---|",
+        ]
+        lines += [f"| {label} | {value} |" for label, value in metric_rows(evaluation.get("metrics", {}))]
+    else:
+        lines.append("Not evaluated before export (run `mmtok eval MODEL --data ...`, then export again).")
+    lines += [
+        "",
+        "## Usage",
+        "",
+        "```python",
+        "import mmtok",
+        "",
+        f'tok = mmtok.load("{name}")            # verifies checksums; JSON + safetensors only',
+        'ids = tok.encode(["photo.jpg"])       # LongTensor [1, ' + ", ".join(str(s) for s in meta["token_grid"]) + "]",
+        "images = tok.decode(ids)              # float32 [1, 3, " + f"{r}, {r}] in [-1, 1]",
+        "tok.to_pil(images)[0].save(\"recon.png\")",
+        "```",
+        "",
+        "From a shell:",
+        "",
+        "```bash",
+        f"mmtok encode {name} photo.jpg --out ids.npy",
+        f"mmtok decode {name} ids.npy --out recon/",
+        "```",
+        "",
+    ]
+    if graphs:
+        lines += [
+            "Without mmtok (plain torch, graphs made with torch.export, dynamic batch):",
+            "",
+            "```python",
+            "import torch",
+            "",
+            f'encoder = torch.export.load("{name}/encoder.pt2").module()',
+            f'decoder = torch.export.load("{name}/decoder.pt2").module()',
+            f"ids = encoder(images)      # images: float32 [B, 3, {r}, {r}] in [-1, 1] -> int64 [B, {g.replace('x', ', ')}]",
+            "recon = decoder(ids)       # -> float32 images in [-1, 1]",
+            "```",
+            "",
+        ]
+    lines += [
+        "The weights alone: `safetensors.torch.load_file(\"model.safetensors\")` (keys of mmtok's "
+        f"`{cfg['family']}` module; config.json holds its constructor arguments).",
+        "",
+        "## Training recipe",
+        "",
+        "```yaml",
+        recipe_yaml.rstrip(),
+        "```",
+        "",
+        "## Files",
+        "",
+        "config.json (model configuration, versions), model.safetensors (weights), tokenizer.json (token "
+        "metadata), recipe.yaml (the recipe above)" + (", eval.json (evaluation)" if evaluation else "")
+        + (", encoder.pt2 / decoder.pt2 (torch.export graphs)" if graphs else "")
+        + ", checksums.json (sha256 of every file; checked by mmtok.load).",
+        "",
+    ]
+    return "\n".join(lines)

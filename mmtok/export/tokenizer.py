@@ -1,0 +1,163 @@
+"""`Tokenizer`: what `mmtok.load(bundle)` returns. Images in, ids out, and back, with every input checked.
+
+    tok = mmtok.load("bundles/vq16")
+    ids = tok.encode(["cat.jpg", pil_image])   # LongTensor [B, h, w], row-major grid, ids in [0, K)
+    images = tok.decode(ids)                  # float32 [B, 3, R, R] in [-1, 1]
+    tok.meta                                  # tokenizer.json: grid, codebook, special tokens, normalisation
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from mmtok.errors import MmtokError
+
+RANGE_TOLERANCE = 1e-3  # float slack on the [-1, 1] check (e.g. values read back from fp16)
+
+
+class Tokenizer:
+    """A loaded bundle: `encode`, `decode`, `meta`, `to(device)`. Wraps the model (`.model`), which stays in
+    eval mode; all calls run without gradients."""
+
+    def __init__(self, model: nn.Module, meta: dict, config: dict, path: Path | None = None):
+        self.model = model.eval()
+        self.meta = meta
+        self.config = config
+        self.path = path
+        size = meta.get("input_size") or [3, model.cfg.resolution, model.cfg.resolution]
+        self.channels, self.resolution = int(size[0]), int(size[-1])
+        self.token_grid = tuple(int(g) for g in meta["token_grid"])
+        self.codebook_size = int(meta["codebook_size"])
+
+    # ------------------------------------------------------------------------------------------- basics
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def to(self, device: str | torch.device) -> "Tokenizer":
+        self.model.to(device)
+        return self
+
+    def __repr__(self) -> str:
+        g = "x".join(str(s) for s in self.token_grid)
+        return (f"Tokenizer({self.meta.get('family', '?')}, {self.resolution}px -> {g} tokens, "
+                f"{self.codebook_size} codes, path={str(self.path) if self.path else None!r})")
+
+    # ------------------------------------------------------------------------------------------- encode
+
+    def preprocess(self, images: Any, *, check_range: bool = True) -> torch.Tensor:
+        """float32 [B, C, R, R] in [-1, 1] on this tokenizer's device from: a tensor / array [B, C, R, R]
+        (or [C, R, R]) already in [-1, 1]; a PIL image; an image path; or a list of these. PIL images and
+        paths are converted to RGB, resized (shorter side to R, bicubic) and centre-cropped to R x R."""
+        items = images if isinstance(images, (list, tuple)) else [images]
+        if not items:
+            raise MmtokError("encode got an empty list", hint="pass at least one image")
+        tensors = [self._one(item, check_range) for item in items]
+        return torch.cat(tensors).to(self.device)
+
+    def _one(self, item: Any, check_range: bool) -> torch.Tensor:
+        from PIL import Image
+
+        if isinstance(item, (str, os.PathLike)):
+            from mmtok.data.image import read_image
+
+            item = read_image(item)
+        if isinstance(item, Image.Image):
+            from mmtok.data.image import image_to_tensor, to_rgb
+
+            return image_to_tensor(to_rgb(item), self.resolution, random_crop=False).unsqueeze(0)
+        if isinstance(item, np.ndarray):
+            item = torch.from_numpy(item)
+        if not isinstance(item, torch.Tensor):
+            raise MmtokError(f"encode cannot take a {type(item).__name__}",
+                             hint="pass a float tensor [B, 3, H, W] in [-1, 1], PIL images, image paths, or a list")
+        return self.check_images(item, check_range=check_range)
+
+    def check_images(self, x: torch.Tensor, *, check_range: bool = True) -> torch.Tensor:
+        """x as float32 [B, C, R, R]; MmtokError naming the problem for a wrong dtype, shape or value range."""
+        c, r = self.channels, self.resolution
+        expected = f"float images [B, {c}, {r}, {r}] in [-1, 1] (x = pixel / 127.5 - 1)"
+        if not x.is_floating_point():
+            raise MmtokError(f"encode got a {str(x.dtype).replace('torch.', '')} tensor; it expects {expected}",
+                             hint="convert with x.float() / 127.5 - 1, or pass PIL images or paths")
+        if x.dim() == 3:
+            x = x.unsqueeze(0)
+        if x.dim() != 4 or x.shape[1] != c:
+            raise MmtokError(f"encode got a tensor of shape {tuple(x.shape)}; it expects {expected}",
+                             hint="channels first; pass PIL images or paths to have them converted")
+        if tuple(x.shape[-2:]) != (r, r):
+            raise MmtokError(f"encode got {x.shape[-2]}x{x.shape[-1]} images; this tokenizer takes {r}x{r}",
+                             hint=f"resize the shorter side to {r} and centre-crop, or pass PIL images or paths "
+                             "(done for you)")
+        x = x.float()
+        if x.numel() and not bool(torch.isfinite(x).all()):
+            raise MmtokError("encode got images with NaN or infinite values", hint=f"it expects {expected}")
+        lo, hi = (float(x.min()), float(x.max())) if x.numel() else (0.0, 0.0)
+        if lo < -1 - RANGE_TOLERANCE or hi > 1 + RANGE_TOLERANCE:
+            guess = " (looks like 0..255 pixels)" if lo >= -RANGE_TOLERANCE and hi > 2 else ""
+            raise MmtokError(f"encode got values in [{lo:.4g}, {hi:.4g}]{guess}; it expects images in [-1, 1]",
+                             hint="normalise with x / 127.5 - 1 (0..255) or x * 2 - 1 (0..1)")
+        if check_range and x.numel() and lo >= 0:
+            raise MmtokError(f"encode got values in [{lo:.4g}, {hi:.4g}], all >= 0: these look like [0, 1] images; "
+                             "it expects images in [-1, 1]",
+                             hint="normalise with x * 2 - 1; if they really are [-1, 1] images with no pixel darker "
+                             "than mid-grey, pass check_range=False")
+        return x.clamp(-1, 1)
+
+    @torch.no_grad()
+    def encode(self, images: Any, *, check_range: bool = True) -> torch.Tensor:
+        """Token ids, LongTensor [B, h, w] (row-major grid, values in [0, K)), for `images` in any form
+        `preprocess` takes."""
+        return self.model.encode(self.preprocess(images, check_range=check_range))
+
+    # ------------------------------------------------------------------------------------------- decode
+
+    def check_ids(self, ids: Any) -> torch.Tensor:
+        """ids as int64 [B, h, w] on this device from [B, h, w], [h, w] or flat [B, h*w] integers;
+        MmtokError naming the problem for floats, a wrong grid or values outside [0, K)."""
+        if isinstance(ids, (list, tuple)):
+            ids = np.asarray(ids)
+        if isinstance(ids, np.ndarray):
+            if ids.dtype.kind not in "iu":
+                raise MmtokError(f"decode got a {ids.dtype} array; token ids must be integers")
+            ids = torch.from_numpy(ids.astype(np.int64))
+        if not isinstance(ids, torch.Tensor):
+            raise MmtokError(f"decode cannot take a {type(ids).__name__}", hint="pass a LongTensor [B, h, w] of ids")
+        if ids.is_floating_point() or ids.is_complex() or ids.dtype == torch.bool:
+            raise MmtokError(f"decode got a {str(ids.dtype).replace('torch.', '')} tensor; token ids must be integers")
+        h, w = self.token_grid
+        if ids.dim() == 2 and tuple(ids.shape) == (h, w):
+            ids = ids.unsqueeze(0)
+        elif ids.dim() == 2 and ids.shape[1] == h * w:
+            ids = ids.reshape(-1, h, w)  # flat sequences, row-major
+        if ids.dim() != 3 or tuple(ids.shape[1:]) != (h, w):
+            raise MmtokError(f"decode got ids of shape {tuple(ids.shape)}; this tokenizer's grid is {h}x{w}",
+                             hint=f"pass [B, {h}, {w}] or flat [B, {h * w}] row-major sequences")
+        ids = ids.long()
+        k = self.codebook_size
+        if ids.numel():
+            lo, hi = int(ids.min()), int(ids.max())
+            if lo < 0 or hi >= k:
+                raise MmtokError(f"decode got ids in [{lo}, {hi}]; this codebook's ids lie in [0, {k})",
+                                 hint="strip special tokens and vocabulary offsets before decoding")
+        return ids.to(self.device)
+
+    @torch.no_grad()
+    def decode(self, ids: Any) -> torch.Tensor:
+        """Images float32 [B, C, R, R] clamped to [-1, 1] for ids [B, h, w] (or [h, w], or flat [B, h*w])."""
+        return self.model.decode(self.check_ids(ids)).float().clamp(-1, 1)
+
+    @staticmethod
+    def to_pil(images: torch.Tensor) -> list:
+        """[B, 3, H, W] in [-1, 1] -> a list of RGB PIL images (pixel = round((x + 1) * 127.5))."""
+        from PIL import Image
+
+        from mmtok.train.samples import to_uint8
+
+        return [Image.fromarray(a) for a in to_uint8(images)]

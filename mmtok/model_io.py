@@ -1,0 +1,146 @@
+"""Load a trained tokenizer from wherever it lives: a run directory, a Lightning checkpoint, or a bundle.
+
+`load_model(path, ema=True) -> (tokenizer nn.Module in eval mode, Recipe, info)`.
+
+- run directory (holds checkpoints/last.ckpt): that checkpoint.
+- `.ckpt` file: a checkpoint written by `mmtok train`. Read with `torch.load(weights_only=True)`: mmtok's
+  checkpoints hold only tensors, numbers, strings and plain containers (the recipe is stored as a dict under
+  checkpoint["mmtok"]), so nothing is ever unpickled beyond those. A checkpoint that needs arbitrary
+  unpickling is refused with a CheckpointError (it was not written by mmtok).
+- bundle directory (holds config.json + model.safetensors): read through `mmtok.export.load` (JSON and
+  safetensors only, checksums verified).
+
+Weights: the EMA copy (`ema.module.*`) by default; `ema=False` takes the live weights (`tokenizer.*`).
+A checkpoint trained without EMA gives its live weights, and `info["weights"]` says so.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from mmtok.errors import CheckpointError
+
+EMA_PREFIX = "ema.module."
+RAW_PREFIX = "tokenizer."
+
+
+def model_kind(path: str | os.PathLike) -> str:
+    """"run", "checkpoint" or "bundle" for `path`; CheckpointError saying what is there when it is none."""
+    p = Path(path)
+    if p.is_file():
+        if p.suffix == ".ckpt":
+            return "checkpoint"
+        raise CheckpointError(f"{p} is not a checkpoint (.ckpt)",
+                              hint="give a run directory, a .ckpt file or an exported bundle directory")
+    if p.is_dir():
+        if (p / "checkpoints" / "last.ckpt").is_file():
+            return "run"
+        if (p / "config.json").is_file() and (p / "model.safetensors").is_file():
+            return "bundle"
+        present = sorted(c.name for c in p.iterdir())[:8]
+        raise CheckpointError(
+            f"{p} is neither a run directory (no checkpoints/last.ckpt) nor a bundle (no config.json + "
+            f"model.safetensors); it holds: {', '.join(present) or 'nothing'}",
+            hint="point at a run directory from `mmtok train`, its .ckpt file, or a bundle from `mmtok export`",
+        )
+    raise CheckpointError(f"no model at {p}: the path does not exist",
+                          hint="give a run directory, a .ckpt file or an exported bundle directory")
+
+
+def read_checkpoint(path: str | os.PathLike) -> dict:
+    """The checkpoint dict at `path`, read with torch.load(weights_only=True) on CPU."""
+    import pickle
+
+    import torch
+
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise CheckpointError(
+            f"{path} holds Python objects that safe loading refuses ({first[:160]})",
+            hint="mmtok checkpoints load with weights_only=True; this file was not written by `mmtok train`",
+        ) from None
+    except (RuntimeError, OSError, EOFError, ValueError) as e:
+        raise CheckpointError(f"{path} is not a readable checkpoint ({type(e).__name__}: {str(e)[:160]})",
+                              hint="the file is truncated or corrupt; use an earlier checkpoint") from None
+    if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
+        raise CheckpointError(f"{path} is not a Lightning checkpoint (no state_dict)")
+    if "mmtok" not in ckpt or "recipe" not in ckpt.get("mmtok", {}):
+        raise CheckpointError(f"{path} was not written by mmtok (no recipe inside)",
+                              hint="evaluate checkpoints from `mmtok train`")
+    return ckpt
+
+
+def load_model(path: str | os.PathLike, *, ema: bool = True, map_location: str = "cpu"):
+    """(tokenizer nn.Module in eval mode with requires_grad off, Recipe, info dict) for a run directory,
+    a .ckpt file or a bundle (see the module docstring).
+
+    info: {"path", "source" ("run" | "checkpoint" | "bundle"), "checkpoint" (file read), "weights" ("ema" |
+    "raw"), "note" (why the weights differ from those asked for, or ""), "step", "mmtok_version", "seed",
+    "recipe_name"}. Raises CheckpointError for anything missing, unreadable or mismatched, naming keys.
+    """
+    kind = model_kind(path)
+    if kind == "bundle":
+        from mmtok.export.load import load_bundle_model
+
+        model, recipe, info = load_bundle_model(path)
+        if not ema:
+            info["note"] = "a bundle holds only the weights it was exported with; --no-ema has no effect"
+        return model.to(map_location), recipe, info
+
+    from mmtok import config, tokenizers
+    from mmtok.errors import RecipeError
+
+    file = Path(path) / "checkpoints" / "last.ckpt" if kind == "run" else Path(path)
+    ckpt = read_checkpoint(file)
+    meta = ckpt["mmtok"]
+    try:
+        recipe = config.load(meta["recipe"])
+    except RecipeError as e:
+        raise CheckpointError(f"the recipe inside {file} does not validate with this mmtok ({e.message})",
+                              hint="evaluate it with the mmtok version that trained it "
+                              f"({meta.get('version', 'unknown')})") from None
+    state = ckpt["state_dict"]
+    has_ema = any(k.startswith(EMA_PREFIX) for k in state)
+    note = ""
+    if ema and has_ema:
+        prefix, weights = EMA_PREFIX, "ema"
+    else:
+        prefix, weights = RAW_PREFIX, "raw"
+        if ema:
+            note = "no EMA weights in the checkpoint (trained with optim.ema_decay: null): the live weights are used"
+    weights_sd = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+    model = tokenizers.build(recipe.model)
+    load_strict(model, weights_sd, f"{file} ({prefix}*)")
+    model.eval().requires_grad_(False)
+    info = {"path": str(path), "source": kind, "checkpoint": str(file), "weights": weights, "note": note,
+            "step": int(ckpt.get("global_step", -1)), "mmtok_version": meta.get("version"),
+            "seed": meta.get("seed", recipe.seed), "recipe_name": recipe.name}
+    return model.to(map_location), recipe, info
+
+
+def load_strict(model, state: dict[str, Any], where: str) -> None:
+    """Load `state` into `model` requiring exactly its keys and shapes; CheckpointError names every problem."""
+    own = model.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    shapes = sorted(k for k in set(own) & set(state) if tuple(own[k].shape) != tuple(state[k].shape))
+    problems = []
+    if missing:
+        problems.append(f"missing {_names(missing)}")
+    if unexpected:
+        problems.append(f"unexpected {_names(unexpected)}")
+    if shapes:
+        problems.append("shape mismatch " + _names(
+            [f"{k} {tuple(state[k].shape)} vs model {tuple(own[k].shape)}" for k in shapes]))
+    if problems:
+        raise CheckpointError(f"{where} does not match the model: " + "; ".join(problems),
+                              hint="the weights were written for a different model configuration or are damaged")
+    model.load_state_dict(state, strict=True)
+
+
+def _names(keys: list[str], limit: int = 6) -> str:
+    shown = ", ".join(keys[:limit])
+    return f"{len(keys)} key(s): {shown}" + (f", and {len(keys) - limit} more" if len(keys) > limit else "")

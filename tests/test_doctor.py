@@ -1,0 +1,33 @@
+"""`mmtok doctor`: every asset with its status and where it is (or was looked for), the torch setup, exit 0."""
+import torch
+from typer.testing import CliRunner
+
+from mmtok.assets import ASSETS
+from mmtok.cli.main import app
+
+runner = CliRunner()
+
+
+def test_doctor_lists_every_asset_found_or_missing_and_the_environment(tmp_path, monkeypatch):
+    home = tmp_path / "home"
+    (home / "assets").mkdir(parents=True)
+    (home / "assets" / ASSETS["lpips-alex"].filename).write_bytes(b"stand-in")
+    monkeypatch.setenv("MMTOK_HOME", str(home))
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.setenv("COLUMNS", "400")  # one table row per line, paths unfolded
+    result = runner.invoke(app, ["doctor"])
+    assert result.exit_code == 0, (result.stdout, result.stderr, result.exception)
+    lines = result.stdout.splitlines()
+    for name in ASSETS:
+        row = next(ln for ln in lines if f" {name} " in ln)
+        status = "found" if ASSETS[name].find() else "missing"
+        assert status in row, row
+    alex = next(ln for ln in lines if " lpips-alex " in ln)
+    assert "found" in alex and str(home / "assets" / ASSETS["lpips-alex"].filename) in alex
+    vgg = next(ln for ln in lines if " lpips-vgg " in ln)
+    assert "missing" in vgg and str(home / "assets" / ASSETS["lpips-vgg"].filename) in vgg  # where it looked
+    assert str(tmp_path / "torch" / "hub" / "checkpoints" / ASSETS["lpips-vgg"].filename) in result.stdout
+    assert "copy vgg16-397923af.pth" in vgg  # how to provide it
+    for what in ["torch", "CUDA available", "triton importable", "bf16", "CPU threads"]:
+        assert what in result.stdout, what
+    assert torch.__version__ in result.stdout
