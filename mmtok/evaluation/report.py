@@ -31,7 +31,9 @@ def metric_rows(m: dict) -> list[tuple[str, str]]:
         if key in m:
             rows.append((label, _fmt(m[key], spec)))
     if "codebook_usage_pct" in m:
-        rows.append(("codebook usage", f"{m['codebook_usage_pct']:.1f}% ({m.get('codebook_used')}/{m.get('codebook_size')})"))
+        books = m.get("num_codebooks", 1)
+        of = f"{m.get('codebook_size')}" if books == 1 else f"{books} x {m.get('codebook_size')}"
+        rows.append(("codebook usage", f"{m['codebook_usage_pct']:.1f}% ({m.get('codebook_used')}/{of})"))
     if "codebook_perplexity" in m:
         rows.append(("codebook perplexity", f"{m['codebook_perplexity']:.1f}"))
     if "codebook_entropy_bits" in m:

@@ -86,8 +86,8 @@ def evaluate(model_path: str | os.PathLike, data: str, *, out: str | os.PathLike
     warnings_: list[str] = []
     fid = _make_fid(fid_weights, reference_stats, unavailable, console if is_main else None)
     lpips = {net: _make_lpips(net, res, unavailable) for net in ("vgg", "alex")}
-    k = recipe.model.quantizer.codebook_size
-    metrics = {"psnr": PSNR(), "usage": CodebookUsage(k)}
+    k, n_books = recipe.model.quantizer.codebook_size, recipe.model.quantizer.num_codebooks
+    metrics = {"psnr": PSNR(), "usage": CodebookUsage(k, n_books)}
     if res >= 11:
         metrics["ssim"] = SSIM()
     else:
@@ -133,7 +133,7 @@ def evaluate(model_path: str | os.PathLike, data: str, *, out: str | os.PathLike
     # ---- compute (every rank takes part: the metric states are summed across ranks here)
     usage = metrics["usage"].compute()
     n_total = int(usage["num_samples"])
-    counts = metrics["usage"].histogram()[0]
+    counts = metrics["usage"].histogram()  # [codebooks, K]
     results: dict = {}
     results["psnr"] = _value(metrics["psnr"])
     if "ssim" in metrics:
@@ -155,7 +155,7 @@ def evaluate(model_path: str | os.PathLike, data: str, *, out: str | os.PathLike
     results = {"rfid": results.pop("rfid"), **results}
     results.update({
         "codebook_usage_pct": float(usage["usage_pct"]), "codebook_used": int(usage["used_codes"]),
-        "codebook_size": k, "codebook_perplexity": float(usage["perplexity"]),
+        "codebook_size": k, "num_codebooks": n_books, "codebook_perplexity": float(usage["perplexity"]),
         "codebook_entropy_bits": float(usage["entropy_bits"]), "codebook_entropy_max_bits": math.log2(k),
         "tokens_per_sample": float(usage["tokens_per_sample"]),
     })
@@ -248,7 +248,8 @@ def _update(metrics: dict, x, recon, ids, *, fid_real: bool) -> None:
         if fid_real:
             metrics["fid"].update(x, real=True)
         metrics["fid"].update(recon, real=False)
-    metrics["usage"].update(ids)
+    # a residual quantizer's ids are [B, h, w, levels]; CodebookUsage wants the codebook on dim 1
+    metrics["usage"].update(ids if metrics["usage"].num_codebooks == 1 else ids.movedim(-1, 1))
 
 
 def _value(metric) -> float:
@@ -285,8 +286,13 @@ def _write_outputs(out: Path, result: dict, counts, grid_in, grid_out) -> dict:
     if grid_in:
         save_grid(torch.cat(grid_in)[:GRID_IMAGES], torch.cat(grid_out)[:GRID_IMAGES], out / "reconstructions.png")
         files["grid"] = "reconstructions.png"
-    usage_plot(counts.numpy(), out / files["usage_plot"])
-    np.save(out / files["codebook_counts"], counts.numpy().astype(np.int64))
+    m = result["metrics"]
+    title = None
+    if counts.shape[0] > 1:  # every codebook's codes in one plot
+        title = (f"codebook usage: {m['codebook_used']}/{counts.numel()} codes of {counts.shape[0]} codebooks used "
+                 f"({m['codebook_usage_pct']:.1f}% on average)")
+    usage_plot(counts.numpy(), out / files["usage_plot"], title=title or "")
+    np.save(out / files["codebook_counts"], (counts[0] if counts.shape[0] == 1 else counts).numpy().astype(np.int64))
     result["files"] = files
     write_json(out / files["metrics"], result)
     (out / files["report"]).write_text(report_markdown(result))

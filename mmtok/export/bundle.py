@@ -10,6 +10,8 @@ training code.
     README.md           model card: tokens, metrics, recipe, usage
     encoder.pt2         (--graphs) torch.export graph: images -> ids, dynamic batch
     decoder.pt2         (--graphs) torch.export graph: ids -> images
+    encoder.onnx        (--onnx) the same graphs as ONNX (fp32, dynamic batch; optional onnx + onnxscript)
+    decoder.onnx
     checksums.json      sha256 of every other file
 
 The bundle is built in OUT_DIR.tmp and renamed into place, so OUT_DIR is either absent or complete.
@@ -31,6 +33,8 @@ def tokenizer_meta(model, recipe) -> dict:
     """tokenizer.json: the model's `meta` plus everything a language model needs to use the ids."""
     meta = dict(model.meta)
     k = int(meta["codebook_size"])
+    levels = int(meta.get("num_codebooks", 1)) if meta.get("quantizer") == "rvq" else 0
+    ids_per_sample = int(meta["tokens_per_sample"]) * max(levels, 1)
     width = max(5, len(str(k - 1)))
     r = recipe.model.resolution
     meta.update({
@@ -42,17 +46,19 @@ def tokenizer_meta(model, recipe) -> dict:
             "resize": f"shorter side to {r} (bicubic, antialiased), then a centre crop {r}x{r}",
         },
         "ids": {
-            "dtype": "int64", "shape": ["B", *meta["token_grid"]], "range": [0, k],
+            "dtype": "int64", "shape": ["B", *meta["token_grid"], *([levels] if levels else [])], "range": [0, k],
             "layout": "row-major over the grid (raster order: left to right, then top to bottom); "
-                      "flat index = row * width + col",
+                      "flat index = row * width + col" + ("; residual levels innermost (coarse to fine)" if levels else ""),
+            "per_sample": ids_per_sample,
             "offset": 0,
-            "offsets_note": "ids are codebook indices starting at 0; add your own vocabulary offset in the LM",
+            "offsets_note": "ids are codebook indices starting at 0; add your own vocabulary offset in the LM"
+                            + (f" (e.g. level i at i * {k}, so the levels do not share tokens)" if levels else ""),
         },
         "vocab_size": k,
         "special_tokens": {
             "begin": "<img>", "end": "</img>", "code_format": f"<img_{{:0{width}d}}>",
-            "note": f"suggested: one image = begin, then the {meta['tokens_per_sample']} codes in row-major order "
-                    f"as code_format.format(id), then end; {k} + 2 new tokens in all",
+            "note": f"suggested: one image = begin, then the {ids_per_sample} codes in row-major order "
+                    f"as code_format.format(id), then end; {k * max(levels, 1)} + 2 new tokens in all",
         },
     })
     return meta
@@ -87,12 +93,14 @@ def matching_eval(path: Path | None, info: dict) -> tuple[dict | None, str]:
 
 
 def export_bundle(model_path: str | os.PathLike, out_dir: str | os.PathLike, *, ema: bool = True, graphs: bool = False,
-                  force: bool = False) -> dict:
+                  onnx: bool = False, force: bool = False) -> dict:
     """Write the bundle for a run directory, checkpoint or bundle at `model_path` into `out_dir`.
 
     Returns {"out", "files" (name -> sha256), "info" (from load_model), "eval" (path used or None), "notes"}.
     Refuses an existing non-empty `out_dir` unless `force`. With `graphs`, also writes encoder.pt2 /
-    decoder.pt2 and checks them against the eager model before the bundle is moved into place.
+    decoder.pt2 and checks them against the eager model before the bundle is moved into place. With `onnx`,
+    encoder.onnx / decoder.onnx (fp32; needs the optional packages onnx and onnxscript), checked with
+    onnxruntime when it is installed (a note says so when it is not).
     """
     import mmtok
     from mmtok import config as recipes
@@ -100,6 +108,14 @@ def export_bundle(model_path: str | os.PathLike, out_dir: str | os.PathLike, *, 
     from mmtok.model_io import load_model
 
     out = Path(out_dir)
+    if onnx:
+        from mmtok.export.graphs import onnx_missing
+
+        missing = onnx_missing()
+        if missing:
+            raise MmtokError(f"--onnx needs {' and '.join(missing)}, not installed here",
+                             hint="pip install onnx onnxscript (and onnxruntime to check the graphs), or export "
+                             "without --onnx (encoder.pt2 / decoder.pt2 need nothing extra: --graphs)")
     if out.exists() and (not out.is_dir() or any(out.iterdir())) and not force:
         raise CheckpointError(f"{out} already exists and is not empty", hint="choose another OUT_DIR or add --force")
     model, recipe, info = load_model(model_path, ema=ema)
@@ -114,6 +130,7 @@ def export_bundle(model_path: str | os.PathLike, out_dir: str | os.PathLike, *, 
     from safetensors.torch import save_file
 
     save_file(state, str(tmp / WEIGHTS_FILE), metadata={"format": "pt", "mmtok_version": mmtok.__version__})
+    _readable(tmp / WEIGHTS_FILE)
     cfg = {"format_version": FORMAT_VERSION, "mmtok_version": mmtok.__version__, "family": recipe.model.family,
            "model": recipe.model.model_dump(mode="json"), "weights": info["weights"], "step": info["step"],
            "recipe_name": recipe.name, "seed": recipe.seed}
@@ -125,8 +142,10 @@ def export_bundle(model_path: str | os.PathLike, out_dir: str | os.PathLike, *, 
         _write_json(tmp / "eval.json", evaluation)
     if graphs:
         _write_graphs(model, recipe, tmp)
+    if onnx:
+        notes += _write_onnx(model, recipe, tmp)
     (tmp / "README.md").write_text(model_card(cfg, meta, evaluation, recipes.dump(recipe), info,
-                                              graphs=graphs, name=out.name))
+                                              graphs=graphs, onnx=onnx, name=out.name))
     files = {p.name: sha256(p) for p in sorted(tmp.iterdir()) if p.is_file() and p.name != PARTIAL_MARKER}
     _write_json(tmp / CHECKSUMS_FILE, {"algorithm": "sha256", "files": files})
     (tmp / PARTIAL_MARKER).unlink()
@@ -149,6 +168,33 @@ def _write_graphs(model, recipe, tmp: Path) -> None:
         first = str(e).strip().splitlines()[0][:300] if str(e).strip() else ""
         raise MmtokError(f"torch.export of the encoder/decoder graphs failed: {type(e).__name__}: {first}",
                          hint="export without --graphs; the bundle's safetensors weights work with mmtok.load") from e
+
+
+def _write_onnx(model, recipe, tmp: Path) -> list[str]:
+    import torch
+
+    from mmtok.export.graphs import check_onnx, export_onnx
+
+    r = recipe.model.resolution
+    try:
+        export_onnx(model, tmp)
+        gen = torch.Generator().manual_seed(0)
+        checked = check_onnx(model, tmp, torch.rand(3, recipe.model.in_channels, r, r, generator=gen) * 2 - 1)
+    except Exception as e:  # noqa: BLE001 - leave no bundle behind and say why
+        shutil.rmtree(tmp, ignore_errors=True)
+        first = str(e).strip().splitlines()[0][:300] if str(e).strip() else ""
+        raise MmtokError(f"ONNX export of the encoder/decoder failed: {type(e).__name__}: {first}",
+                         hint="export without --onnx; --graphs (torch.export) and the safetensors weights "
+                         "do not need it") from e
+    return [] if checked else ["encoder.onnx / decoder.onnx were not checked against the eager model "
+                               "(onnxruntime is not installed)"]
+
+
+def _readable(path: Path) -> None:
+    """Give a file the permissions of any other new file (safetensors writes 0600)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    os.chmod(path, 0o666 & ~mask)
 
 
 def _write_json(path: Path, data: dict) -> None:

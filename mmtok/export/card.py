@@ -4,7 +4,7 @@ from __future__ import annotations
 
 
 def model_card(cfg: dict, meta: dict, evaluation: dict | None, recipe_yaml: str, info: dict, *, graphs: bool,
-               name: str) -> str:
+               name: str, onnx: bool = False) -> str:
     from mmtok.evaluation.report import metric_rows
 
     g = "x".join(str(s) for s in meta["token_grid"])
@@ -79,6 +79,19 @@ def model_card(cfg: dict, meta: dict, evaluation: dict | None, recipe_yaml: str,
             "```",
             "",
         ]
+    if onnx:
+        lines += [
+            "With ONNX Runtime (fp32, dynamic batch; input \"images\" -> output \"ids\", input \"ids\" -> output "
+            "\"images\"):",
+            "",
+            "```python",
+            "import onnxruntime as ort",
+            "",
+            f'ids = ort.InferenceSession("{name}/encoder.onnx").run(None, {{"images": images}})[0]',
+            f'recon = ort.InferenceSession("{name}/decoder.onnx").run(None, {{"ids": ids}})[0]',
+            "```",
+            "",
+        ]
     lines += [
         "The weights alone: `safetensors.torch.load_file(\"model.safetensors\")` (keys of mmtok's "
         f"`{cfg['family']}` module; config.json holds its constructor arguments).",
@@ -94,6 +107,7 @@ def model_card(cfg: dict, meta: dict, evaluation: dict | None, recipe_yaml: str,
         "config.json (model configuration, versions), model.safetensors (weights), tokenizer.json (token "
         "metadata), recipe.yaml (the recipe above)" + (", eval.json (evaluation)" if evaluation else "")
         + (", encoder.pt2 / decoder.pt2 (torch.export graphs)" if graphs else "")
+        + (", encoder.onnx / decoder.onnx (ONNX graphs)" if onnx else "")
         + ", checksums.json (sha256 of every file; checked by mmtok.load).",
         "",
     ]

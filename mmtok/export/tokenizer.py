@@ -33,6 +33,8 @@ class Tokenizer:
         self.channels, self.resolution = int(size[0]), int(size[-1])
         self.token_grid = tuple(int(g) for g in meta["token_grid"])
         self.codebook_size = int(meta["codebook_size"])
+        # a residual quantizer's ids carry a trailing level dimension
+        self.levels = int(meta.get("num_codebooks", 1)) if meta.get("quantizer") == "rvq" else 0
 
     # ------------------------------------------------------------------------------------------- basics
 
@@ -112,14 +114,15 @@ class Tokenizer:
 
     @torch.no_grad()
     def encode(self, images: Any, *, check_range: bool = True) -> torch.Tensor:
-        """Token ids, LongTensor [B, h, w] (row-major grid, values in [0, K)), for `images` in any form
-        `preprocess` takes."""
+        """Token ids, LongTensor [B, h, w] (row-major grid, values in [0, K); [B, h, w, levels] for a residual
+        quantizer), for `images` in any form `preprocess` takes."""
         return self.model.encode(self.preprocess(images, check_range=check_range))
 
     # ------------------------------------------------------------------------------------------- decode
 
     def check_ids(self, ids: Any) -> torch.Tensor:
-        """ids as int64 [B, h, w] on this device from [B, h, w], [h, w] or flat [B, h*w] integers;
+        """ids as int64 [B, h, w] on this device from [B, h, w], [h, w] or flat row-major [B, h*w] integers
+        (residual quantizers: [B, h, w, n] with 1 <= n <= levels, [h, w, n], or flat [B, h*w*levels]);
         MmtokError naming the problem for floats, a wrong grid or values outside [0, K)."""
         if isinstance(ids, (list, tuple)):
             ids = np.asarray(ids)
@@ -132,13 +135,20 @@ class Tokenizer:
         if ids.is_floating_point() or ids.is_complex() or ids.dtype == torch.bool:
             raise MmtokError(f"decode got a {str(ids.dtype).replace('torch.', '')} tensor; token ids must be integers")
         h, w = self.token_grid
-        if ids.dim() == 2 and tuple(ids.shape) == (h, w):
+        L = self.levels
+        per_sample = h * w * max(L, 1)
+        grid_dims = 3 if L else 2  # dims of one sample
+        if ids.dim() == grid_dims and tuple(ids.shape[:2]) == (h, w):
             ids = ids.unsqueeze(0)
-        elif ids.dim() == 2 and ids.shape[1] == h * w:
-            ids = ids.reshape(-1, h, w)  # flat sequences, row-major
-        if ids.dim() != 3 or tuple(ids.shape[1:]) != (h, w):
+        elif ids.dim() == 2 and ids.shape[1] == per_sample:
+            ids = ids.reshape(-1, h, w, L) if L else ids.reshape(-1, h, w)  # flat sequences, row-major
+        ok = ids.dim() == grid_dims + 1 and tuple(ids.shape[1:3]) == (h, w)
+        if ok and L:
+            ok = 1 <= ids.shape[3] <= L
+        if not ok:
+            want = f"[B, {h}, {w}, n] (1 <= n <= {L})" if L else f"[B, {h}, {w}]"
             raise MmtokError(f"decode got ids of shape {tuple(ids.shape)}; this tokenizer's grid is {h}x{w}",
-                             hint=f"pass [B, {h}, {w}] or flat [B, {h * w}] row-major sequences")
+                             hint=f"pass {want} or flat [B, {per_sample}] row-major sequences")
         ids = ids.long()
         k = self.codebook_size
         if ids.numel():
@@ -150,7 +160,7 @@ class Tokenizer:
 
     @torch.no_grad()
     def decode(self, ids: Any) -> torch.Tensor:
-        """Images float32 [B, C, R, R] clamped to [-1, 1] for ids [B, h, w] (or [h, w], or flat [B, h*w])."""
+        """Images float32 [B, C, R, R] clamped to [-1, 1] for ids in any form `check_ids` takes."""
         return self.model.decode(self.check_ids(ids)).float().clamp(-1, 1)
 
     @staticmethod
