@@ -57,7 +57,7 @@ def bench(name: str, overrides: list[str], batch: int, device: str, steps: int, 
                 torch.cuda.synchronize()
             times.append(time.perf_counter() - self.t)
 
-    loader = [{"image": images} for _ in range(steps + warmup)]
+    loader = torch.utils.data.DataLoader([{"image": images}] * (steps + warmup), batch_size=None)
     if device == "cuda":
         torch.cuda.reset_peak_memory_stats()
     trainer = L.Trainer(accelerator="gpu" if device == "cuda" else "cpu", devices=1, precision=precision,

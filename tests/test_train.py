@@ -33,14 +33,14 @@ def test_tiny_recipe_trains_every_term_and_writes_the_run_dir(tmp_path):
     for term in ["l1", "l2", "perceptual", "commitment", "entropy", "gan", "gan_weight", "disc", "lecam", "usage"]:
         assert f"train/{term}" in columns, term
     assert "val/psnr" in columns and "val/usage" in columns
-    ckpt = torch.load(last_checkpoint(tmp_path / "run"), map_location="cpu", weights_only=False)
+    ckpt = torch.load(last_checkpoint(tmp_path / "run"), map_location="cpu", weights_only=True)
     assert config.load(ckpt["mmtok"]["recipe"]) == recipe
 
 
 def test_resume_restores_step_weights_optimizers_and_codebook(tmp_path):
     run = tmp_path / "run"
     train(config.load("test_tiny", FAST + ["trainer.max_steps=4"]), run)
-    saved = torch.load(last_checkpoint(run), map_location="cpu", weights_only=False)
+    saved = torch.load(last_checkpoint(run), map_location="cpu", weights_only=True)
     snap = Snapshot()
     summary = train(config.load("test_tiny", FAST + ["trainer.max_steps=6"]), run, resume=True, callbacks=[snap])
     assert snap.step == 4 and summary["step"] == 6 and summary["steps_this_run"] == 2

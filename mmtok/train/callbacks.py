@@ -38,7 +38,7 @@ class Checkpointer(L.Callback):
 
     def _save(self, trainer: L.Trainer) -> None:
         if trainer.global_step != self._saved_at:
-            trainer.save_checkpoint(self.path)
+            trainer.save_checkpoint(self.path, weights_only=False)  # full state: resume needs optimizers
             self._saved_at = trainer.global_step
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):

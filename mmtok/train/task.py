@@ -17,7 +17,6 @@ import mmtok
 from mmtok import tokenizers
 from mmtok.config import Recipe
 from mmtok.losses.adversarial import LeCam, PatchDiscriminator, adaptive_weight, d_loss, g_loss
-from mmtok.quantize.stats import usage_stats
 from mmtok.train.ema import EMA
 from mmtok.train.samples import save_grid
 
@@ -53,7 +52,7 @@ class TokenizerTask(L.LightningModule):
         self.lecam = LeCam(gan.lecam_decay) if gan.weight > 0 and gan.lecam > 0 else None
         self.skipped = 0
         self.start_step = 0
-        self._val: dict[str, torch.Tensor] = {}
+        self._val: dict = {}
 
     # ------------------------------------------------------------------------------------------- setup
 
@@ -172,35 +171,31 @@ class TokenizerTask(L.LightningModule):
         return self.ema.module if self.ema is not None else self.tokenizer
 
     def on_validation_epoch_start(self):
-        k = self.recipe.model.quantizer.codebook_size
-        self._val = {"counts": torch.zeros(k, dtype=torch.long, device=self.device),
-                     "psnr_sum": torch.zeros((), dtype=torch.float64, device=self.device),
-                     "l1_sum": torch.zeros((), dtype=torch.float64, device=self.device),
-                     "l2_sum": torch.zeros((), dtype=torch.float64, device=self.device),
-                     "n": torch.zeros((), dtype=torch.float64, device=self.device)}
+        from mmtok.metrics import PSNR, CodebookUsage
+
+        q = self.recipe.model.quantizer
+        self._val = {"psnr": PSNR().to(self.device), "usage": CodebookUsage(q.codebook_size, q.num_codebooks).to(self.device)}
+        self._val_l2 = {"sum": torch.zeros((), dtype=torch.float64, device=self.device),
+                        "n": torch.zeros((), dtype=torch.float64, device=self.device)}
 
     def validation_step(self, batch, batch_idx):
-        x = batch["image"]
+        x = batch["image"].float()
         out = self.eval_model(x)
         recon = out.recon.float().clamp(-1, 1)
-        a, b = (x.float() + 1) / 2, (recon + 1) / 2
-        mse = ((a - b) ** 2).flatten(1).mean(1)
-        v = self._val
-        v["psnr_sum"] += (10 * torch.log10(1.0 / mse.clamp_min(1e-10))).sum().double()
-        v["l1_sum"] += (recon - x.float()).abs().flatten(1).mean(1).sum().double()
-        v["l2_sum"] += ((recon - x.float()) ** 2).flatten(1).mean(1).sum().double()
-        v["n"] += x.shape[0]
-        v["counts"] += torch.bincount(out.ids.flatten(), minlength=v["counts"].numel())
+        self._val["psnr"].update((recon + 1) / 2, (x + 1) / 2)
+        ids = out.ids
+        self._val["usage"].update(ids if self._val["usage"].num_codebooks == 1 else ids.movedim(-1, 1))
+        self._val_l2["sum"] += ((recon - x) ** 2).flatten(1).mean(1).sum().double()
+        self._val_l2["n"] += x.shape[0]
         if batch_idx == 0 and self.run_dir is not None and self.trainer.is_global_zero:
             save_grid(x[:8], recon[:8], self.run_dir / "samples" / f"step_{self.global_step:06d}.png")
 
     def on_validation_epoch_end(self):
-        v = {k: self.trainer.strategy.reduce(t, reduce_op="sum") for k, t in self._val.items()}
-        n = v["n"].clamp_min(1)
-        stats = usage_stats(v["counts"])
-        metrics = {"val/psnr": v["psnr_sum"] / n, "val/l1": v["l1_sum"] / n, "val/l2": v["l2_sum"] / n,
-                   "val/usage": stats["usage"], "val/perplexity": stats["perplexity"]}
-        self.log_dict({k: t.float() for k, t in metrics.items()}, sync_dist=False)
+        usage = self._val["usage"].compute()  # torchmetrics: synced across ranks
+        l2 = {k: self.trainer.strategy.reduce(t, reduce_op="sum") for k, t in self._val_l2.items()}
+        metrics = {"val/psnr": self._val["psnr"].compute(), "val/l2": l2["sum"] / l2["n"].clamp_min(1),
+                   "val/usage": usage["usage_pct"] / 100, "val/perplexity": usage["perplexity"]}
+        self.log_dict({k: torch.as_tensor(t).float() for k, t in metrics.items()}, sync_dist=False)
 
     # ------------------------------------------------------------------------------------------- checkpoints
 
