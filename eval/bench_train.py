@@ -23,11 +23,11 @@ from mmtok import config
 
 CASES = {
     "cpu": [
-        ("quickstart", [], 32),
+        ("quickstart", [], 8),
         ("llamagen_vq16", ["model.resolution=128", "loss.perceptual.weight=0", "loss.gan.start_step=0"], 2),
     ],
     "cuda": [
-        ("quickstart", [], 32),
+        ("quickstart", [], 8),
         ("llamagen_vq16", ["loss.perceptual.allow_untrained=true", "loss.gan.start_step=0"], 16),
     ],
 }
