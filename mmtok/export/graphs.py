@@ -69,7 +69,7 @@ def quantize_ids(q: nn.Module, x: torch.Tensor) -> torch.Tensor:
         return ((levels.long() + q.half_width) * q.basis).sum(-1)
     if kind == "lfq":
         return ((_linear(q.proj_in, x) > 0).long() * q.basis).sum(-1)
-    raise NotImplementedError(f"no export graph for quantizer kind {kind!r}")
+    raise ValueError(f"no export graph for quantizer kind {kind!r}")
 
 
 def code_vectors(q: nn.Module, ids: torch.Tensor) -> torch.Tensor:
@@ -84,7 +84,7 @@ def code_vectors(q: nn.Module, ids: torch.Tensor) -> torch.Tensor:
         return out
     if kind in ("fsq", "lfq"):
         return _linear(q.proj_out, q.ids_to_codes(ids))
-    raise NotImplementedError(f"no export graph for quantizer kind {kind!r}")
+    raise ValueError(f"no export graph for quantizer kind {kind!r}")
 
 
 class EncodeGraph(nn.Module):
