@@ -21,6 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mmtok.quantize.base import linear_fp32 as _linear
+
 ENCODER_FILE = "encoder.pt2"
 DECODER_FILE = "decoder.pt2"
 MAX_BATCH = 4096
@@ -29,12 +31,6 @@ MAX_BATCH = 4096
 def _codes(codebook: torch.Tensor, l2_norm: bool) -> torch.Tensor:
     c = codebook.float()
     return F.normalize(c, dim=1) if l2_norm else c
-
-
-def _linear(layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    if isinstance(layer, nn.Linear):
-        return F.linear(x, layer.weight.float(), None if layer.bias is None else layer.bias.float())
-    return x
 
 
 def _vq_ids(q: nn.Module, x: torch.Tensor) -> torch.Tensor:

@@ -4,6 +4,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import torch
+import torch.nn.functional as F
+from torch import nn
 
 
 @dataclass
@@ -31,3 +33,17 @@ def check_ids(ids: torch.Tensor, K: int, who: str) -> None:
     lo, hi = int(ids.min()), int(ids.max())
     if lo < 0 or hi >= K:
         raise ValueError(f"{who} code ids must lie in [0, {K}), got [{lo}, {hi}]")
+
+
+def projections(input_dim: int, dim: int) -> tuple[nn.Module, nn.Module]:
+    """(proj_in, proj_out): Linear maps between the input space and the code space (Identity when equal)."""
+    if input_dim == dim:
+        return nn.Identity(), nn.Identity()
+    return nn.Linear(input_dim, dim), nn.Linear(dim, input_dim)
+
+
+def linear_fp32(layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """Apply a Linear (or Identity) in fp32 even if the module's weights were cast to another dtype."""
+    if isinstance(layer, nn.Linear):
+        return F.linear(x, layer.weight.float(), None if layer.bias is None else layer.bias.float())
+    return x

@@ -24,9 +24,8 @@ from torch import nn
 
 from mmtok.config import FSQConfig
 from mmtok.errors import MmtokError
-from mmtok.quantize.base import QuantizeOutput, check_ids
+from mmtok.quantize.base import QuantizeOutput, check_ids, linear_fp32 as _linear, projections
 from mmtok.quantize.stats import code_counts, usage_stats
-from mmtok.quantize.vq import _linear
 from mmtok.registry import QUANTIZERS
 
 BOUND_EPS = 1e-3  # widens the tanh range slightly so the extreme levels are reachable (the paper's eps)
@@ -50,9 +49,7 @@ class FSQ(nn.Module):
                              hint="set loss.entropy=0, or use quantizer kind 'vq' or 'lfq'")
         self.cfg = cfg
         self.input_dim, self.dim, self.codebook_size, self.num_codebooks = input_dim, cfg.dim, cfg.codebook_size, 1
-        same = input_dim == cfg.dim
-        self.proj_in = nn.Identity() if same else nn.Linear(input_dim, cfg.dim)
-        self.proj_out = nn.Identity() if same else nn.Linear(cfg.dim, input_dim)
+        self.proj_in, self.proj_out = projections(input_dim, cfg.dim)
         levels = torch.tensor(cfg.levels, dtype=torch.long)
         basis = torch.cumprod(torch.cat([torch.ones(1, dtype=torch.long), levels[:-1]]), 0)
         # derived from the config: not saved in the state_dict

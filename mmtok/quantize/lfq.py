@@ -29,9 +29,8 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from mmtok.config import LFQConfig
-from mmtok.quantize.base import QuantizeOutput, check_ids
+from mmtok.quantize.base import QuantizeOutput, check_ids, linear_fp32 as _linear, projections
 from mmtok.quantize.stats import code_counts, usage_stats
-from mmtok.quantize.vq import _linear
 from mmtok.registry import QUANTIZERS
 
 
@@ -54,9 +53,7 @@ class LFQ(nn.Module):
         self.cfg = cfg
         self.input_dim, self.dim, self.codebook_size, self.num_codebooks = input_dim, cfg.dim, cfg.codebook_size, 1
         self.entropy_loss = entropy_loss
-        same = input_dim == cfg.dim
-        self.proj_in = nn.Identity() if same else nn.Linear(input_dim, cfg.dim)
-        self.proj_out = nn.Identity() if same else nn.Linear(cfg.dim, input_dim)
+        self.proj_in, self.proj_out = projections(input_dim, cfg.dim)
         # bit weights, most significant first; derived from the config, not saved in the state_dict
         self.register_buffer("basis", 2 ** torch.arange(cfg.dim - 1, -1, -1, dtype=torch.long), persistent=False)
 

@@ -19,7 +19,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from mmtok.config import QuantizerConfig
-from mmtok.quantize.base import QuantizeOutput
+from mmtok.quantize.base import QuantizeOutput, linear_fp32 as _linear, projections
 from mmtok.quantize.lookup import nearest
 from mmtok.quantize.stats import all_reduce_sum, broadcast_from_rank0, code_counts, rank, usage_stats
 from mmtok.registry import QUANTIZERS
@@ -78,9 +78,7 @@ class VectorQuantizer(nn.Module):
         self.cfg = cfg
         self.input_dim, self.dim, self.codebook_size, self.num_codebooks = input_dim, cfg.dim, cfg.codebook_size, 1
         self.entropy_loss = entropy_loss
-        same = input_dim == cfg.dim
-        self.proj_in = nn.Identity() if same else nn.Linear(input_dim, cfg.dim)
-        self.proj_out = nn.Identity() if same else nn.Linear(cfg.dim, input_dim)
+        self.proj_in, self.proj_out = projections(input_dim, cfg.dim)
 
         K, D = cfg.codebook_size, cfg.dim
         codes = torch.empty(K, D).uniform_(-1.0 / K, 1.0 / K)
@@ -212,9 +210,3 @@ def _entropy_chunk(xs: torch.Tensor, codes: torch.Tensor, temperature: float):
     p = logp.exp()
     return -(p * logp).sum(), p.sum(0)
 
-
-def _linear(layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """Apply a Linear (or Identity) in fp32 even if the module's weights were cast to another dtype."""
-    if isinstance(layer, nn.Linear):
-        return F.linear(x, layer.weight.float(), None if layer.bias is None else layer.bias.float())
-    return x
