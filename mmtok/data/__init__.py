@@ -1,7 +1,8 @@
 """Image data: `build_dataset` / `make_loader` over "demo", webdataset shards or a folder, and `pack_folder`.
 
-Samples are {"image": float32 [3, R, R] in [-1, 1], "skipped": int}. Names are imported on first use, so
-`import mmtok.data` itself loads neither torch nor webdataset.
+Samples are {"image": float32 [3, R, R] in [-1, 1], "skipped": int, "bad": list[str]}; `BadSamples`
+collects the "bad" entries of batches once each; `holdout=` splits off held-out validation data.
+Names are imported on first use, so `import mmtok.data` itself loads neither torch nor webdataset.
 """
 from __future__ import annotations
 
@@ -14,6 +15,9 @@ _EXPORTS = {
     "source_kind": "mmtok.data.sources",
     "expand_shards": "mmtok.data.sources",
     "ImageStream": "mmtok.data.stream",
+    "BadSamples": "mmtok.data.bad",
+    "check_holdout": "mmtok.data.holdout",
+    "holdout_score": "mmtok.data.holdout",
     "DataStreamError": "mmtok.data.stream",
     "pack_folder": "mmtok.data.pack",
     "PackReport": "mmtok.data.pack",

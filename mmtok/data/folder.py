@@ -4,13 +4,17 @@ train: every worker of every rank takes its own slice of the files (file i goes 
 reshuffled each pass, endlessly; a worker whose slice is empty or wholly undecodable reads the whole list.
 val: one deterministic pass over the first `max_samples` files in sorted order, centre crops, file i read
 by worker i mod workers.
+With `holdout` > 0, "val" reads only the held-out files and "train" only the others (mmtok.data.holdout).
+A file that cannot be read or decoded is dropped and named by its path (see mmtok.data.stream).
 """
 from __future__ import annotations
 
 import random
+from pathlib import Path
 from typing import Iterator
 
-from mmtok.data.image import ImageDecodeError, image_to_uint8, read_image
+from mmtok.data.holdout import split_files
+from mmtok.data.image import ImageDecodeError, decode_image, image_to_uint8
 from mmtok.data.stream import DataStreamError, ImageStream, Place, SkipCounter, strided
 
 _HINT = "the files are truncated, corrupt or not images; check a few with an image viewer"
@@ -20,9 +24,12 @@ class FolderStream(ImageStream):
     """Images from the files `files` (found under `root` by the caller)."""
 
     def __init__(self, root: str, files: list[str], split, resolution: int, *, seed: int = 0,
-                 max_samples: int | None = None, shuffle_buffer: int = 0):
-        super().__init__(split, resolution, seed=seed, max_samples=max_samples, shuffle_buffer=shuffle_buffer)
-        self.root, self.files = str(root), [str(f) for f in files]
+                 max_samples: int | None = None, shuffle_buffer: int = 0, holdout: float = 0.0):
+        super().__init__(split, resolution, seed=seed, max_samples=max_samples, shuffle_buffer=shuffle_buffer,
+                         holdout=holdout)
+        self.root = str(root)
+        train_files, val_files = split_files(root, [str(f) for f in files], self.holdout)
+        self.files = val_files if self.holdout and split == "val" else train_files
         self.source = self.root
 
     def _images(self, place: Place, rng: random.Random, skips: SkipCounter) -> Iterator:
@@ -47,14 +54,19 @@ class FolderStream(ImageStream):
 
     def _decoded(self, path: str, good: list, skips: SkipCounter, rng) -> Iterator:
         try:
-            img = read_image(path, min_size=self.resolution)
+            data = Path(path).read_bytes()
+        except OSError as e:
+            skips.skip(path, f"cannot read: {e.strerror or e}")
+            return
+        try:
+            img = decode_image(data, min_size=self.resolution)
         except ImageDecodeError as e:
-            skips.skip(f"{path}: {e.message}")
+            skips.skip(path, e.message)
             return
         good[0] += 1
         yield image_to_uint8(img, self.resolution, random_crop=self.train, rng=rng, flip=self.train)
 
     def _nothing(self, skips: SkipCounter) -> DataStreamError:
         return DataStreamError(
-            f"no decodable image among the {len(self.files)} image file(s) under {self.root} "
+            f"no decodable image among the {len(self.files)} image file(s) of {self.describe()} "
             f"({skips.total} dropped: {skips.describe()})", hint=_HINT)

@@ -5,7 +5,8 @@ A source string is one of:
   "shards/train-{000000..000009}.tar"    webdataset shards: brace ranges, globs ("shards/*.tar"), "a::b"
   "pipe:curl -s https://host/x-{0..9}.tar"  or an http(s)://, gs://, s3:// ... URL, read by webdataset
   "photos/"                              a folder of image files, searched recursively
-Each sample is {"image": float32 [3, R, R] in [-1, 1], "skipped": int}; see mmtok.data.stream.
+Each sample is {"image": float32 [3, R, R] in [-1, 1], "skipped": int, "bad": list[str]}; see
+mmtok.data.stream. `holdout` splits a folder or shards into train and held-out val (mmtok.data.holdout).
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader
 
+from mmtok.data.holdout import check_holdout
 from mmtok.data.image import find_images
 from mmtok.data.stream import DataStreamError
 from mmtok.errors import DataError
@@ -87,23 +89,31 @@ def source_kind(source: str) -> str:
 
 
 def build_dataset(source: str, split: str, resolution: int, *, shuffle_buffer: int = 1000, seed: int = 0,
-                  max_samples: int | None = None):
+                  max_samples: int | None = None, holdout: float = 0.0):
     """An IterableDataset (mmtok.data.stream.ImageStream) of {"image": float32 [3, R, R] in [-1, 1],
-    "skipped": int} samples from `source` (see the module docstring).
+    "skipped": int, "bad": list[str]} samples from `source` (see the module docstring).
 
     split "train": endless (with `max_samples`: that many in all, dealt over ranks and workers), shuffled,
     random crops, seeded by `seed`. split "val": one finite deterministic pass, centre crops, at most
     `max_samples` in all (demo: 256 views when None). `shuffle_buffer` decoded uint8 crops per worker are
     held for shuffling (train shards only; 1000 at R=256 is about 200 MB).
-    Raises DataError when the source names no data; the stream raises DataStreamError when a full pass
+    `holdout` (a fraction in [0, 1), folders and shards only): split "val" yields only the samples held out
+    by name (mmtok.data.holdout) and split "train" never yields them; 0 uses everything for both.
+    Raises DataError when the source names no data, for a bad holdout, or a holdout on "demo" (whose val
+    split is already a separate set of photographs); the stream raises DataStreamError when a full pass
     finds no decodable image.
     """
     kind = source_kind(source)
+    holdout = check_holdout(holdout)
     kwargs = dict(seed=seed, max_samples=max_samples, shuffle_buffer=shuffle_buffer)
     if kind == "demo":
+        if holdout:
+            raise DataError("holdout does not apply to 'demo': its val split is already separate photographs",
+                            hint="use split 'val' of 'demo' with holdout=0")
         from mmtok.data.demo import DemoStream
 
         return DemoStream(split, resolution, **kwargs)
+    kwargs["holdout"] = holdout
     if kind == "shards":
         from mmtok.data.shards import ShardStream
 
@@ -120,21 +130,24 @@ def build_dataset(source: str, split: str, resolution: int, *, shuffle_buffer: i
 
 
 def collate_samples(samples: list[dict]) -> dict:
-    """A batch: "image" float32 [B, 3, R, R] in [-1, 1], "skipped" int64 [B] (sum it for the batch's drops)."""
+    """A batch: "image" float32 [B, 3, R, R] in [-1, 1], "skipped" int64 [B] (sum it for the batch's drops),
+    "bad" list[str]: the samples' "bad" lists joined ("NAME: REASON" entries, usually empty)."""
     return {"image": torch.stack([s["image"] for s in samples]),
-            "skipped": torch.tensor([int(s["skipped"]) for s in samples], dtype=torch.long)}
+            "skipped": torch.tensor([int(s["skipped"]) for s in samples], dtype=torch.long),
+            "bad": [entry for s in samples for entry in s.get("bad", ())]}
 
 
 def make_loader(source: str, split: str, resolution: int, batch_size: int, num_workers: int = 0,
-                shuffle_buffer: int = 1000, seed: int = 0, max_samples: int | None = None):
-    """A DataLoader of batches {"image": float32 [B, 3, R, R] in [-1, 1], "skipped": int64 [B]} over
-    `build_dataset(source, ...)`; persistent workers when num_workers > 0, pinned memory with CUDA.
-    A val pass that yields no batch at all raises DataStreamError."""
+                shuffle_buffer: int = 1000, seed: int = 0, max_samples: int | None = None, holdout: float = 0.0):
+    """A DataLoader of batches {"image": float32 [B, 3, R, R] in [-1, 1], "skipped": int64 [B], "bad":
+    list[str]} (see collate_samples) over `build_dataset(source, ..., holdout=holdout)`; persistent workers
+    when num_workers > 0, pinned memory with CUDA. A val pass that yields no batch at all raises
+    DataStreamError."""
     if batch_size < 1 or num_workers < 0:
         raise DataError(f"bad loader settings: batch_size={batch_size}, num_workers={num_workers}",
                         hint="batch_size must be >= 1 and num_workers >= 0")
     dataset = build_dataset(source, split, resolution, shuffle_buffer=shuffle_buffer, seed=seed,
-                            max_samples=max_samples)
+                            max_samples=max_samples, holdout=holdout)
     return ImageLoader(dataset, batch_size=batch_size, num_workers=num_workers, collate_fn=collate_samples,
                         persistent_workers=num_workers > 0, pin_memory=torch.cuda.is_available())
 
@@ -153,5 +166,9 @@ class ImageLoader(DataLoader):
             count += 1
             yield batch
         if count == 0 and self.dataset.max_samples != 0:
-            raise DataStreamError(f"validation data {self.dataset.source} yielded no decodable image in a full pass",
-                                  hint="every sample was undecodable, or the data is empty")
+            hint = "every sample was undecodable, or the data is empty"
+            if self.dataset.holdout:
+                hint = ("no held-out sample decoded, or none was held out: give validation data (data.val) "
+                        "or a larger holdout fraction")
+            raise DataStreamError(f"validation data {self.dataset.describe()} yielded no decodable image in a "
+                                  "full pass", hint=hint)

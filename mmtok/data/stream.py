@@ -1,9 +1,19 @@
 """The streaming base shared by every source: worker/rank placement, seeds, skip accounting, shuffling.
 
-Every source yields samples `{"image": float32 [3, R, R] in [-1, 1], "skipped": int}`. "skipped" counts the
-samples this worker dropped (corrupt, undecodable, unreadable) since its previous yielded sample, and the
-samples it dropped after its last one are added to that last one, so summing "skipped" over everything a
-pass yields gives the exact number of samples dropped in that pass.
+Every source yields samples `{"image": float32 [3, R, R] in [-1, 1], "skipped": int, "bad": list[str]}`.
+
+"bad" lists, as "NAME: REASON" strings, the samples this worker dropped (corrupt, undecodable, unreadable)
+since its previous yielded sample *for the first time*: a sample is named once per worker over the life of
+the dataset object (persistent DataLoader workers keep it across passes), however many passes re-read it.
+NAME is the file path (folders) or "KEY in SHARD" (webdataset shards). Workers and ranks do not share what
+they have named, so the same bad sample can appear once per worker: collect the names into a set
+(mmtok.data.BadSamples does this).
+
+"skipped" counts drops since the previous yielded sample, the ones after the last sample being added to it:
+- val: every drop of this pass, so summing "skipped" over a pass gives the exact number of samples dropped
+  in that pass, pass after pass;
+- train (endless, re-reads its data): first-time drops only, i.e. len("bad"), so the sum over a stream
+  counts distinct bad samples (per worker), not one per pass.
 """
 from __future__ import annotations
 
@@ -14,6 +24,7 @@ from typing import Iterator, Literal
 
 from torch.utils.data import IterableDataset, get_worker_info
 
+from mmtok.data.holdout import check_holdout
 from mmtok.data.image import uint8_to_unit
 from mmtok.errors import DataError
 
@@ -67,22 +78,35 @@ class Place:
 
 
 class SkipCounter:
-    """Samples dropped since the last `take()`, in all, and the first reason (for error messages)."""
+    """Samples dropped in one pass: since the last `take()`, in all, the first reason (for error messages),
+    and the "NAME: REASON" entries of samples dropped for the first time. `seen` holds the names already
+    reported (it outlives the pass); with `distinct` the pending count includes first-time drops only."""
 
-    def __init__(self):
+    def __init__(self, seen: set[str] | None = None, distinct: bool = False):
         self.pending = 0
         self.total = 0
         self.reasons: list[str] = []
+        self.seen = seen if seen is not None else set()
+        self.distinct = distinct
+        self.new: list[str] = []
 
-    def skip(self, reason: str) -> None:
-        self.pending += 1
+    def skip(self, name: str, reason: str) -> None:
+        entry = f"{name}: {reason}"
+        first = name not in self.seen
+        if first:
+            self.seen.add(name)
+            self.new.append(entry)
+        if first or not self.distinct:
+            self.pending += 1
         self.total += 1
         if not self.reasons:
-            self.reasons.append(reason)
+            self.reasons.append(entry)
 
-    def take(self) -> int:
-        n, self.pending = self.pending, 0
-        return n
+    def take(self) -> tuple[int, list[str]]:
+        """(drops to count, first-time "NAME: REASON" entries) since the previous take()."""
+        n, new = self.pending, self.new
+        self.pending, self.new = 0, []
+        return n, new
 
     def describe(self) -> str:
         """The first reason, for one-line messages."""
@@ -98,7 +122,7 @@ class ImageStream(IterableDataset):
     """
 
     def __init__(self, split: Split, resolution: int, *, seed: int = 0, max_samples: int | None = None,
-                 shuffle_buffer: int = 0):
+                 shuffle_buffer: int = 0, holdout: float = 0.0):
         super().__init__()
         if split not in ("train", "val"):
             raise DataError(f"unknown split {split!r}", hint="use 'train' or 'val'")
@@ -108,8 +132,17 @@ class ImageStream(IterableDataset):
             raise DataError(f"max_samples must be >= 0, got {max_samples}")
         self.split, self.resolution, self.seed = split, int(resolution), int(seed)
         self.max_samples, self.shuffle_buffer = max_samples, int(shuffle_buffer)
+        self.holdout = check_holdout(holdout)  # see mmtok.data.holdout; applied by the subclasses
         self.source = ""  # what the data is, for messages; set by subclasses
         self._passes = 0
+        self._named: set[str] = set()  # bad samples this worker has already reported in a "bad" list
+
+    def describe(self) -> str:
+        """The source for messages, with the held-out part when there is one."""
+        if not self.holdout:
+            return self.source
+        part = "held-out" if self.split == "val" else "training"
+        return f"the {part} part of {self.source} (holdout {self.holdout:g})"
 
     @property
     def train(self) -> bool:
@@ -122,19 +155,24 @@ class ImageStream(IterableDataset):
         place = Place.current()
         rng = random.Random(f"{self.seed}-{self._passes}-{place.rank}-{place.worker}")
         self._passes += 1
-        skips = SkipCounter()
+        skips = SkipCounter(self._named, distinct=self.train)
         images = self._images(place, rng, skips)
         if self.train and self.max_samples is not None:
             images = _take(images, _share(self.max_samples, place))
         if self.train and self.shuffle_buffer > 1:
             images = _shuffled(images, self.shuffle_buffer, rng)
-        held, held_skips = None, 0
+        held, held_skips = None, (0, [])
         for image in images:  # hold one back so skips after the last sample still reach the caller
             if held is not None:
-                yield {"image": uint8_to_unit(held), "skipped": held_skips}
+                yield _sample(held, *held_skips)
             held, held_skips = image, skips.take()
         if held is not None:
-            yield {"image": uint8_to_unit(held), "skipped": held_skips + skips.take()}
+            n, bad = skips.take()
+            yield _sample(held, held_skips[0] + n, held_skips[1] + bad)
+
+
+def _sample(image, skipped: int, bad: list[str]) -> dict:
+    return {"image": uint8_to_unit(image), "skipped": skipped, "bad": bad}
 
 
 def _share(n: int, place: Place) -> int:
