@@ -27,11 +27,12 @@ def pack_command(
     shard_size: int = typer.Option(1000, "--shard-size", help="Samples per shard."),
     val_fraction: float = typer.Option(0.0, "--val-fraction", help="Share of the images held out in validation shards (0 to <1)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the sample order and of the validation draw."),
+    min_side: int = typer.Option(256, "--min-side", help="Warn about images whose shorter side is below this (px)."),
 ) -> None:
     """Pack a folder of images into webdataset tar shards for `mmtok train`.
 
-    Every image is decoded first: corrupt files are skipped and listed. JPEG, PNG and WebP bytes are stored
-    as they are, other formats as PNG; a sidecar caption (photo.jpg + photo.txt) becomes the sample's "txt".
+    Every image is decoded first: corrupt files are skipped and listed, and images with a shorter side below
+    --min-side (256 px) are counted in one warning. JPEG, PNG and WebP bytes are stored as they are, other formats as PNG; a sidecar caption (photo.jpg + photo.txt) becomes the sample's "txt".
     With --val-fraction, a seeded share of the images goes to validation shards named with "-val"
     (shards/photos-%06d.tar -> shards/photos-val-%06d.tar). Ends with the command that trains on the shards,
     and writes the summary as JSON beside them.
@@ -57,7 +58,7 @@ def pack_command(
 
     try:
         report = pack_folder(src, out_pattern, shard_size=shard_size, val_fraction=val_fraction, seed=seed,
-                             progress=step)
+                             progress=step, min_side=min_side)
     finally:
         if bar:
             bar[0].stop()
@@ -84,6 +85,9 @@ def _summary(report, out_pattern: str) -> None:
         typer.echo(f"skipped {name}: {reason}")
     if report.skipped_count > SHOWN_SKIPS:
         typer.echo(f"... and {report.skipped_count - SHOWN_SKIPS} more (all listed in the JSON report)")
+    small = report.small_warning()
+    if small:
+        typer.echo(f"warning: {small} (all listed in the JSON report)")
     if report.stale:
         typer.echo(f"warning: older shards past the range just written still exist (e.g. {report.stale[0]}); "
                    "delete them before using a glob over this folder")

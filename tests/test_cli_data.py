@@ -79,3 +79,21 @@ def test_importing_the_command_loads_no_torch():
     code = "import sys, mmtok.cli.data; print(sorted(m for m in ('torch', 'webdataset', 'PIL') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_pack_warns_once_about_small_images(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    make_folder(tmp_path / "photos")  # five 24x20 images and a broken file
+    Image.new("RGB", (300, 260), (1, 2, 3)).save(tmp_path / "photos" / "big.png")
+    result = CliRunner().invoke(data_app, ["pack", "photos", "out/x-%06d.tar"])
+    assert result.exit_code == 0, result.stderr
+    warnings = [ln for ln in result.stdout.splitlines() if "shorter side below 256 px" in ln]
+    assert len(warnings) == 1, result.stdout
+    assert warnings[0].startswith("warning: 5 images have") and "img0.png (24x20)" in warnings[0]
+    assert "big.png" not in warnings[0] and "..." in warnings[0]  # a few named, not all
+    report = json.loads((tmp_path / "out" / "x-pack.json").read_text())
+    assert sorted(s["file"] for s in report["small"]) == [f"img{i}.png" for i in range(5)]
+    assert report["small"][0]["width"] == 24 and report["small"][0]["height"] == 20
+
+    quiet = CliRunner().invoke(data_app, ["pack", "photos", "out2/x-%06d.tar", "--min-side", "16"])
+    assert quiet.exit_code == 0 and "shorter side" not in quiet.stdout

@@ -505,3 +505,12 @@ def test_shard_holdout_that_catches_nothing_is_a_clear_error(tmp_path):
     with pytest.raises(DataError, match="held-out part") as err:
         list(make_loader(shard, "val", R, batch_size=2, num_workers=2, holdout=0.05))
     assert "data.val" in err.value.hint
+
+
+def test_pack_folder_lists_small_images(photo_folder, tmp_path):
+    Image.new("RGB", (400, 300)).save(photo_folder / "large.png")
+    report = pack_folder(photo_folder, str(tmp_path / "s" / "p-%06d.tar"), min_side=25)
+    assert sorted(report.small) == [("trip/b.png", 24, 20), ("trip/d.tif", 20, 20)]  # broken.jpg is skipped
+    line = report.small_warning(shown=1)
+    assert line.startswith("2 images have a shorter side below 25 px: trip/") and ", ..." in line
+    assert pack_folder(photo_folder, str(tmp_path / "t" / "p-%06d.tar"), min_side=8).small_warning() is None

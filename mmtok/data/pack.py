@@ -5,6 +5,8 @@ Each sample is `{"__key__": sanitised relative path, "<ext>": image bytes, "txt"
   anything else (TIFF, BMP, GIF, PPM, 16-bit PNG) is re-encoded as 8-bit RGB PNG (EXIF orientation applied).
 - a caption is a sidecar text file with the image's name and ".txt" (photo.jpg -> photo.txt), UTF-8.
 - every image is decoded in full first; files that fail are skipped and reported with the reason.
+- images whose shorter side is below `min_side` (256 by default, a typical training resolution) are packed
+  but listed in `PackReport.small`: training at a larger resolution would upscale them.
 Samples are written in a seeded random order (so each shard mixes the folders). With `val_fraction` > 0,
 a seeded random `round(val_fraction * n)` of the n image files (at least 1, never all) goes to validation
 shards named by `val_pattern(out_pattern)`: "-val" joined to the name before the shard number
@@ -44,13 +46,25 @@ class PackReport:
     train_shards: list[str] = field(default_factory=list)
     val_shards: list[str] = field(default_factory=list)
     stale: list[str] = field(default_factory=list)  # older shard files just past the range written
+    min_side: int = 256
+    small: list[tuple[str, int, int]] = field(default_factory=list)  # (path, width, height), shorter side < min_side
 
     @property
     def skipped_count(self) -> int:
         return len(self.skipped)
 
     def to_dict(self) -> dict:
-        return {**asdict(self), "skipped": [{"file": f, "reason": r} for f, r in self.skipped]}
+        return {**asdict(self), "skipped": [{"file": f, "reason": r} for f, r in self.skipped],
+                "small": [{"file": f, "width": w, "height": h} for f, w, h in self.small]}
+
+    def small_warning(self, shown: int = 3) -> str | None:
+        """One line about the images smaller than `min_side` (None when there are none)."""
+        if not self.small:
+            return None
+        n = len(self.small)
+        names = ", ".join(f"{f} ({w}x{h})" for f, w, h in self.small[:shown]) + (", ..." if n > shown else "")
+        return (f"{n} image{'s have' if n != 1 else ' has'} a shorter side below {self.min_side} px: {names}; "
+                f"training at a larger resolution upscales them (blurry targets)")
 
 
 def check_pattern(out_pattern: str) -> None:
@@ -111,6 +125,12 @@ def sample_key(rel: Path, taken: set[str]) -> str:
 
 def encode_for_shard(data: bytes) -> tuple[str, bytes]:
     """(extension, bytes) to store for an image file's bytes; raises on anything that does not fully decode."""
+    ext, out, _ = _encode(data)
+    return ext, out
+
+
+def _encode(data: bytes) -> tuple[str, bytes, tuple[int, int]]:
+    """encode_for_shard, plus the decoded image's (width, height) after EXIF orientation."""
     from PIL import Image, ImageOps
 
     with Image.open(io.BytesIO(data)) as img:
@@ -119,17 +139,19 @@ def encode_for_shard(data: bytes) -> tuple[str, bytes]:
         rgb = to_rgb(ImageOps.exif_transpose(img))
     ext = _KEEP.get(fmt)
     if ext is not None and mode not in _DEEP_MODES:
-        return ext, data
+        return ext, data, rgb.size
     out = io.BytesIO()
     rgb.save(out, "PNG")
-    return "png", out.getvalue()
+    return "png", out.getvalue(), rgb.size
 
 
 def pack_folder(src: str | os.PathLike, out_pattern: str, shard_size: int = 1000, val_fraction: float = 0.0,
-                seed: int = 0, *, progress: Callable[[int, int, str], None] | None = None) -> PackReport:
+                seed: int = 0, *, progress: Callable[[int, int, str], None] | None = None,
+                min_side: int = 256) -> PackReport:
     """Write the images under `src` (recursive) into shards `out_pattern % i` (train) and
     `val_pattern(out_pattern) % i` (val), `shard_size` samples each. `progress(done, total, file)` is called
-    after each file. Raises DataError for a missing folder, a folder without images or a bad pattern."""
+    after each file. Images with a shorter side below `min_side` are listed in the report's `small`.
+    Raises DataError for a missing folder, a folder without images or a bad pattern."""
     import webdataset as wds
 
     src = Path(src)
@@ -153,17 +175,19 @@ def pack_folder(src: str | os.PathLike, out_pattern: str, shard_size: int = 1000
     patterns = {"train": out_pattern, "val": val_pattern(out_pattern) if n_val else None}
     Path(out_pattern % 0).parent.mkdir(parents=True, exist_ok=True)
 
-    report = PackReport(src=str(src))
+    report = PackReport(src=str(src), min_side=int(min_side))
     captions_used, taken, done = set(), set(), 0
     for split, ids in (("train", train_ids), ("val", val_ids)):
         writer = None
         for i in ids:
             path, rel = files[i], files[i].relative_to(src)
             try:
-                ext, data = encode_for_shard(path.read_bytes())
+                ext, data, (w, h) = _encode(path.read_bytes())
             except Exception as e:  # unreadable or undecodable: skip it, say why
                 report.skipped.append((rel.as_posix(), describe_error(e)))
             else:
+                if min(w, h) < report.min_side:
+                    report.small.append((rel.as_posix(), w, h))
                 sample = {"__key__": sample_key(rel, taken), ext: data}
                 caption = path.with_suffix(".txt")
                 if caption.is_file():
@@ -186,6 +210,7 @@ def pack_folder(src: str | os.PathLike, out_pattern: str, shard_size: int = 1000
             while os.path.exists(patterns[split] % k):
                 report.stale.append(patterns[split] % k)
                 k += 1
+    report.small.sort()
     report.ignored = _count_ignored(src, set(files) | captions_used)
     return report
 
