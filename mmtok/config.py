@@ -15,13 +15,25 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Optional, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, model_validator
+from pydantic import (BaseModel, BeforeValidator, ConfigDict, Discriminator, Field, Tag, ValidationError,
+                      model_validator)
 
 from mmtok.errors import RecipeError
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    """Every recipe section: unknown keys are errors, and every float must be finite (no inf / nan)."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+
+class FieldProblem(ValueError):
+    """Raised by a model validator for a problem that belongs to one of the model's fields: the error is then
+    reported at that field's path (`model.resolution: ...`), not at the whole section."""
+
+    def __init__(self, field: str, message: str):
+        super().__init__(message)
+        self.field = field
 
 
 # ----------------------------------------------------------------------------------------------- model
@@ -100,8 +112,8 @@ class FSQConfig(Strict):
     @model_validator(mode="after")
     def _not_too_many_codes(self):
         if self.codebook_size > MAX_IMPLICIT_CODES:
-            raise ValueError(f"levels {self.levels} make {self.codebook_size} codes; at most {MAX_IMPLICIT_CODES} "
-                             "(2**20) are supported")
+            raise FieldProblem("levels", f"levels {self.levels} make {self.codebook_size} codes; at most "
+                               f"{MAX_IMPLICIT_CODES} (2**20) are supported")
         return self
 
 
@@ -164,8 +176,9 @@ class VQGANConfig(Strict):
     @model_validator(mode="after")
     def _resolution_divisible(self):
         if self.resolution % self.downsample:
-            raise ValueError(f"image size {self.resolution} is not divisible by the downsample factor "
-                             f"{self.downsample} (len(ch_mult) = {len(self.ch_mult)}); use a multiple of {self.downsample}")
+            raise FieldProblem("resolution", f"image size {self.resolution} is not divisible by the downsample "
+                               f"factor {self.downsample} (len(ch_mult) = {len(self.ch_mult)}); use a multiple of "
+                               f"{self.downsample}")
         return self
 
 
@@ -221,17 +234,54 @@ class OptimConfig(Strict):
 
 class DataConfig(Strict):
     train: str = Field("demo", description="'demo', a shard pattern, a folder of images or a pipe: URL")
-    val: Optional[str] = Field("demo", description="held-out data in the same forms (null: no validation)")
+    val: Optional[str] = Field("demo", description="held-out data in the same forms, 'holdout' for a held-out "
+                               "part of data.train (see holdout_fraction), or null for no validation")
+    holdout_fraction: float = Field(0.02, gt=0, lt=1, description="with val 'holdout': the fraction of data.train's "
+                                    "samples (chosen by a hash of their names) kept out of training for validation")
     batch_size: int = Field(16, ge=1)
     num_workers: int = Field(2, ge=0)
     shuffle_buffer: int = Field(1000, ge=0)
     val_samples: int = Field(256, ge=1, description="validation images per evaluation")
 
 
+DEVICES_HELP = "a number of devices >= 1, 'auto', or a list of GPU ids such as [0, 1]"
+
+
+def _check_devices(value: Any) -> Any:
+    """`trainer.devices`: an int >= 1, "auto", or a non-empty list of unique GPU ids >= 0 ("0,1" is read as
+    [0, 1]). One clear error instead of one per member of the union."""
+    if isinstance(value, str) and "," in value:
+        parts = [p.strip() for p in value.split(",") if p.strip()]
+        if parts and all(p.isdigit() for p in parts):
+            value = [int(p) for p in parts]
+    if isinstance(value, bool):
+        raise ValueError(f"must be {DEVICES_HELP}, not a boolean")
+    if isinstance(value, int):
+        if value < 1:
+            raise ValueError(f"{value} devices would run nothing; give {DEVICES_HELP}")
+        return value
+    if isinstance(value, str):
+        if value == "auto":
+            return value
+        if value.strip().isdigit():
+            return _check_devices(int(value))
+        raise ValueError(f"must be {DEVICES_HELP}")
+    if isinstance(value, (list, tuple)):
+        if not value:
+            raise ValueError(f"an empty list of GPU ids runs nothing; give {DEVICES_HELP}")
+        if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in value):
+            raise ValueError(f"GPU ids must be integers >= 0; give {DEVICES_HELP}")
+        if len(set(value)) != len(value):
+            raise ValueError("GPU ids must not repeat")
+        return list(value)
+    raise ValueError(f"must be {DEVICES_HELP}")
+
+
 class TrainerConfig(Strict):
     max_steps: int = Field(1000, ge=1)
     accelerator: Literal["auto", "cpu", "gpu"] = "auto"
-    devices: Union[int, Literal["auto"]] = "auto"
+    devices: Annotated[Union[int, Literal["auto"], list[int]], BeforeValidator(_check_devices)] = Field(
+        "auto", description="number of devices (GPUs, or CPU processes), 'auto', or a list of GPU ids")
     num_nodes: int = Field(1, ge=1)
     strategy: Literal["auto", "ddp", "fsdp"] = "auto"
     precision: Literal["auto", "32-true", "bf16-mixed"] = Field("auto", description="auto: bf16 on GPU, fp32 on CPU")
@@ -239,7 +289,12 @@ class TrainerConfig(Strict):
     val_every: int = Field(500, ge=1, description="validate (and write a grid) every N steps")
     ckpt_every: int = Field(500, ge=1)
     log_every: int = Field(10, ge=1)
-    max_minutes: Optional[float] = Field(None, gt=0, description="also stop after this much wall time")
+    max_minutes: Optional[float] = Field(None, gt=0, description="stop (and save) after this much wall time in one "
+                                         "invocation; --resume starts a new allowance")
+    keep_every: Optional[int] = Field(None, ge=1, description="also keep checkpoints/step_N.ckpt every N steps")
+    keep_best: Optional[str] = Field(None, description="keep checkpoints/best.ckpt by this validation metric, "
+                                     "e.g. val/psnr")
+    keep_best_mode: Literal["max", "min"] = Field("max", description="whether a larger or smaller keep_best is better")
     threads: Optional[int] = Field(None, ge=1, description="CPU threads for torch (default: torch's choice)")
 
 
@@ -296,7 +351,8 @@ def load(source: str | dict, overrides: list[str] | tuple[str, ...] = ()) -> Rec
         try:
             raw = yaml.safe_load(text) or {}
         except yaml.YAMLError as e:
-            raise RecipeError(f"recipe {source!r} is not valid YAML: {str(e).splitlines()[0]}") from None
+            raise RecipeError(f"recipe {source!r} is not valid YAML{_yaml_where(e)}",
+                              hint="check the indentation, colons and brackets there") from None
         if not isinstance(raw, dict):
             raise RecipeError(f"recipe {source!r} must be a mapping of sections, got {type(raw).__name__}")
         raw.setdefault("name", name)
@@ -306,7 +362,7 @@ def load(source: str | dict, overrides: list[str] | tuple[str, ...] = ()) -> Rec
     try:
         return Recipe.model_validate(raw)
     except ValidationError as e:
-        problems = [_describe_error(err) for err in e.errors()]
+        problems = describe_errors(e)
         label = source if isinstance(source, str) else "recipe"
         raise RecipeError(f"recipe {label!r} has {len(problems)} problem(s):", problems) from None
 
@@ -366,15 +422,84 @@ def dump(recipe: Recipe) -> str:
 # ----------------------------------------------------------------------------------------------- errors
 
 
-def _describe_error(err: dict) -> str:
+def _yaml_where(e: yaml.YAMLError) -> str:
+    """' at line L, column C: problem (context started at line ...)' from a YAML error, 1-based, on one line."""
+    if not isinstance(e, yaml.MarkedYAMLError):
+        return f": {str(e).splitlines()[0] if str(e) else type(e).__name__}"
+    mark = e.problem_mark or e.context_mark
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+    text = f"{where}: {e.problem or e.context or 'syntax error'}"
+    if e.problem and e.context:
+        cm = e.context_mark
+        started = f" started at line {cm.line + 1}, column {cm.column + 1}" if cm and cm is not mark else ""
+        text += f" ({e.context}{started})"
+    return text
+
+
+# custom union-tag errors (a Discriminator's custom_error_type) -> the key that holds the tag
+_TAG_KEYS = {"quantizer_kind": "kind"}
+_NOTHING = object()
+
+
+def describe_errors(e: ValidationError, root: type[BaseModel] | None = None) -> list[str]:
+    """One line per problem, `dotted.path: what is wrong (got VALUE)`, in the order pydantic found them.
+
+    A value that fails every member of a plain union is one problem at the union's path (each member's
+    complaint joined), not one per member; a model validator's `FieldProblem` is reported at its field; whole
+    sections are never echoed."""
+    root = root or Recipe
+    lines: list[Any] = []  # str, or [path, [member complaints], value] for a union
+    unions: dict[str, list] = {}
+    for err in e.errors():
+        path, text, value, member = _describe_error(err, root)
+        if member is None:
+            lines.append(f"{path}: {text}{_got(value)}")
+        elif path in unions:
+            unions[path][1].append(f"{member}{text}")
+        else:
+            unions[path] = [path, [f"{member}{text}"], value]
+            lines.append(unions[path])
+    return [line if isinstance(line, str) else
+            f"{line[0]}: fits none of its accepted forms: {'; '.join(line[1])}{_got(line[2])}" for line in lines]
+
+
+def _describe_error(err: dict, root: type[BaseModel]) -> tuple[str, str, Any, str | None]:
+    """(dotted path as the user wrote it, what is wrong, the offending value or _NOTHING, None or - for one
+    member's error of a plain union - the path inside the member ('' or 'item 1: ')). The path of a union
+    member's error stops at the union."""
     raw_loc = tuple(p for p in err["loc"] if isinstance(p, (str, int)))
-    loc, _ = _walk(Recipe, raw_loc)
+    value = err.get("input", _NOTHING)
+    cause = (err.get("ctx") or {}).get("error")
+    msg = err["msg"]
+    if isinstance(cause, Exception) and err["type"] in ("value_error", "assertion_error"):
+        msg = str(cause)  # without pydantic's "Value error, " prefix
+    if isinstance(cause, FieldProblem):
+        raw_loc += (cause.field,)
+        value = value.get(cause.field, _NOTHING) if isinstance(value, dict) else _NOTHING
+    tag = _TAG_KEYS.get(err["type"])
+    if tag and isinstance(value, dict) and tag in value:
+        raw_loc += (tag,)
+        value = value[tag]
+    loc, _, union_at = _walk(root, raw_loc)
+    member = None
+    if union_at is not None:
+        inner = loc[union_at:]
+        member = f"item {'.'.join(str(p) for p in inner)}: " if inner else ""
+        loc = loc[:union_at]
     path = ".".join(str(p) for p in loc) or "(top)"
     if err["type"] == "extra_forbidden":
-        fields = _fields_at(Recipe, raw_loc[:-1])
+        fields = _fields_at(root, raw_loc[:-1])
         hint = _choices_hint(str(loc[-1]), fields) if fields else ""
-        return f"{path}: unknown key" + (f" ({hint})" if hint else "")
-    return f"{path}: {err['msg']} (got {err.get('input')!r})"
+        return path, "unknown key" + (f" ({hint})" if hint else ""), _NOTHING, None
+    return path, msg, value, member
+
+
+def _got(value: Any) -> str:
+    """' (got VALUE)', short; nothing for a whole section (a mapping) or when there is no value."""
+    if value is _NOTHING or isinstance(value, dict):
+        return ""
+    text = repr(value)
+    return f" (got {text if len(text) <= 80 else text[:77] + '...'})"
 
 
 def _choices_hint(name: str, choices) -> str:
@@ -390,22 +515,45 @@ def _fields_at(cls: type[BaseModel], loc: tuple) -> list[str]:
     return list(found.model_fields) if found is not None else []
 
 
-def _walk(cls: type[BaseModel], loc: tuple) -> tuple[tuple, type[BaseModel] | None]:
+def _walk(cls: type[BaseModel], loc: tuple) -> tuple[tuple, type[BaseModel] | None, int | None]:
     """Follow a pydantic error `loc` down from `cls`: (the loc as the user wrote it, the model class found there
-    or None). After a tagged-union field pydantic inserts the member's tag (('model', 'quantizer', 'fsq',
-    'levls')): the tag picks the member and is dropped from the returned loc. A union without a tag in the loc
-    means its first member (the default kind)."""
+    or None, None or - when the loc went through a member of a plain union - the length of the returned loc at
+    that union).
+
+    After a tagged-union field pydantic inserts the member's tag (('model', 'quantizer', 'fsq', 'levls')): the
+    tag picks the member and is dropped from the returned loc. A union without a tag in the loc means its first
+    member (the default kind). Inside a plain union of non-model types (`int | list[int]`) pydantic inserts the
+    member's type ('int', "literal['auto']"): it is dropped too."""
     out: list = []
+    union_at = None
     members: list[tuple[type[BaseModel], Optional[str]]] = [(cls, None)]
+    annotation: Any = None  # the non-model type being walked, once the loc leaves the models
     for part in loc:
+        if not members:
+            if isinstance(part, str) and union_at is None and len(_union_args(annotation)) > 1:
+                union_at, annotation = len(out), None
+                continue
+            out.append(part)
+            annotation = None
+            continue
         tagged = {tag: c for c, tag in members if tag is not None}
         if len(members) > 1 and str(part) in tagged:
             members = [(tagged[str(part)], None)]
             continue
         out.append(part)
-        field = members[0][0].model_fields.get(str(part)) if members else None
+        field = members[0][0].model_fields.get(str(part))
         members = _members(field.annotation, field.discriminator) if field is not None else []
-    return tuple(out), (members[0][0] if members else None)
+        annotation = field.annotation if field is not None else None
+    return tuple(out), (members[0][0] if members else None), union_at
+
+
+def _union_args(annotation: Any) -> tuple:
+    """The non-None members of a Union annotation (Annotated and Optional unwrapped); () if not a union."""
+    while typing.get_origin(annotation) is Annotated:
+        annotation = typing.get_args(annotation)[0]
+    if typing.get_origin(annotation) is not Union:
+        return ()
+    return tuple(a for a in typing.get_args(annotation) if a is not type(None))
 
 
 def _members(annotation, discriminator=None) -> list[tuple[type[BaseModel], Optional[str]]]:

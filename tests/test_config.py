@@ -50,3 +50,84 @@ def test_unknown_recipe_and_preset_hint():
         config.load("quickstrat")
     with pytest.raises(Exception, match="did you mean 'llamagen_vq16'"):
         config.load({"model": {"preset": "llamagen_vq61"}})
+
+
+# ----------------------------------------------------------------------------------------------- issue 7 item 3
+
+
+def _problems(source, overrides=()) -> list[str]:
+    with pytest.raises(RecipeError) as e:
+        config.load(source, list(overrides))
+    return e.value.problems
+
+
+@pytest.mark.parametrize("override, path", [
+    ("optim.lr=inf", "optim.lr"), ("optim.lr=.nan", "optim.lr"), ("optim.lr=-.inf", "optim.lr"),
+    ("optim.betas=[.inf, 0.9]", "optim.betas.0"), ("optim.grad_clip=.nan", "optim.grad_clip"),
+    ("trainer.max_minutes=.inf", "trainer.max_minutes"), ("model.quantizer.ema_decay=.nan", "model.quantizer.ema_decay"),
+])
+def test_every_float_must_be_finite(override, path):
+    problems = _problems("quickstart", [override])
+    assert len(problems) == 1 and problems[0].startswith(f"{path}: Input should be a finite number"), problems
+
+
+@pytest.mark.parametrize("value, says", [
+    ("0", "0 devices would run nothing"), ("-2", "-2 devices"), ("[]", "empty list"), ("[0, 0]", "must not repeat"),
+    ("[-1]", "integers >= 0"), ("x", "'auto', or a list of GPU ids"), ("true", "not a boolean"),
+    ("[0.5]", "integers >= 0"),
+])
+def test_trainer_devices_rejected_at_load_once(value, says):
+    problems = _problems("quickstart", [f"trainer.devices={value}"])
+    assert len(problems) == 1 and problems[0].startswith("trainer.devices: ") and says in problems[0], problems
+
+
+@pytest.mark.parametrize("value, want", [("1", 1), ("4", 4), ("auto", "auto"), ("[0, 2]", [0, 2]), ("'1,3'", [1, 3]),
+                                         ("[3]", [3])])
+def test_trainer_devices_accepts_count_auto_or_gpu_ids(value, want):
+    recipe = config.load("quickstart", [f"trainer.devices={value}"])
+    assert recipe.trainer.devices == want
+    assert config.load(yaml.safe_load(config.dump(recipe))) == recipe
+
+
+def test_yaml_syntax_error_keeps_line_and_column(tmp_path):
+    path = tmp_path / "broken.yaml"
+    path.write_text("seed: 1\nmodel:\n  ch_mult: [1, 2\noptim: {lr: 1}\n")
+    with pytest.raises(RecipeError) as e:
+        config.load(str(path))
+    message = e.value.message
+    assert "\n" not in message and "is not valid YAML at line 4, column 6" in message, message
+    assert "started at line 3, column 12" in message, message
+    path.write_text("a: 1\n b: 2\n")
+    with pytest.raises(RecipeError, match="at line 2, column 3: mapping values are not allowed here"):
+        config.load(str(path))
+
+
+def test_model_level_error_is_at_the_field_without_dumping_the_section():
+    problems = _problems("quickstart", ["model.resolution=60"])
+    assert problems == ["model.resolution: image size 60 is not divisible by the downsample factor 8 "
+                        "(len(ch_mult) = 4); use a multiple of 8 (got 60)"]
+    problems = _problems({"model": {"preset": "test_f4", "quantizer": {"kind": "fsq", "levels": [64] * 5}}})
+    assert len(problems) == 1 and problems[0].startswith("model.quantizer.levels: levels [64, 64, 64, 64, 64] make")
+    assert "{" not in problems[0]
+
+
+def test_quantizer_kind_error_is_once_at_kind_without_the_section():
+    problems = _problems("quickstart", ["model.quantizer.kind=fqs"])
+    assert problems == ["model.quantizer.kind: quantizer kind must be one of 'vq', 'rvq', 'fsq', 'lfq' (got 'fqs')"]
+
+
+def test_plain_union_error_is_reported_once_at_its_path():
+    from typing import Literal, Union
+
+    from pydantic import ValidationError
+
+    class Section(config.Strict):
+        size: Union[int, Literal["auto"], list[int]] = 1
+
+    for bad in ("zz", [1, "a"]):
+        with pytest.raises(ValidationError) as e:
+            Section.model_validate({"size": bad})
+        lines = config.describe_errors(e.value, Section)
+        assert len(e.value.errors()) >= 2 and len(lines) == 1, lines
+        assert lines[0].startswith("size: fits none of its accepted forms: ") and "'auto'" in lines[0], lines
+        assert f"(got {bad!r})" in lines[0] and "literal[" not in lines[0], lines
