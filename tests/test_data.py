@@ -329,8 +329,17 @@ def test_bad_sources(tmp_path):
 
 
 def test_demo_images_exist_and_val_is_held_out():
-    assert not set(DEMO_TRAIN) & set(DEMO_VAL) and 3 <= len(DEMO_VAL) <= 4
+    assert not set(DEMO_TRAIN) & set(DEMO_VAL) and 2 <= len(DEMO_VAL) <= 4 and len(DEMO_TRAIN) >= 6
     assert all((demo_dir() / n).is_file() for n in DEMO_TRAIN + DEMO_VAL)
+
+
+def test_demo_photos_are_all_colour():
+    from mmtok.data.demo import load_demo_images
+
+    for split in ("train", "val"):
+        for img in load_demo_images(split):
+            a = np.asarray(img, dtype=np.int16)
+            assert np.percentile(a.max(-1) - a.min(-1), 99) > 50  # chroma: 0 everywhere in a greyscale photo
 
 
 def test_demo_train_varies_and_val_is_fixed():
