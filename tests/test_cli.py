@@ -55,3 +55,49 @@ def test_user_errors_are_one_line_on_stderr_with_exit_2(args, message, tmp_path)
     assert result.exit_code == 2, (result.stdout, result.stderr, result.exception)
     assert message.format(tmp=tmp_path) in result.stderr
     assert "Traceback" not in result.stderr and result.stderr.startswith("error: ")
+
+
+def _command_paths(command, prefix=()):
+    """Every command and group path of the app, e.g. (), ('train',), ('data',), ('data', 'pack')."""
+    yield prefix
+    for name, sub in getattr(command, "commands", {}).items():
+        yield from _command_paths(sub, prefix + (name,))
+
+
+ALL_COMMANDS = list(_command_paths(__import__("typer").main.get_command(app)))
+
+
+def test_every_command_is_walked():
+    names = {" ".join(p) for p in ALL_COMMANDS}
+    assert {"", "train", "recipes", "eval", "export", "encode", "decode", "doctor", "data", "data pack"} <= names
+
+
+@pytest.mark.parametrize("path", ALL_COMMANDS, ids=lambda p: " ".join(p) or "mmtok")
+def test_help_and_h_on_every_command_without_bool_placeholders(path):
+    long = runner.invoke(app, [*path, "--help"], env={"COLUMNS": "160"})
+    short = runner.invoke(app, [*path, "-h"], env={"COLUMNS": "160"})
+    assert long.exit_code == 0 and short.exit_code == 0, (long.stdout, short.stdout, short.stderr)
+    assert "Usage: " in short.stdout and short.stdout == long.stdout
+    assert "<bool>" not in long.stdout and "--help" in long.stdout, long.stdout
+    assert " -h " in long.stdout
+
+
+def test_version_prints_mmtok_and_torch_versions_and_stays_torch_free():
+    import mmtok
+
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0 and result.stdout.startswith(f"mmtok {mmtok.__version__} (torch ")
+    code = ("import sys\nfrom mmtok.cli.main import app\ntry:\n    app(['--version'])\nexcept SystemExit:\n    pass\n"
+            "assert 'torch' not in sys.modules, 'torch imported'\nprint('TORCH-FREE')")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert f"mmtok {mmtok.__version__}" in out.stdout and "TORCH-FREE" in out.stdout, out.stderr
+
+
+@pytest.mark.parametrize("override, message", [
+    ("trainer.devices=0", "trainer.devices: 0 devices would run nothing"),
+    ("optim.lr=.inf", "optim.lr: Input should be a finite number"),
+])
+def test_recipe_value_errors_stop_before_any_work(override, message, tmp_path):
+    result = runner.invoke(app, ["train", "test_tiny", "--out", str(tmp_path / "run"), "--set", override])
+    assert result.exit_code == 2 and message in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "run").exists()
