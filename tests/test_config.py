@@ -131,3 +131,14 @@ def test_plain_union_error_is_reported_once_at_its_path():
         assert len(e.value.errors()) >= 2 and len(lines) == 1, lines
         assert lines[0].startswith("size: fits none of its accepted forms: ") and "'auto'" in lines[0], lines
         assert f"(got {bad!r})" in lines[0] and "literal[" not in lines[0], lines
+
+
+def test_taming_recipe_scales_the_base_lr_as_taming_does():
+    recipe = config.load("taming_f16_1024")
+    t = recipe.trainer
+    gpus = t.devices if isinstance(t.devices, int) else len(t.devices)
+    assert t.accelerator == "gpu" and gpus == 8
+    assert recipe.optim.lr == pytest.approx(4.5e-6 * recipe.data.batch_size * gpus * t.accumulate_grad_batches)
+    assert recipe.optim.min_lr_ratio == 1.0 and recipe.optim.warmup_steps == 0  # taming: constant lr
+    text = config.read_recipe_text("taming_f16_1024")[1]
+    assert "4.32e-4" in text and "8 GPUs" in text
