@@ -39,11 +39,22 @@ def environment_rows() -> list[tuple[str, str]]:
         ("torch", torch.__version__),
         ("CUDA available", f"yes, {len(names)} device(s): " + ", ".join(names) if cuda else "no"),
         ("CUDA runtime", str(torch.version.cuda)),
+        ("accelerator auto means", _auto_devices()),
         ("triton importable", "yes (fused lookup kernels on CUDA)" if triton else "no (torch lookup path)"),
         ("bf16", bf16),
         ("CPU threads (torch)", f"{torch.get_num_threads()} of {os.cpu_count()} cores"),
         ("MMTOK_HOME", os.environ.get("MMTOK_HOME", "(unset: ~/.cache/mmtok)")),
     ]
+
+
+def _auto_devices() -> str:
+    """What `auto` resolves to here (train's trainer.accelerator/devices, eval's --accelerator/--devices)."""
+    from mmtok.hardware import resolve
+
+    accelerator, devices = resolve("auto", "auto")
+    if accelerator == "cpu":
+        return "cpu, 1 process (more with devices: N; GPU ids need CUDA)"
+    return f"gpu, all {devices} visible GPU(s) (choose with devices: N or a list of ids, e.g. [0, 1])"
 
 
 def doctor_command():

@@ -76,3 +76,11 @@ def test_torch_device_refuses_in_one_line(gpus, n, name, says):
     with pytest.raises(MmtokError, match=None) as e:
         hardware.torch_device(name)
     assert says in e.value.message and "\n" not in str(e.value), str(e.value)
+
+
+@pytest.mark.parametrize("n, says", [(0, "cpu, 1 process"), (2, "gpu, all 2 visible GPU(s)")])
+def test_doctor_says_what_auto_means_here(gpus, n, says):
+    from mmtok.cli.doctor import _auto_devices
+
+    gpus(n)
+    assert _auto_devices().startswith(says)
