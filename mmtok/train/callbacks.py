@@ -29,28 +29,81 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 
 
 class Checkpointer(L.Callback):
-    """Saves `checkpoints/last.ckpt` every `every` steps, at the end, and when a run is interrupted."""
+    """Saves `checkpoints/last.ckpt` every `every` steps and at the end; with `keep_every`, also keeps
+    `checkpoints/step_NNNNNNN.ckpt` every that many steps; with `keep_best` (a validation metric such as
+    "val/psnr", larger is better unless `best_mode` is "min"), keeps `checkpoints/best.ckpt`.
 
-    def __init__(self, run_dir: Path, every: int):
-        self.path = Path(run_dir) / "checkpoints" / "last.ckpt"
-        self.every = every
+    Every rank calls `save` at the same step (Lightning writes on rank 0 and then holds a barrier)."""
+
+    def __init__(self, run_dir: Path, every: int, keep_every: int | None = None, keep_best: str | None = None,
+                 best_mode: str = "max"):
+        self.dir = Path(run_dir) / "checkpoints"
+        self.path = self.dir / "last.ckpt"
+        self.every, self.keep_every = every, keep_every
+        self.keep_best, self.best_mode = keep_best, best_mode
+        self.best: float | None = None
         self._saved_at = -1
 
-    def _save(self, trainer: L.Trainer) -> None:
+    def save(self, trainer: L.Trainer) -> None:
         if trainer.global_step != self._saved_at:
             trainer.save_checkpoint(self.path, weights_only=False)  # full state: resume needs optimizers
             self._saved_at = trainer.global_step
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-        if trainer.global_step > 0 and trainer.global_step % self.every == 0:
-            self._save(trainer)
+        step = trainer.global_step
+        if step > 0 and step % self.every == 0:
+            self.save(trainer)
+        if self.keep_every and step > 0 and step % self.keep_every == 0:
+            kept = self.dir / f"step_{step:07d}.ckpt"
+            if not kept.exists():
+                trainer.save_checkpoint(kept, weights_only=False)
+
+    def on_validation_end(self, trainer, pl_module):
+        if not self.keep_best or trainer.state.fn != "fit" or trainer.sanity_checking:
+            return
+        value = trainer.callback_metrics.get(self.keep_best)
+        if value is None:
+            return
+        value = float(value)
+        better = self.best is None or (value > self.best if self.best_mode == "max" else value < self.best)
+        if better and value == value:  # NaN never counts as best
+            self.best = value
+            trainer.save_checkpoint(self.dir / "best.ckpt", weights_only=False)
 
     def on_train_end(self, trainer, pl_module):
-        self._save(trainer)
+        self.save(trainer)
 
-    def on_exception(self, trainer, pl_module, exception):
-        if isinstance(exception, KeyboardInterrupt) and trainer.global_step > 0:
-            self._save(trainer)
+    def state_dict(self) -> dict:
+        return {"best": self.best}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self.best = state_dict.get("best")
+
+
+class ResumeReport(L.Callback):
+    """On resume, says (rank 0) what was restored, what starts fresh, and how the lr schedule changed."""
+
+    def __init__(self, before, recipe, console: Console | None = None):
+        self.before, self.recipe = before, recipe
+        self.console = console or Console(stderr=True)
+
+    def on_train_start(self, trainer, pl_module):
+        report = getattr(pl_module, "restore_report", None)
+        if not trainer.is_global_zero or report is None:
+            return
+        say = self.console.print
+        say(f"resumed at step {trainer.global_step}: restored {', '.join(report['restored']) or 'nothing'}"
+            + (f"; new, starting fresh: {', '.join(report['fresh'])}" if report["fresh"] else "")
+            + (f"; no longer used: {', '.join(report['dropped'])}" if report["dropped"] else ""))
+        if self.before is not None and self.before.trainer.max_steps != self.recipe.trainer.max_steps:
+            from mmtok.train.task import lr_lambda
+
+            o, step = self.recipe.optim, trainer.global_step
+            old = lr_lambda(o.warmup_steps, self.before.trainer.max_steps, o.min_lr_ratio)(step) * o.lr
+            new = lr_lambda(o.warmup_steps, self.recipe.trainer.max_steps, o.min_lr_ratio)(step) * o.lr
+            say(f"lr schedule: the cosine decay now ends at step {self.recipe.trainer.max_steps} (was "
+                f"{self.before.trainer.max_steps}); the lr follows the new curve from here: {old:.3g} -> {new:.3g} "
+                f"at step {step}")
 
 
 class RichSteps(L.Callback):

@@ -25,9 +25,57 @@ def last_checkpoint(run_dir: Path) -> Path:
     return Path(run_dir) / "checkpoints" / "last.ckpt"
 
 
+def flat(d: dict, prefix: str = "") -> dict:
+    """{"a.b": value} for a nested dict."""
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def recipe_diff(before: Recipe, after: Recipe) -> list[tuple[str, object, object]]:
+    """(dotted key, old value, new value) for every recipe value that differs."""
+    a, b = flat(before.model_dump(mode="json")), flat(after.model_dump(mode="json"))
+    return [(k, a.get(k), b.get(k)) for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
+
+
+def resume_recipe(out: Path, overrides: list[str] | tuple[str, ...] = ()) -> tuple[Recipe, list]:
+    """The recipe to continue run `out` with: its own recipe.yaml with `overrides` applied on top, and the diff
+    (see `recipe_diff`). A change to the model section is refused: the weights could not be restored into it."""
+    saved = Path(out) / "recipe.yaml"
+    if not saved.is_file():
+        raise CheckpointError(f"nothing to resume in {out}: {saved} does not exist",
+                              hint="drop --resume to start a new run, or point --out at an earlier run")
+    before = config.load(str(saved))
+    after = config.load(str(saved), list(overrides))
+    diff = recipe_diff(before, after)
+    model = [k for k, _, _ in diff if k.startswith("model.")]
+    if model:
+        raise RecipeError(f"cannot resume {out} with a different model ({', '.join(model)})",
+                          hint="only training settings may change on resume; start a new run in another --out")
+    return after, diff
+
+
+def requeue_checkpoint(out: Path) -> Path | None:
+    """Lightning's SLURM auto-requeue checkpoint (hpc_ckpt_N.ckpt in the run directory), the newest, if any."""
+    found = sorted(Path(out).glob("hpc_ckpt_*.ckpt"), key=lambda p: int(p.stem.rsplit("_", 1)[1]))
+    return found[-1] if found else None
+
+
 def prepare_run_dir(recipe: Recipe, out: Path, resume: bool) -> Path | None:
-    """Check the run directory against --resume; returns the checkpoint to resume from (or None)."""
+    """Check the run directory against --resume; returns the checkpoint to resume from (or None).
+
+    A run directory holding a SLURM requeue checkpoint (`hpc_ckpt_N.ckpt`) resumes without --resume: a requeued
+    job runs the same command again. The newest of last.ckpt and that file is used."""
     ckpt = last_checkpoint(out)
+    hpc = requeue_checkpoint(out)
+    if hpc is not None and (not ckpt.is_file() or hpc.stat().st_mtime > ckpt.stat().st_mtime):
+        ckpt, resume = hpc, True
+    elif hpc is not None:
+        resume = True
     if resume:
         if not ckpt.is_file():
             raise CheckpointError(f"nothing to resume in {out}: {ckpt} does not exist",
@@ -60,13 +108,13 @@ def _precision(recipe: Recipe, accelerator: str) -> str:
 
 def build_trainer(recipe: Recipe, out: Path, callbacks: list):
     import lightning as L
-    import torch
     from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
+    from mmtok.hardware import resolve
     from mmtok.train.callbacks import AtomicCheckpointIO
 
     t = recipe.trainer
-    accelerator = t.accelerator if t.accelerator != "auto" else ("gpu" if torch.cuda.is_available() else "cpu")
+    accelerator, devices = resolve(t.accelerator, t.devices, t.strategy)
     strategy = t.strategy
     if strategy == "ddp":
         from lightning.pytorch.strategies import DDPStrategy
@@ -77,9 +125,8 @@ def build_trainer(recipe: Recipe, out: Path, callbacks: list):
     if importlib.util.find_spec("tensorboard") is not None:
         loggers.append(TensorBoardLogger(out, name="logs", version=loggers[0].version))
     return L.Trainer(
-        accelerator=accelerator, devices=t.devices, num_nodes=t.num_nodes, strategy=strategy,
+        accelerator=accelerator, devices=devices, num_nodes=t.num_nodes, strategy=strategy,
         precision=_precision(recipe, accelerator), max_steps=t.max_steps, max_epochs=-1,
-        max_time={"minutes": t.max_minutes} if t.max_minutes else None,
         val_check_interval=t.val_every * t.accumulate_grad_batches, check_val_every_n_epoch=None,
         num_sanity_val_steps=0, log_every_n_steps=t.log_every, logger=loggers, callbacks=callbacks,
         plugins=[AtomicCheckpointIO()], enable_checkpointing=False, enable_progress_bar=False,
@@ -90,46 +137,119 @@ def build_trainer(recipe: Recipe, out: Path, callbacks: list):
 def train(recipe: Recipe, out: str | Path, *, resume: bool = False, callbacks: list | None = None) -> dict:
     """Train the recipe's tokenizer into run directory `out`; returns the summary (also in summary.json).
 
+    The summary's "status" is "finished", "stopped on time" (trainer.max_minutes; final validation still runs)
+    or "interrupted" (SIGINT / SIGTERM: checkpoint saved, no final validation); "exit_code" is what a command
+    line should exit with (0, or 130 / 143 after a signal); "is_global_zero" tells the rank that reports.
     `callbacks` are extra Lightning callbacks (e.g. for tests or custom logging).
     """
+    from mmtok.train.stop import StopRequest
+
     out = Path(out)
+    request = StopRequest()
+    request.install()  # from here a signal is recorded; training stops at the next step boundary
+    try:
+        return _train(recipe, out, resume, callbacks or [], request)
+    finally:
+        request.restore()
+
+
+def _train(recipe: Recipe, out: Path, resume: bool, callbacks: list, request) -> dict:
+    before = config.load(str(out / "recipe.yaml")) if (out / "recipe.yaml").is_file() else None
     ckpt = prepare_run_dir(recipe, out, resume)
     import lightning as L
     import torch
 
-    from mmtok.data import make_loader
-    from mmtok.train.callbacks import Checkpointer, RichSteps
-    from mmtok.train.task import TokenizerTask
+    from mmtok.train.callbacks import Checkpointer, ResumeReport, RichSteps
+    from mmtok.train.stop import TIME_LIMIT, RunStopped, RunStopper, exit_code, reason_name
+    from mmtok.train.task import VAL_METRICS, TokenizerTask
 
-    if recipe.trainer.threads:
-        torch.set_num_threads(recipe.trainer.threads)
+    t = recipe.trainer
+    if t.keep_best and t.keep_best not in VAL_METRICS:
+        raise RecipeError(f"trainer.keep_best: unknown validation metric {t.keep_best!r}",
+                          hint="one of " + ", ".join(VAL_METRICS))
+    if t.threads:
+        torch.set_num_threads(t.threads)
+    quiet_lightning()
     L.seed_everything(recipe.seed, workers=True, verbose=False)
-    task = TokenizerTask(recipe, run_dir=out)  # validates the model (e.g. resolution vs downsample) first
-    d, res = recipe.data, recipe.model.resolution
-    train_loader = make_loader(d.train, "train", res, batch_size=d.batch_size, num_workers=d.num_workers,
-                               shuffle_buffer=d.shuffle_buffer, seed=recipe.seed)
-    val_loader = None
-    if d.val:
-        val_loader = make_loader(d.val, "val", res, batch_size=d.batch_size, num_workers=min(d.num_workers, 1),
-                                 shuffle_buffer=0, seed=recipe.seed, max_samples=d.val_samples)
+    train_loader, val_loader = _loaders(recipe)  # a bad data source fails here, before any model is built
+    task = TokenizerTask(recipe, run_dir=out)
     _write(out / "recipe.yaml", config.dump(recipe))
 
-    trainer = build_trainer(recipe, out, [RichSteps(), Checkpointer(out, recipe.trainer.ckpt_every), *(callbacks or [])])
+    checkpointer = Checkpointer(out, t.ckpt_every, t.keep_every, t.keep_best, t.keep_best_mode)
+    stopper = RunStopper(request, t.max_minutes, checkpointer.save)
+    report = ResumeReport(before if ckpt else None, recipe)
+    trainer = build_trainer(recipe, out, [RichSteps(), checkpointer, stopper, report, *callbacks])
     t0 = time.perf_counter()
-    trainer.fit(task, train_dataloaders=train_loader, val_dataloaders=val_loader, ckpt_path=ckpt)
+    stopped = None
+    try:
+        trainer.fit(task, train_dataloaders=train_loader, val_dataloaders=val_loader, ckpt_path=ckpt)
+    except RunStopped as e:
+        stopped = e
     seconds = time.perf_counter() - t0
     final = {}
-    if val_loader is not None and not trainer.interrupted:
+    interrupted = stopped is not None and stopped.reason != TIME_LIMIT
+    if val_loader is not None and not interrupted and not request.signum:
         final = trainer.validate(task, dataloaders=val_loader, verbose=False)[0]
+    status = "finished" if stopped is None else ("stopped on time" if not interrupted else "interrupted")
     summary = {
-        "recipe": recipe.name, "step": trainer.global_step, "steps_this_run": trainer.global_step - task.start_step,
+        "recipe": recipe.name, "status": status, "step": trainer.global_step,
+        "steps_this_run": trainer.global_step - task.start_step, "max_steps": t.max_steps,
         "seconds": round(seconds, 1), "skipped_samples": task.skipped,
         "final": {k: round(float(v), 5) for k, v in final.items()},
-        "checkpoint": str(last_checkpoint(out)), "grid": _latest_grid(out),
+        "checkpoint": str(last_checkpoint(out)) if last_checkpoint(out).is_file() else None,
+        "grid": _latest_grid(out),
+        "stop_reason": reason_name(stopped.reason) if stopped is not None else None,
+        "exit_code": exit_code(stopped.reason) if interrupted else 0,
+        "bad_samples": task.bad.entries, "is_global_zero": trainer.is_global_zero, "curves": None,
     }
     if trainer.is_global_zero:
+        summary["curves"] = _curves(out)
         _write(out / "summary.json", json.dumps(summary, indent=2))
     return summary
+
+
+def _curves(out: Path) -> str | None:
+    from mmtok.errors import MmtokError
+    from mmtok.train.curves import plot_curves
+
+    try:
+        return str(plot_curves(out))
+    except MmtokError:  # nothing logged yet (e.g. stopped before the first logged step)
+        return None
+
+
+def _loaders(recipe: Recipe):
+    """(train, val or None) loaders; data.val 'holdout' validates on a hash-chosen part of data.train that
+    training never sees."""
+    from mmtok.data import make_loader
+
+    d, res = recipe.data, recipe.model.resolution
+    holdout = d.holdout_fraction if d.val == "holdout" else 0.0
+    train_loader = make_loader(d.train, "train", res, batch_size=d.batch_size, num_workers=d.num_workers,
+                               shuffle_buffer=d.shuffle_buffer, seed=recipe.seed, holdout=holdout)
+    val_loader = None
+    if d.val:
+        val_loader = make_loader(d.train if holdout else d.val, "val", res, batch_size=d.batch_size,
+                                 num_workers=min(d.num_workers, 1), shuffle_buffer=0, seed=recipe.seed,
+                                 max_samples=d.val_samples, holdout=holdout)
+    return train_loader, val_loader
+
+
+def quiet_lightning() -> None:
+    """Keep Lightning's tips, hardware banners and routine warnings out of mmtok's console (errors still show)."""
+    import logging
+    import warnings
+
+    for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero",
+                 "lightning.pytorch.accelerators.cuda", "lightning.fabric.utilities.seed",
+                 "lightning.pytorch.utilities.distributed", "lightning.fabric.utilities.distributed"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    for pattern in (".*does not have many workers.*", ".*smaller than the logging interval.*",
+                    ".*is an invalid value for the.*", ".*Checkpoint directory .* exists and is not empty.*",
+                    ".*Your `IterableDataset` has `__len__` defined.*", ".*tensorboardX.*",
+                    ".*process group has NOT been destroyed.*", ".*but have no `val_dataloader`.*", ".*module\\(s\\) in eval mode.*", ".*LeafSpec.*",
+                    ".*'pretrained' is deprecated.*", ".*Arguments other than a weight enum.*"):
+        warnings.filterwarnings("ignore", message=pattern)
 
 
 def _latest_grid(out: Path) -> str | None:

@@ -6,6 +6,7 @@ weights (when enabled) and reports held-out PSNR, reconstruction error and codeb
 """
 from __future__ import annotations
 
+import logging
 import math
 from pathlib import Path
 
@@ -16,9 +17,14 @@ import torch.nn.functional as F
 import mmtok
 from mmtok import tokenizers
 from mmtok.config import Recipe
+from mmtok.data.bad import BadSamples
 from mmtok.losses.adversarial import LeCam, PatchDiscriminator, adaptive_weight, d_loss, g_loss
 from mmtok.train.ema import EMA
 from mmtok.train.samples import save_grid
+
+
+log = logging.getLogger("mmtok")
+VAL_METRICS = ("val/psnr", "val/l2", "val/usage", "val/perplexity")  # what validation logs (trainer.keep_best)
 
 
 def lr_lambda(warmup: int, total: int, min_ratio: float):
@@ -51,7 +57,9 @@ class TokenizerTask(L.LightningModule):
         self.discriminator = PatchDiscriminator(recipe.model.in_channels, gan.ndf, gan.n_layers) if gan.weight > 0 else None
         self.lecam = LeCam(gan.lecam_decay) if gan.weight > 0 and gan.lecam > 0 else None
         self.skipped = 0
+        self.bad = BadSamples()
         self.start_step = 0
+        self.restore_report: dict | None = None
         self._val: dict = {}
 
     # ------------------------------------------------------------------------------------------- setup
@@ -156,6 +164,8 @@ class TokenizerTask(L.LightningModule):
             self.untoggle_optimizer(opt_d)
 
         self.skipped += int(batch["skipped"].sum()) if "skipped" in batch else 0
+        for entry in self.bad.add(batch):  # each bad sample named once, with its reason
+            log.warning("skipped a bad sample: %s", entry)
         logs = {f"train/{k}": v.detach().float() for k, v in terms.items()}
         logs["train/loss"] = total.detach().float()
         logs.update({f"train/{k}": v.float() for k, v in out.stats.items()})
@@ -199,9 +209,55 @@ class TokenizerTask(L.LightningModule):
 
     # ------------------------------------------------------------------------------------------- checkpoints
 
+    # Modules the task owns besides the tokenizer. Frozen ones are rebuilt from their own weights files and never
+    # saved; loss modules may be switched on or off between a run and its resume (they then start fresh).
+    FROZEN = ("perceptual",)
+    MUST_MATCH = ("tokenizer", "ema")
+
     def on_save_checkpoint(self, checkpoint: dict) -> None:
+        state = checkpoint["state_dict"]
+        for key in [k for k in state if k.split(".", 1)[0] in self.FROZEN]:
+            del state[key]
         checkpoint["mmtok"] = {"version": mmtok.__version__, "recipe": self.recipe.model_dump(mode="json"),
-                               "seed": self.recipe.seed, "skipped": self.skipped}
+                               "seed": self.recipe.seed, "skipped": self.skipped, "bad": self.bad.entries}
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
+        """Reconcile a checkpoint with this task's modules before Lightning loads it strictly: frozen networks
+        come from their weights files; a loss module added since the checkpoint (or whose shapes changed) starts
+        fresh with a fresh optimizer; one removed since is dropped. `self.restore_report` says which."""
+        from mmtok.errors import CheckpointError
+
         self.skipped = int(checkpoint.get("mmtok", {}).get("skipped", 0))
+        self.bad = BadSamples(checkpoint.get("mmtok", {}).get("bad", ()))
+        own, saved = self.state_dict(), checkpoint["state_dict"]
+        groups = lambda keys: {k.split(".", 1)[0] for k in keys}  # noqa: E731
+        restored, fresh, dropped = [], [], []
+        for name in sorted(groups(own) | groups(saved)):
+            mine = {k: v for k, v in own.items() if k.split(".", 1)[0] == name}
+            theirs = {k for k in saved if k.split(".", 1)[0] == name}
+            if name in self.FROZEN:
+                saved.update(mine)
+                for key in theirs - set(mine):
+                    del saved[key]
+                continue
+            matches = set(mine) == theirs and all(saved[k].shape == v.shape for k, v in mine.items())
+            if matches:
+                restored.append(name)
+            elif name in self.MUST_MATCH:
+                raise CheckpointError(f"the checkpoint's {name} does not match this recipe's model",
+                                      hint="resume with the run's own model settings, or start a new run in "
+                                           "another --out")
+            elif mine:
+                for key in theirs:
+                    del saved[key]
+                saved.update(mine)
+                fresh.append(name)
+            else:
+                for key in theirs:
+                    del saved[key]
+                dropped.append(name)
+        if "discriminator" in fresh or "discriminator" in dropped:
+            # optimizer / scheduler 0 is the generator's; a discriminator's (index 1) is only kept if it matches
+            checkpoint["optimizer_states"] = checkpoint["optimizer_states"][:1]
+            checkpoint["lr_schedulers"] = checkpoint["lr_schedulers"][:1]
+        self.restore_report = {"restored": restored, "fresh": fresh, "dropped": dropped}

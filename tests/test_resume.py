@@ -1,0 +1,97 @@
+"""Resume from the run: its own recipe plus overrides, loss modules switched on or off, frozen networks not saved,
+max_minutes per invocation, kept and best checkpoints."""
+import pytest
+import torch
+
+from mmtok import config
+from mmtok.errors import RecipeError
+from mmtok.train.run import last_checkpoint, resume_recipe, train
+
+FAST = ["data.val_samples=4", "data.batch_size=2", "data.num_workers=0", "trainer.max_steps=2",
+        "trainer.val_every=2", "trainer.log_every=1"]
+PLAIN = FAST + ["loss.gan.weight=0", "loss.perceptual.weight=0", "loss.gan.lecam=0"]
+
+
+class Report:
+    """Collects the task's restore report at train start."""
+
+    def __init__(self):
+        import lightning as L
+
+        outer = self
+
+        class CB(L.Callback):
+            def on_train_start(self, trainer, pl_module):
+                outer.report = pl_module.restore_report
+                outer.step = trainer.global_step
+
+        self.callback = CB()
+
+
+def test_resume_recipe_applies_overrides_on_the_runs_recipe_and_refuses_model_changes(tmp_path):
+    run = tmp_path / "run"
+    train(config.load("test_tiny", PLAIN), run)
+    recipe, diff = resume_recipe(run, ["trainer.max_steps=5", "optim.lr=2e-3"])
+    assert recipe.trainer.max_steps == 5 and recipe.data.batch_size == 2  # the run's own values survive
+    assert ("trainer.max_steps", 2, 5) in diff and ("optim.lr", 0.001, 0.002) in diff and len(diff) == 2
+    with pytest.raises(RecipeError, match=r"different model \(model.quantizer.codebook_size\)"):
+        resume_recipe(run, ["model.quantizer.codebook_size=64"])
+
+
+def test_loss_modules_switched_on_and_off_across_resumes(tmp_path):
+    run = tmp_path / "run"
+    train(config.load("test_tiny", PLAIN), run)
+    saved = torch.load(last_checkpoint(run), map_location="cpu", weights_only=True)
+    assert not any(k.startswith("discriminator.") for k in saved["state_dict"])
+
+    on = Report()
+    gan_on, _ = resume_recipe(run, ["trainer.max_steps=6", "loss.gan.weight=0.1", "loss.gan.start_step=0",
+                                    "loss.gan.warmup_steps=0", "loss.perceptual.weight=0.1"])
+    summary = train(gan_on, run, resume=True, callbacks=[on.callback])
+    assert summary["step"] == 6 and on.step == 2
+    assert on.report["fresh"] == ["discriminator"] and "tokenizer" in on.report["restored"]
+    ckpt = torch.load(last_checkpoint(run), map_location="cpu", weights_only=True)
+    assert any(k.startswith("discriminator.") for k in ckpt["state_dict"])
+    assert not any(k.startswith("perceptual.") for k in ckpt["state_dict"])  # frozen LPIPS is never saved
+    assert len(ckpt["optimizer_states"]) == 2
+
+    off = Report()
+    gan_off, _ = resume_recipe(run, ["trainer.max_steps=7", "loss.gan.weight=0", "loss.perceptual.weight=0"])
+    train(gan_off, run, resume=True, callbacks=[off.callback])
+    assert off.report["dropped"] == ["discriminator"] and off.step == 6
+    ckpt = torch.load(last_checkpoint(run), map_location="cpu", weights_only=True)
+    assert not any(k.startswith("discriminator.") for k in ckpt["state_dict"]) and ckpt["global_step"] == 7
+
+
+def test_max_minutes_limits_each_invocation_not_the_whole_run(tmp_path):
+    run = tmp_path / "run"
+    limited = config.load("test_tiny", PLAIN + ["trainer.max_steps=50", "trainer.max_minutes=0.0001"])
+    first = train(limited, run)
+    assert first["status"] == "stopped on time" and first["exit_code"] == 0 and first["step"] == 1
+    assert "val/psnr" in first["final"]  # a stop on time still validates
+    second = train(resume_recipe(run)[0], run, resume=True)  # a new allowance: it makes progress again
+    assert second["status"] == "stopped on time" and second["step"] == 2
+
+
+def test_kept_and_best_checkpoints(tmp_path):
+    run = tmp_path / "run"
+    recipe = config.load("test_tiny", PLAIN + ["trainer.max_steps=4", "trainer.val_every=1",
+                                               "trainer.keep_every=2", "trainer.keep_best=val/psnr"])
+    train(recipe, run)
+    kept = sorted(p.name for p in (run / "checkpoints").glob("step_*.ckpt"))
+    assert kept == ["step_0000002.ckpt", "step_0000004.ckpt"]
+    best = torch.load(run / "checkpoints" / "best.ckpt", map_location="cpu", weights_only=True)
+    psnrs = {}
+    import csv
+
+    with open(next((run / "logs").glob("version_*/metrics.csv"))) as f:
+        for row in csv.DictReader(f):
+            if row.get("val/psnr"):
+                psnrs[int(row["step"])] = float(row["val/psnr"])
+    assert len(psnrs) >= 4  # every validation during fit (the final one repeats the last weights)
+    assert best["callbacks"]["Checkpointer"]["best"] == pytest.approx(max(psnrs.values()), abs=1e-4)
+
+
+def test_keep_best_must_name_a_validation_metric(tmp_path):
+    with pytest.raises(RecipeError, match="keep_best"):
+        train(config.load("test_tiny", PLAIN + ["trainer.keep_best=val/psnrr"]), tmp_path / "run")
