@@ -95,3 +95,22 @@ def test_kept_and_best_checkpoints(tmp_path):
 def test_keep_best_must_name_a_validation_metric(tmp_path):
     with pytest.raises(RecipeError, match="keep_best"):
         train(config.load("test_tiny", PLAIN + ["trainer.keep_best=val/psnrr"]), tmp_path / "run")
+
+
+def test_a_slurm_requeue_checkpoint_resumes_without_the_flag(tmp_path):
+    import os
+    import shutil
+    import time
+
+    from mmtok.train.run import prepare_run_dir
+
+    run = tmp_path / "run"
+    recipe = config.load("test_tiny", PLAIN)
+    train(recipe, run)
+    assert prepare_run_dir(recipe, run, resume=True) == last_checkpoint(run)
+    hpc = run / "hpc_ckpt_3.ckpt"  # what Lightning's SIGUSR1 handler writes before `scontrol requeue`
+    shutil.copy(last_checkpoint(run), hpc)
+    later = time.time() + 5
+    os.utime(hpc, (later, later))
+    assert prepare_run_dir(recipe, run, resume=False) == hpc  # the requeued job runs the same command
+    assert train(recipe, run)["status"] == "finished"
