@@ -48,7 +48,8 @@ def _print_version(value: bool) -> None:
 @app.callback()
 def root(
     version: Annotated[bool, typer.Option(
-        "--version", is_eager=True, callback=_print_version, help="Print mmtok's version (and torch's) and exit.")] = False,
+        "--version", is_eager=True, callback=_print_version,
+        help="Print mmtok's version (and torch's) and exit.")] = False,
 ) -> None:
     """Train, evaluate and export discrete tokenizers for images, audio and motion."""
 

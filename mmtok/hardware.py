@@ -62,7 +62,8 @@ def resolve(accelerator: str, devices: Devices = "auto", strategy: str = "auto")
             raise MmtokError(f"GPU ids {devices} were given but there is no CUDA GPU",
                              hint=_no_gpu_hint(f"devices: a number of processes such as {len(devices)}"))
         raise MmtokError(f"GPU ids {devices} were given with the cpu accelerator",
-                         hint=f"use the gpu accelerator for GPU ids, or a number of CPU processes such as {len(devices)}")
+                         hint="use the gpu accelerator for GPU ids, or a number of CPU processes such as "
+                         f"{len(devices)}")
     if name == "gpu" and not n_gpus:
         raise MmtokError("a GPU was requested (accelerator gpu) but there is no CUDA GPU",
                          hint=_no_gpu_hint("accelerator cpu, or auto"))

@@ -80,7 +80,8 @@ def test_encode_with_nothing_readable_is_an_error(bundle, tmp_path):
 
 @pytest.mark.parametrize("device", ["gpu", "cuda", "cuda:0", "gpu:1"])
 @pytest.mark.parametrize("command", ["encode", "decode"])
-def test_gpu_device_without_cuda_is_one_line_exit_2(bundle, tiny_images, tmp_path, monkeypatch, command, device):  # noqa: F811
+def test_gpu_device_without_cuda_is_one_line_exit_2(bundle, tiny_images, tmp_path, monkeypatch,  # noqa: F811
+                                                    command, device):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)
     np.save(tmp_path / "ids.npy", np.zeros((1, 4, 4), dtype=np.int64))

@@ -64,7 +64,8 @@ def _problems(source, overrides=()) -> list[str]:
 @pytest.mark.parametrize("override, path", [
     ("optim.lr=inf", "optim.lr"), ("optim.lr=.nan", "optim.lr"), ("optim.lr=-.inf", "optim.lr"),
     ("optim.betas=[.inf, 0.9]", "optim.betas.0"), ("optim.grad_clip=.nan", "optim.grad_clip"),
-    ("trainer.max_minutes=.inf", "trainer.max_minutes"), ("model.quantizer.ema_decay=.nan", "model.quantizer.ema_decay"),
+    ("trainer.max_minutes=.inf", "trainer.max_minutes"),
+    ("model.quantizer.ema_decay=.nan", "model.quantizer.ema_decay"),
 ])
 def test_every_float_must_be_finite(override, path):
     problems = _problems("quickstart", [override])
