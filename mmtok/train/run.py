@@ -247,7 +247,7 @@ def quiet_lightning() -> None:
     for pattern in (".*does not have many workers.*", ".*smaller than the logging interval.*",
                     ".*is an invalid value for the.*", ".*Checkpoint directory .* exists and is not empty.*",
                     ".*Your `IterableDataset` has `__len__` defined.*", ".*tensorboardX.*",
-                    ".*process group has NOT been destroyed.*", ".*but have no `val_dataloader`.*", ".*module\\(s\\) in eval mode.*", ".*LeafSpec.*",
+                    ".*process group has NOT been destroyed.*", ".*but have no `val_dataloader`.*", ".*sync_dist=True.*", ".*module\\(s\\) in eval mode.*", ".*LeafSpec.*",
                     ".*'pretrained' is deprecated.*", ".*Arguments other than a weight enum.*"):
         warnings.filterwarnings("ignore", message=pattern)
 
