@@ -23,6 +23,7 @@ from mmtok.cli import codec as _codec  # noqa: E402
 from mmtok.cli import doctor as _doctor  # noqa: E402
 from mmtok.cli import eval as _eval  # noqa: E402
 from mmtok.cli import export as _export  # noqa: E402
+from mmtok.cli import runs as _runs  # noqa: E402
 
 
 def version_text() -> str:
@@ -62,6 +63,7 @@ app.command("export")(guarded(_export.export_command))
 app.command("encode")(guarded(_codec.encode_command))
 app.command("decode")(guarded(_codec.decode_command))
 app.command("doctor")(guarded(_doctor.doctor_command))
+app.command("runs")(guarded(_runs.runs_command))
 use_mmtok_classes(app)
 
 
