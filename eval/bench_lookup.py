@@ -3,9 +3,12 @@
     python eval/bench_lookup.py --device cpu            # ~4 min on 2 cores
     python eval/bench_lookup.py --device cuda           # the full GPU grid
     python eval/bench_lookup.py --device cpu --quick    # a smoke run
+    TRITON_INTERPRET=1 python eval/bench_lookup.py --device cpu --cases 256:64:8 --backend triton
+                                                        # one tiny case through the kernel's interpreter
 
 Methods, all on the same x [N, D] and codebook [K, D] (l2 metric):
-  mmtok    mmtok.quantize.lookup.nearest(x, c) with backend="auto" (Triton on CUDA, chunked torch on CPU)
+  mmtok    mmtok.quantize.lookup.nearest(x, c) with backend="auto" (Triton on CUDA, chunked torch on CPU),
+           or the backend given by --backend
   cdist    torch.cdist(x, c).argmin(1)
   chunked  plain torch: rows in blocks of 4096, ||c||^2 - 2 x @ c.T in the input dtype, argmin
   vqp      vector-quantize-pytorch VectorQuantize(dim=D, codebook_size=K) in eval mode with our codebook
@@ -22,7 +25,8 @@ library buffers (a few MiB) and, being page-granular, ignores allocations never 
 in units of one N x K fp32 matrix ("xNK").
 
 GPU cases whose estimated need exceeds the free memory are skipped and marked in the table.
-Results: a table on stdout and JSON in eval/results/bench_lookup_<device>.json.
+Results: a table on stdout and JSON in eval/results/bench_lookup_<device>.json (or --out), rewritten after
+every case, so a run cut short still leaves the cases it finished.
 """
 from __future__ import annotations
 
@@ -46,7 +50,10 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 
 # ------------------------------------------------------------------------------------------------ cases
-def cases(device: str, quick: bool, dtypes: list[str]) -> list[dict]:
+def cases(device: str, quick: bool, dtypes: list[str], only: str | None = None) -> list[dict]:
+    if only:  # "N:K:D,N:K:D"
+        sizes = [tuple(int(v) for v in c.split(":")) for c in only.split(",")]
+        return [dict(N=n, K=k, D=d, dtype=t) for t in dtypes for n, k, d in sizes]
     if device == "cuda":
         ns, ks, ds = ([32768], [1024, 16384], [8, 256]) if quick else ([32768, 262144], [1024, 16384, 65536], [8, 32, 256])
     else:
@@ -63,12 +70,12 @@ def make_inputs(case: dict, device: str):
 
 
 # ---------------------------------------------------------------------------------------------- methods
-def build(method: str, x: torch.Tensor, c: torch.Tensor):
+def build(method: str, x: torch.Tensor, c: torch.Tensor, backend: str = "auto"):
     """A zero-argument callable returning ids (or None for gemm); set-up cost stays outside it."""
     if method == "mmtok":
         from mmtok.quantize.lookup import nearest
 
-        return lambda: nearest(x, c, "l2")
+        return lambda: nearest(x, c, "l2", backend=backend)
     if method == "cdist":
         return lambda: torch.cdist(x, c).argmin(1)
     if method == "chunked":
@@ -140,8 +147,9 @@ def _sync(device: str):
         torch.cuda.synchronize()
 
 
-def measure(method: str, x, c, device: str, warmup: int, repeats: int, ids_path: str | None = None) -> tuple[dict, object]:
-    fn = build(method, x, c)
+def measure(method: str, x, c, device: str, warmup: int, repeats: int, ids_path: str | None = None,
+            backend: str = "auto") -> tuple[dict, object]:
+    fn = build(method, x, c, backend)
     _sync(device)
     if device == "cuda":
         torch.cuda.reset_peak_memory_stats()
@@ -182,7 +190,8 @@ def worker(spec: dict) -> None:
     torch.manual_seed(0)
     x, c = make_inputs(spec["case"], "cpu")
     try:
-        res, _ = measure(spec["method"], x, c, "cpu", spec["warmup"], spec["repeats"], spec["ids_path"])
+        res, _ = measure(spec["method"], x, c, "cpu", spec["warmup"], spec["repeats"], spec["ids_path"],
+                         spec.get("backend", "auto"))
     except Exception as e:  # report it in the table rather than lose the whole run
         res = dict(status=f"error: {type(e).__name__}: {e}"[:200])
     print("RESULT " + json.dumps(res))
@@ -192,7 +201,8 @@ def run_cpu_case(case: dict, args, tmp: Path) -> dict:
     out = {}
     for m in args.methods:
         ids_path = str(tmp / f"{m}.pt")
-        spec = dict(case=case, method=m, warmup=args.warmup, repeats=args.repeats, ids_path=ids_path)
+        spec = dict(case=case, method=m, warmup=args.warmup, repeats=args.repeats, ids_path=ids_path,
+                    backend=args.backend)
         r = subprocess.run([sys.executable, __file__, "--worker", json.dumps(spec)], capture_output=True, text=True,
                            env=dict(os.environ, OMP_NUM_THREADS=str(args.threads)))
         line = [ln for ln in r.stdout.splitlines() if ln.startswith("RESULT ")]
@@ -213,7 +223,7 @@ def run_cuda_case(case: dict, args, tmp: Path) -> dict:
             out[m] = dict(status=f"skipped: needs ~{need / 2**30:.0f} GiB, {free / 2**30:.0f} GiB free")
             continue
         try:
-            res, ids = measure(m, x, c, "cuda", args.warmup, args.repeats)
+            res, ids = measure(m, x, c, "cuda", args.warmup, args.repeats, backend=args.backend)
             if ids is not None:
                 path = tmp / f"{m}.pt"
                 torch.save(ids.cpu(), path)
@@ -285,6 +295,9 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=None)
     ap.add_argument("--threads", type=int, default=torch.get_num_threads(), help="CPU threads per worker")
     ap.add_argument("--out", default=None)
+    ap.add_argument("--cases", default=None, help="only these sizes, N:K:D comma-separated (e.g. 256:64:8)")
+    ap.add_argument("--backend", choices=["auto", "triton", "torch"], default="auto",
+                    help="backend of the mmtok method (triton on CPU needs TRITON_INTERPRET=1)")
     ap.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:
@@ -300,8 +313,25 @@ def main() -> None:
     except ImportError:
         pass
 
+    from mmtok.quantize.lookup import _kernels, _use_triton
+
+    env = dict(
+        device=args.device,
+        device_name=torch.cuda.get_device_name() if args.device == "cuda" else platform.processor() or platform.machine(),
+        cpu_threads=args.threads if args.device == "cpu" else None,
+        mmtok_backend=("triton" if args.backend == "triton" or (args.backend == "auto"
+                                                                and _use_triton("auto", torch.device(args.device)))
+                       else "torch"),
+        torch=torch.__version__, triton=getattr(sys.modules.get("triton"), "__version__", None),
+        kernels_import=_kernels() is not None, warmup=args.warmup, repeats=args.repeats,
+        memory=("torch.cuda.max_memory_allocated minus inputs" if args.device == "cuda"
+                else "peak RSS rise during the first call, fresh process per case and method"),
+    )
+    out = Path(args.out) if args.out else RESULTS / f"bench_lookup_{args.device}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    todo = cases(args.device, args.quick, dtypes, args.cases)
     rows = []
-    for case in cases(args.device, args.quick, dtypes):
+    for case in todo:
         with tempfile.TemporaryDirectory() as tmp:
             run = run_cuda_case if args.device == "cuda" else run_cpu_case
             res = run(case, args, Path(tmp))
@@ -309,24 +339,10 @@ def main() -> None:
         rows.append(dict(case, methods=res))
         print(f"done N={case['N']} K={case['K']} D={case['D']} {case['dtype']}: "
               + "; ".join(f"{m} {cell(r, case)}" for m, r in res.items()), flush=True)
+        out.write_text(json.dumps(dict(env=env, cases=rows, complete=len(rows) == len(todo)), indent=1))
 
-    from mmtok.quantize.lookup import _kernels, _use_triton
-
-    env = dict(
-        device=args.device,
-        device_name=torch.cuda.get_device_name() if args.device == "cuda" else platform.processor() or platform.machine(),
-        cpu_threads=args.threads if args.device == "cpu" else None,
-        mmtok_backend="triton" if _use_triton("auto", torch.device(args.device)) else "torch",
-        torch=torch.__version__, triton=getattr(sys.modules.get("triton"), "__version__", None),
-        kernels_import=_kernels() is not None, warmup=args.warmup, repeats=args.repeats,
-        memory=("torch.cuda.max_memory_allocated minus inputs" if args.device == "cuda"
-                else "peak RSS rise during the first call, fresh process per case and method"),
-    )
     title = f"nearest-code lookup, {env['device_name']} ({args.device}), l2, median ms / peak memory"
     print_table(rows, args.methods, title)
-    out = Path(args.out) if args.out else RESULTS / f"bench_lookup_{args.device}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(dict(env=env, cases=rows), indent=1))
     print(f"wrote {out}")
 
 

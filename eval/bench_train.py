@@ -5,8 +5,15 @@ batches, so the numbers measure the model and losses, not the data loader.
 
     python eval/bench_train.py                         # CPU: quickstart and VQ-16 at a size that fits
     python eval/bench_train.py --device cuda           # GPU: adds VQ-16 at 256x256 in bf16
+    python eval/bench_train.py --device cuda --recipe llamagen_vq16 --batch 16 --lookup torch
+                                                       # one case; the nearest-code search forced to a backend
 
-Prints a table and writes eval/results/bench_train_<device>.json.
+--lookup picks the backend of every nearest-code search the VQ quantizers make (mmtok.quantize.lookup):
+"auto" (the default: the fused Triton kernel on CUDA, chunked torch elsewhere), "triton" (the kernel, an error
+if it cannot run; on CPU only under TRITON_INTERPRET=1) or "torch". It is applied by rebinding the `nearest`
+that mmtok.quantize.vq calls, for this process only.
+
+Prints a table and writes eval/results/bench_train_<device>.json (or --json PATH).
 """
 from __future__ import annotations
 
@@ -33,12 +40,22 @@ CASES = {
 }
 
 
-def bench(name: str, overrides: list[str], batch: int, device: str, steps: int, warmup: int) -> dict:
+def use_lookup(backend: str) -> None:
+    """Make every nearest-code search of the VQ quantizers use `backend` ("auto" leaves them as they are)."""
+    import functools
+
+    from mmtok.quantize import lookup, vq
+
+    vq.nearest = lookup.nearest if backend == "auto" else functools.partial(lookup.nearest, backend=backend)
+
+
+def bench(name: str, overrides: list[str], batch: int, device: str, steps: int, warmup: int,
+          precision: str | None = None) -> dict:
     import lightning as L
 
     from mmtok.train.task import TokenizerTask
 
-    precision = "bf16-mixed" if device == "cuda" else "32-true"
+    precision = precision or ("bf16-mixed" if device == "cuda" else "32-true")
     recipe = config.load(name, overrides + [f"data.batch_size={batch}", f"trainer.max_steps={steps + warmup}",
                                             f"trainer.precision={precision}"])
     task = TokenizerTask(recipe)
@@ -80,18 +97,40 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
+    parser.add_argument("--json", type=Path, default=None, help="write the report here (default: OUT/bench_train_DEVICE.json)")
+    parser.add_argument("--recipe", default=None, help="bench this recipe alone instead of the default cases")
+    parser.add_argument("--batch", type=int, default=None, help="batch size for --recipe (default: the recipe's)")
+    parser.add_argument("--resolution", type=int, default=None, help="model.resolution for --recipe")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="recipe override for --recipe (repeatable)")
+    parser.add_argument("--precision", default=None, help="e.g. bf16-mixed, 32-true (default: bf16-mixed on cuda)")
+    parser.add_argument("--lookup", choices=["auto", "triton", "torch"], default="auto",
+                        help="nearest-code search backend (see the module docstring)")
     args = parser.parse_args()
-    rows = [bench(n, o, b, args.device, args.steps, args.warmup) for n, o, b in CASES[args.device]]
+    if args.device == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("--device cuda: no CUDA device here")
+    use_lookup(args.lookup)
+    if args.recipe:
+        overrides = list(args.overrides) + ([f"model.resolution={args.resolution}"] if args.resolution else [])
+        batch = args.batch or config.load(args.recipe, overrides).data.batch_size
+        cases = [(args.recipe, overrides, batch)]
+    else:
+        cases = CASES[args.device]
+    rows = [bench(n, o, b, args.device, args.steps, args.warmup, args.precision) for n, o, b in cases]
     head = f"{'recipe':<16}{'res':>5}{'batch':>6}{'prec':>11}{'params M':>9}{'step/s':>8}{'img/s':>8}{'peak MiB':>10}"
     print(head)
     for r in rows:
         print(f"{r['recipe']:<16}{r['resolution']:>5}{r['batch']:>6}{r['precision']:>11}{r['params_M']:>9}"
               f"{r['steps_per_s']:>8}{r['images_per_s']:>8}{r['peak_mem_MiB']:>10}")
     device_name = torch.cuda.get_device_name() if args.device == "cuda" else platform.processor() or platform.machine()
+    from mmtok.quantize.lookup import _use_triton
+
     report = {"device": args.device, "device_name": device_name, "torch": torch.__version__,
-              "threads": torch.get_num_threads(), "rows": rows}
-    args.out.mkdir(parents=True, exist_ok=True)
-    path = args.out / f"bench_train_{args.device}.json"
+              "threads": torch.get_num_threads(), "lookup": args.lookup,
+              "lookup_triton": args.lookup == "triton" or (args.lookup == "auto" and _use_triton("auto", torch.device(args.device))),
+              "rows": rows}
+    path = args.json or args.out / f"bench_train_{args.device}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(report, indent=2))
     print(f"wrote {path}")
 
