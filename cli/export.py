@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Optional
 
 import typer
 from typing_extensions import Annotated
@@ -16,6 +17,9 @@ def export_command(
         "--onnx", help="Also write encoder.onnx / decoder.onnx (fp32; needs pip install onnx onnxscript).")] = False,
     no_ema: Annotated[bool, typer.Option("--no-ema", help="Export the live weights instead of the EMA.")] = False,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing non-empty OUT_DIR.")] = False,
+    eval_path: Annotated[Optional[Path], typer.Option(
+        "--eval", help="The evaluation to embed as eval.json: a metrics.json from `mmtok eval` or its folder; it must "
+        "have measured these weights (default: the newest evaluation of these weights, if any).")] = None,
 ):
     """Export a bundle: config.json, model.safetensors, tokenizer.json, README.md, eval.json, checksums.json.
 
@@ -28,10 +32,12 @@ def export_command(
     from mmtok.export.bundle import export_bundle
 
     console = Console()
-    report = export_bundle(model, out_dir, ema=not no_ema, graphs=graphs, onnx=onnx, force=force)
+    report = export_bundle(model, out_dir, ema=not no_ema, graphs=graphs, onnx=onnx, force=force, eval_path=eval_path)
     info = report["info"]
     console.print(f"[green]exported[/green] {info['recipe_name']} (step {info['step']}, {info['weights']} weights) "
                   f"-> {report['out']}")
+    if report["eval"]:
+        console.print(f"embedded evaluation: {escape(report['eval'])}", soft_wrap=True)
     for name in report["files"]:
         console.print(f"  {name}")
     console.print("  checksums.json")

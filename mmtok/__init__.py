@@ -2,10 +2,13 @@
 __version__ = "0.1.0"
 
 
-def load(path, device: str = "cpu"):
+def load(path, device: str = "cpu", verify: bool = True):
     """The exported bundle at `path` as an `mmtok.export.tokenizer.Tokenizer` (encode / decode / meta / to).
 
-    Reads JSON and safetensors only (nothing is unpickled) and verifies every checksum first."""
+    Reads JSON and safetensors only (nothing is unpickled). verify=True (default) checks checksums.json
+    first: the weights, config.json, tokenizer.json and the graphs must match (else CheckpointError); an
+    edited model card (README.md), eval.json or recipe.yaml only warns (BundleModifiedWarning). verify=False
+    skips the checksum check entirely; the version check and strict weight loading still apply."""
     from mmtok.export.load import load as _load
 
-    return _load(path, device=device)
+    return _load(path, device=device, verify=verify)

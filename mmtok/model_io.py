@@ -121,6 +121,23 @@ def load_model(path: str | os.PathLike, *, ema: bool = True, map_location: str =
     return model.to(map_location), recipe, info
 
 
+def weights_fingerprint(model, model_config: dict) -> str:
+    """sha256 over the model section of the recipe (canonical JSON) and every tensor of the model's state dict
+    (name, dtype, shape, bytes): the identity of "these weights for this model". `mmtok eval` records it and
+    `mmtok export` embeds only an evaluation whose fingerprint equals the exported model's."""
+    import hashlib
+    import json
+
+    import torch
+
+    h = hashlib.sha256(json.dumps(model_config, sort_keys=True, default=str).encode())
+    for name, t in sorted(model.state_dict().items()):
+        t = t.detach().to("cpu").contiguous()
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
 def load_strict(model, state: dict[str, Any], where: str) -> None:
     """Load `state` into `model` requiring exactly its keys and shapes; CheckpointError names every problem."""
     own = model.state_dict()

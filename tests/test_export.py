@@ -28,7 +28,7 @@ def exported(tiny_run, tiny_images, tmp_path_factory):  # noqa: F811
 
     root = tmp_path_factory.mktemp("export")
     run = copy_run(tiny_run, root / "run")
-    evaluate(run, str(tiny_images), batch_size=6, num_workers=0, fid_weights=str(root / "none.pt"), progress=False)
+    evaluate(run, str(tiny_images), batch_size=6, num_workers=0, rfid=False, progress=False)
     bundle = root / "bundle"
     result = runner.invoke(app, ["export", str(run), str(bundle), "--graphs"])
     assert result.exit_code == 0, (result.stdout, result.stderr, result.exception)
@@ -89,7 +89,7 @@ def test_bundle_files_read_with_plain_json_and_safetensors(exported):
     for k, v in weights.items():
         assert torch.equal(v, ckpt["ema.module." + k]), k
     evaluation = json.loads((bundle / "eval.json").read_text())
-    assert evaluation == json.loads((run / "eval" / "metrics.json").read_text())
+    assert evaluation == json.loads((run / "eval" / "001" / "metrics.json").read_text())
     card = (bundle / "README.md").read_text()
     assert "PSNR (dB)" in card and "mmtok.load" in card and "torch.export.load" in card
     assert (bundle / "recipe.yaml").read_text().strip() in card  # the exact resolved recipe

@@ -136,6 +136,22 @@ def test_reference_stats_round_trip(tmp_path, suffix):
         again.compute()
 
 
+@pytest.mark.parametrize("suffix", [".npz", ".safetensors"])
+def test_reference_stats_keep_their_metadata(tmp_path, suffix):
+    from mmtok.metrics import load_stats, load_stats_meta, save_stats
+
+    meta = {"source": {"data": "photos/", "path": "/abs/photos"}, "num_images": 3, "resolution": 16, "crop": "c"}
+    path = tmp_path / f"ref{suffix}"
+    save_stats(path, torch.ones(4), torch.eye(4), 3, meta)
+    assert load_stats_meta(path) == meta
+    mu, sigma, n = load_stats(path)  # the statistics read as before
+    assert n == 3 and torch.equal(mu, torch.ones(4, dtype=torch.float64)) and torch.equal(sigma, torch.eye(4).double())
+    save_stats(path, torch.ones(4), torch.eye(4), 3)  # no metadata (as pytorch-fid files): None
+    assert load_stats_meta(path) is None
+    with pytest.raises(AssetError, match="no file at"):
+        load_stats_meta(tmp_path / f"none{suffix}")
+
+
 def test_reference_stats_missing_or_mismatched(tmp_path):
     fid = FrechetInceptionDistance(tiny_extractor(), num_features=8)
     with pytest.raises(AssetError, match="nope.npz"):

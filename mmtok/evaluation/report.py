@@ -29,7 +29,7 @@ def metric_rows(m: dict) -> list[tuple[str, str]]:
     ]
     for key, label, spec in table:
         if key in m:
-            rows.append((label, _fmt(m[key], spec)))
+            rows.append((label, _fmt(m[key], spec) + _rfid_flag(m) if key == "rfid" else _fmt(m[key], spec)))
     if "codebook_usage_pct" in m:
         books = m.get("num_codebooks", 1)
         of = f"{m.get('codebook_size')}" if books == 1 else f"{books} x {m.get('codebook_size')}"
@@ -45,6 +45,15 @@ def metric_rows(m: dict) -> list[tuple[str, str]]:
         if key in m:
             rows.append((label, _fmt(m[key], ".1f")))
     return rows
+
+
+def _rfid_flag(m: dict) -> str:
+    """" (NOT MEANINGFUL: 12 images)" after an rFID from too few images, else ""."""
+    from mmtok.evaluation.fid_protocol import rfid_label
+
+    n = m.get("rfid_num_images")
+    label = rfid_label(int(n)) if isinstance(n, int) and isinstance(m.get("rfid"), float) else None
+    return f" ({label})" if label else ""
 
 
 def write_json(path: Path, data: dict) -> None:
@@ -70,6 +79,9 @@ def report_markdown(result: dict) -> str:
     ]
     lines += [f"| {label} | {value} |" for label, value in metric_rows(m)]
     lines.append("")
+    if result.get("warnings"):
+        lines += ["Warnings:", ""] + [f"- **{w}**" if w.startswith("rFID from") else f"- {w}"
+                                      for w in result["warnings"]] + [""]
     if result.get("unavailable"):
         lines += ["Unavailable:", ""] + [f"- **{k}**: {why}" for k, why in result["unavailable"].items()] + [""]
     lines += [

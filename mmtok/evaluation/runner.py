@@ -7,29 +7,34 @@ deterministic); EMA weights unless told otherwise; reconstructions clamped to [-
 (or precomputed reference statistics) and of the reconstructions, float64 statistics; PSNR and SSIM on [0, 1]
 with data_range 1.0; LPIPS (VGG and AlexNet) only with the real backbone weights, else "unavailable"; codebook
 usage, perplexity and entropy over the whole pass on all ranks; encode and decode throughput timed apart.
+
+Honesty: an rFID from fewer than 5,000 images is flagged (metrics.json `rfid_reliability` "low" or, below
+500, "not_meaningful", with `rfid_num_images`), and reference statistics are checked against this
+evaluation's resolution, crop and FID network (mmtok.evaluation.fid_protocol). Every file the caller names
+is checked before any work. Results go to a new folder per evaluation (mmtok.evaluation.output).
 """
 from __future__ import annotations
 
 import math
 import os
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 
 from mmtok.errors import AssetError, MmtokError
+from mmtok.evaluation import fid_protocol
+from mmtok.evaluation.output import check_out, eval_base, prepare_out, write_outputs
 from mmtok.evaluation.report import UNAVAILABLE
+from mmtok.evaluation.timing import progress_bar, throughput
 
 GRID_IMAGES = 8
 CROP = "shorter side resized to {r} (bicubic, antialiased), centre crop {r}x{r}"
+SPLIT = "val"
 
 
 def default_out(model_path: str | os.PathLike) -> Path:
-    """MODEL/eval for a run directory (and for RUN/checkpoints/x.ckpt), else ./eval-<name>."""
-    p = Path(model_path)
-    if p.is_dir() and (p / "checkpoints").is_dir():
-        return p / "eval"
-    if p.is_file() and p.parent.name == "checkpoints" and (p.parent.parent / "recipe.yaml").is_file():
-        return p.parent.parent / "eval"
-    return Path(f"eval-{p.stem if p.is_file() else p.resolve().name}")
+    """The folder under which evaluations of `model_path` get their numbered folders (see output.eval_base)."""
+    return eval_base(model_path)
 
 
 def _to_uint8_levels(x):
@@ -38,32 +43,59 @@ def _to_uint8_levels(x):
 
 
 def evaluate(model_path: str | os.PathLike, data: str, *, out: str | os.PathLike | None = None,
-             num_samples: int | None = None, resolution: int | None = None, batch_size: int = 16,
-             devices: int = 1, accelerator: str = "auto", num_workers: int = 2, ema: bool = True,
-             fid_weights: str | None = None, reference_stats: str | None = None,
-             save_reference_stats: str | None = None, console=None, progress: bool = True) -> dict:
+             force: bool = False, num_samples: int | None = None, resolution: int | None = None,
+             batch_size: int = 16, devices: int = 1, accelerator: str = "auto", num_workers: int = 2,
+             ema: bool = True, fid_weights: str | None = None, reference_stats: str | None = None,
+             save_reference_stats: str | None = None, rfid: bool = True, console=None, progress: bool = True) -> dict:
     """Evaluate the tokenizer at `model_path` (run dir, .ckpt or bundle) on `data` (any mmtok data source).
 
-    Returns the result dict also written to OUT/metrics.json (see `metrics.json` keys: mmtok_version, model,
-    protocol, metrics, unavailable, warnings, files). Writes OUT/metrics.json, reconstructions.png,
-    codebook_usage.png, codebook_counts.npy and report.md on global rank 0. `console` is a rich Console for
-    progress and warnings (None: a new one on stderr).
+    Returns the result dict also written to OUT/metrics.json (keys: mmtok_version, created, model (with
+    weights_sha256, the identity `mmtok export` matches), protocol, metrics (rfid_reliability and
+    rfid_num_images with the rFID), unavailable, warnings, files) plus "out", the folder written (not in the
+    file). OUT is `out` (absent or empty unless `force`) or a new numbered folder under the model's eval/
+    (see mmtok.evaluation.output). Writes metrics.json, reconstructions.png, codebook_usage.png,
+    codebook_counts.npy and report.md on global rank 0. `console` is a rich Console for progress and
+    warnings (None: a new one on stderr).
+
+    Named files are checked before any work (MmtokError): `fid_weights` and `reference_stats` must exist
+    (an explicitly named FID network that is missing or unreadable is an error, not "unavailable"), stats
+    files are .npz or .safetensors, and reference statistics must match this evaluation's resolution, crop
+    and FID network. `rfid=False` skips rFID (reported "unavailable", skipped on request).
     """
-    import lightning as L
-    import torch
-    from rich.console import Console
-
-    import mmtok
-    from mmtok.data import make_loader
-    from mmtok.metrics import PSNR, SSIM, CodebookUsage
-    from mmtok.model_io import load_model
-
     if reference_stats and save_reference_stats:
         raise MmtokError("--reference-stats and --save-reference-stats together: the loaded statistics would "
                          "just be written back", hint="give one of them")
     if batch_size < 1 or devices < 1 or (num_samples is not None and num_samples < 1):
         raise MmtokError(f"bad settings: batch_size={batch_size}, devices={devices}, num_samples={num_samples}",
                          hint="all must be >= 1")
+    from mmtok import hardware  # a GPU asked for on a CPU machine is one line here, before any work
+
+    accel, devices = hardware.resolve(accelerator, devices, "ddp" if devices > 1 else "auto")
+    check_out(out, force)
+    if not rfid and (fid_weights or reference_stats or save_reference_stats):
+        raise MmtokError("--no-rfid with --fid-weights, --reference-stats or --save-reference-stats",
+                         hint="those flags are for rFID; drop --no-rfid or them")
+    for path, flag in ((reference_stats, "--reference-stats"), (save_reference_stats, "--save-reference-stats")):
+        if path:
+            fid_protocol.check_stats_path(path, flag)
+    if reference_stats and not Path(reference_stats).is_file():
+        raise MmtokError(f"--reference-stats {reference_stats}: no such file",
+                         hint="save them first with --save-reference-stats, or omit the flag")
+    fid_path, fid_why = None, "skipped on request (--no-rfid)"
+    if rfid:
+        wanted_by = ("--reference-stats" if reference_stats else
+                     "--save-reference-stats" if save_reference_stats else None)
+        fid_path, fid_why = _find_fid(fid_weights, wanted_by=wanted_by)
+
+    import lightning as L
+    import torch
+    from rich.console import Console
+
+    import mmtok
+    from mmtok.data import make_loader
+    from mmtok.metrics import PSNR, SSIM, CodebookUsage, load_stats_meta
+    from mmtok.model_io import load_model, weights_fingerprint
+
     console = console or Console(stderr=True)
     model, recipe, info = load_model(model_path, ema=ema)
     res = int(resolution or recipe.model.resolution)
@@ -71,9 +103,19 @@ def evaluate(model_path: str | os.PathLike, data: str, *, out: str | os.PathLike
     if res % f:
         raise MmtokError(f"resolution {res} is not a multiple of the model's downsample factor {f}",
                          hint=f"use a multiple of {f} (the model was trained at {recipe.model.resolution})")
+    crop = CROP.format(r=res)
+    warnings_: list[str] = []
+    network = fid_protocol.network_identity(fid_path) if fid_path else None
+    ref_meta = None
+    if reference_stats:  # fid_path is set: _find_fid refused otherwise
+        ref_meta = load_stats_meta(reference_stats)
+        warnings_ += fid_protocol.check_reference(reference_stats, ref_meta, data=data, split=SPLIT,
+                                                  resolution=res, crop=crop, network=network)
+    fid = _make_fid(fid_path, reference_stats)  # before the launch: an unreadable network stops everything
+    fingerprint = weights_fingerprint(model, recipe.model.model_dump(mode="json"))
 
-    accel = accelerator if accelerator != "auto" else ("gpu" if torch.cuda.is_available() else "cpu")
-    fabric = L.Fabric(accelerator=accel, devices=devices, strategy="ddp" if devices > 1 else "auto",
+    n_devices = len(devices) if isinstance(devices, list) else devices
+    fabric = L.Fabric(accelerator=accel, devices=devices, strategy="ddp" if n_devices > 1 else "auto",
                       precision="32-true")
     fabric.launch()
     L.seed_everything(recipe.seed, verbose=False)
@@ -83,8 +125,12 @@ def evaluate(model_path: str | os.PathLike, data: str, *, out: str | os.PathLike
     world = fabric.world_size
 
     unavailable: dict[str, str] = {}
-    warnings_: list[str] = []
-    fid = _make_fid(fid_weights, reference_stats, unavailable, console if is_main else None)
+    if fid_path is None:
+        unavailable["rfid"] = fid_why
+        if is_main and rfid:
+            from rich.markup import escape
+
+            console.print(f"[yellow]rFID unavailable[/yellow]: {escape(fid_why)}", soft_wrap=True)
     lpips = {net: _make_lpips(net, res, unavailable) for net in ("vgg", "alex")}
     k, n_books = recipe.model.quantizer.codebook_size, recipe.model.quantizer.num_codebooks
     metrics = {"psnr": PSNR(), "usage": CodebookUsage(k, n_books)}
@@ -98,12 +144,12 @@ def evaluate(model_path: str | os.PathLike, data: str, *, out: str | os.PathLike
     for m in metrics.values():
         m.to(device)
 
-    loader = make_loader(data, "val", res, batch_size=batch_size, num_workers=num_workers, shuffle_buffer=0,
+    loader = make_loader(data, SPLIT, res, batch_size=batch_size, num_workers=num_workers, shuffle_buffer=0,
                          seed=recipe.seed, max_samples=num_samples)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     times = {"encode": 0.0, "decode": 0.0, "n": 0, "first": None}
     grid_in, grid_out, skipped = [], [], 0
-    bar = _progress(console, num_samples, world, enabled=progress and is_main)
+    bar = progress_bar(console, num_samples, world, enabled=progress and is_main)
     with bar, torch.no_grad():
         task = bar.add_task("eval", total=math.ceil(num_samples / world) if num_samples else None)
         for i, batch in enumerate(loader):
@@ -141,25 +187,34 @@ def evaluate(model_path: str | os.PathLike, data: str, *, out: str | os.PathLike
     for net in ("vgg", "alex"):
         key = f"lpips_{net}"
         results[key] = _value(metrics[key]) if key in metrics else UNAVAILABLE
+    rfid_extra: dict = {}
     if fid is not None:
         try:
             results["rfid"] = float(fid.compute())
         except ValueError as e:  # fewer than 2 images on a side
             results["rfid"], unavailable["rfid"] = UNAVAILABLE, str(e)
-        if save_reference_stats and "rfid" not in unavailable:
-            fid.save_reference_stats(save_reference_stats)
+        if "rfid" not in unavailable:
+            n_fid = min(n_total, int(ref_meta["num_images"])) if ref_meta else n_total
+            rfid_extra = {"rfid_num_images": n_fid, "rfid_reliability": fid_protocol.rfid_reliability(n_fid)}
+            line = fid_protocol.rfid_warning(n_fid)
+            warnings_[:0] = [line] if line else []
+            if ref_meta and fid_protocol.count_warning(reference_stats, ref_meta, n_total):
+                warnings_.append(fid_protocol.count_warning(reference_stats, ref_meta, n_total))
+            if save_reference_stats:
+                fid.save_reference_stats(save_reference_stats, meta=fid_protocol.describe(
+                    data=data, split=SPLIT, num_images=n_total, resolution=res, crop=crop, network=network))
+        elif save_reference_stats:
+            warnings_.append(f"--save-reference-stats: nothing written ({unavailable['rfid']})")
     else:
         results["rfid"] = UNAVAILABLE
-        if save_reference_stats:
-            warnings_.append("--save-reference-stats ignored: the FID Inception weights are unavailable")
-    results = {"rfid": results.pop("rfid"), **results}
+    results = {"rfid": results.pop("rfid"), **rfid_extra, **results}
     results.update({
         "codebook_usage_pct": float(usage["usage_pct"]), "codebook_used": int(usage["used_codes"]),
         "codebook_size": k, "num_codebooks": n_books, "codebook_perplexity": float(usage["perplexity"]),
         "codebook_entropy_bits": float(usage["entropy_bits"]), "codebook_entropy_max_bits": math.log2(k),
         "tokens_per_sample": float(usage["tokens_per_sample"]),
     })
-    results.update(_throughput(fabric, times, device))
+    results.update(throughput(fabric, times, device))
     skipped = int(fabric.all_reduce(torch.tensor(skipped, device=device), reduce_op="sum"))
     if skipped:
         warnings_.append(f"{skipped} undecodable samples were skipped")
@@ -168,14 +223,17 @@ def evaluate(model_path: str | os.PathLike, data: str, *, out: str | os.PathLike
 
     result = {
         "mmtok_version": mmtok.__version__,
-        "model": {**info, "family": recipe.model.family, "resolution_trained": recipe.model.resolution},
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "model": {**info, "family": recipe.model.family, "resolution_trained": recipe.model.resolution,
+                  "weights_sha256": fingerprint},
         "protocol": {
-            "data": data, "split": "val", "crop": CROP.format(r=res), "num_samples": n_total, "num_samples_requested": num_samples,
+            "data": data, "split": SPLIT, "crop": crop, "num_samples": n_total, "num_samples_requested": num_samples,
             "skipped_samples": skipped, "resolution": res, "batch_size": batch_size, "devices": world,
             "device": str(device.type), "precision": "fp32", "weights": info["weights"], "seed": recipe.seed,
-            "fid_weights": str(fid.weights_path) if fid is not None else None,
-            "fid_features": "Inception-v3 pool3 (2048-d), bilinear resize to 299, float64 mean/covariance",
-            "reference_stats": reference_stats, "psnr_ssim": "images in [0, 1], data_range 1.0",
+            "fid_weights": str(fid_path) if fid_path is not None else None, "fid_network": network,
+            "fid_features": fid_protocol.FEATURES,
+            "reference_stats": reference_stats,
+            "reference_source": (ref_meta or {}).get("source"), "psnr_ssim": "images in [0, 1], data_range 1.0",
             "reconstructions": "Reconstructions clamped to [-1, 1] and quantised to 8 bits before every metric",
             "throughput": "samples/s over all devices, first batch excluded as warm-up, encode and decode timed apart",
         },
@@ -184,8 +242,9 @@ def evaluate(model_path: str | os.PathLike, data: str, *, out: str | os.PathLike
         "warnings": warnings_,
     }
     if is_main:
-        result["files"] = _write_outputs(Path(out) if out else default_out(model_path), result, counts,
-                                         grid_in, grid_out)
+        out_dir = prepare_out(out, model_path, force)
+        write_outputs(out_dir, result, counts, grid_in, grid_out, GRID_IMAGES)
+        result["out"] = str(out_dir)
     fabric.barrier()
     return result
 
@@ -193,21 +252,31 @@ def evaluate(model_path: str | os.PathLike, data: str, *, out: str | os.PathLike
 # ------------------------------------------------------------------------------------------------ helpers
 
 
-def _make_fid(weights, reference_stats, unavailable: dict, console):
+def _find_fid(weights: str | None, *, wanted_by: str | None) -> tuple[Path | None, str]:
+    """(the FID network's file, "") or (None, why it is unavailable). A file the caller named that is missing
+    or unreadable is an error, and so is an unavailable network when `wanted_by` (a flag that needs rFID)."""
     from mmtok import assets
-    from mmtok.metrics import FrechetInceptionDistance
 
     try:
         path = assets.get("fid-inception").resolve(weights)
-        fid = FrechetInceptionDistance(weights=path)
     except AssetError as e:
-        unavailable["rfid"] = str(e)
-        if console is not None:
-            from rich.markup import escape
+        if weights or wanted_by is None:
+            if weights:
+                raise AssetError(f"--fid-weights {weights}: no such file", hint=e.hint) from None
+            return None, str(e)
+        raise AssetError(f"{wanted_by} needs the FID network, which is not available: {e.message}",
+                         hint=e.hint) from None
+    return path, ""
 
-            console.print(f"[yellow]rFID unavailable[/yellow]: {escape(str(e))}", soft_wrap=True)
+
+def _make_fid(path: Path | None, reference_stats: str | None):
+    """The rFID metric on the network at `path` (None: unavailable), with the reference statistics loaded.
+    A file that is not a readable TorchScript network is an AssetError naming it."""
+    from mmtok.metrics import FrechetInceptionDistance
+
+    if path is None:
         return None
-    fid.weights_path = path
+    fid = FrechetInceptionDistance(weights=path)
     if reference_stats:
         fid.load_reference_stats(reference_stats)
     return fid
@@ -254,69 +323,3 @@ def _update(metrics: dict, x, recon, ids, *, fid_real: bool) -> None:
 
 def _value(metric) -> float:
     return float(metric.compute())
-
-
-def _throughput(fabric, times: dict, device) -> dict:
-    """Samples/s over all ranks: total samples / the slowest rank's time, for encode and decode."""
-    import torch
-
-    enc, dec, n = times["encode"], times["decode"], times["n"]
-    if n == 0 and times["first"] is not None:  # one batch only: it is all we have
-        enc, dec, n = times["first"]
-    t = torch.tensor([enc, dec], dtype=torch.float64, device=device)
-    t = fabric.all_reduce(t, reduce_op="max") if fabric.world_size > 1 else t
-    total = int(fabric.all_reduce(torch.tensor(n, device=device), reduce_op="sum")) if fabric.world_size > 1 else n
-    out = {}
-    for i, key in enumerate(("encode_samples_per_s", "decode_samples_per_s")):
-        out[key] = total / float(t[i]) if float(t[i]) > 0 else None
-    return out
-
-
-def _write_outputs(out: Path, result: dict, counts, grid_in, grid_out) -> dict:
-    import numpy as np
-    import torch
-
-    from mmtok.evaluation.plots import usage_plot
-    from mmtok.evaluation.report import report_markdown, write_json
-    from mmtok.train.samples import save_grid
-
-    out.mkdir(parents=True, exist_ok=True)
-    files = {"metrics": "metrics.json", "report": "report.md", "usage_plot": "codebook_usage.png",
-             "codebook_counts": "codebook_counts.npy"}
-    if grid_in:
-        save_grid(torch.cat(grid_in)[:GRID_IMAGES], torch.cat(grid_out)[:GRID_IMAGES], out / "reconstructions.png")
-        files["grid"] = "reconstructions.png"
-    m = result["metrics"]
-    title = None
-    if counts.shape[0] > 1:  # every codebook's codes in one plot
-        title = (f"codebook usage: {m['codebook_used']}/{counts.numel()} codes of {counts.shape[0]} codebooks used "
-                 f"({m['codebook_usage_pct']:.1f}% on average)")
-    usage_plot(counts.numpy(), out / files["usage_plot"], title=title or "")
-    np.save(out / files["codebook_counts"], (counts[0] if counts.shape[0] == 1 else counts).numpy().astype(np.int64))
-    result["files"] = files
-    write_json(out / files["metrics"], result)
-    (out / files["report"]).write_text(report_markdown(result))
-    return files
-
-
-class _NoBar:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
-
-    def add_task(self, *a, **k):
-        return 0
-
-    def advance(self, *a, **k):
-        pass
-
-
-def _progress(console, num_samples, world, *, enabled: bool):
-    if not enabled:
-        return _NoBar()
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    return Progress(TextColumn("[bold]eval[/bold]"), BarColumn(), MofNCompleteColumn(), TextColumn("images"),
-                    TimeElapsedColumn(), console=console, transient=False)

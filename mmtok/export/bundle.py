@@ -64,48 +64,95 @@ def tokenizer_meta(model, recipe) -> dict:
     return meta
 
 
-def find_eval(model_path: Path, source: str) -> Path | None:
-    """Where `mmtok eval` left metrics for this model, if anywhere."""
+def find_evals(model_path: Path, source: str) -> list[Path]:
+    """Every evaluation `mmtok eval` left for this model, oldest first: a bundle's eval.json, else the
+    metrics.json files under the run's eval/ folder (see mmtok.evaluation.output)."""
+    from mmtok.evaluation.output import eval_base, find_evaluations
+
     p = Path(model_path)
     if source == "bundle":
-        candidates = [p / "eval.json"]
-    elif source == "run":
-        candidates = [p / "eval" / "metrics.json"]
-    else:  # a .ckpt: its run's eval folder when it sits in RUN/checkpoints/
-        candidates = [p.parent.parent / "eval" / "metrics.json"] if p.parent.name == "checkpoints" else []
-        candidates.append(p.parent / "eval" / "metrics.json")
-    return next((c for c in candidates if c.is_file()), None)
+        return [p / "eval.json"] if (p / "eval.json").is_file() else []
+    bases = [eval_base(p)]
+    if source == "checkpoint" and p.parent / "eval" not in bases:
+        bases.append(p.parent / "eval")
+    return [f for base in bases for f in find_evaluations(base)]
 
 
-def matching_eval(path: Path | None, info: dict) -> tuple[dict | None, str]:
-    """(the evaluation, "") when it evaluated these very weights, else (None, why it was left out)."""
-    if path is None:
-        return None, "no evaluation found (run `mmtok eval MODEL --data ...` before exporting)"
+def _read_eval(path: Path) -> dict:
     try:
         data = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        return None, f"{path} is unreadable ({e}); eval.json left out"
+    except (OSError, ValueError) as e:
+        raise MmtokError(f"evaluation {path} is unreadable ({e})") from None
+    if not isinstance(data, dict) or not isinstance(data.get("model"), dict):
+        raise MmtokError(f"{path} is not an evaluation written by `mmtok eval`")
+    return data
+
+
+def eval_mismatch(data: dict, fingerprint: str, info: dict) -> str:
+    """"" when the evaluation `data` measured the weights with this fingerprint, else why not (one clause)."""
     model = data.get("model", {})
-    if info["source"] != "bundle" and (model.get("step") != info["step"] or model.get("weights") != info["weights"]):
-        return None, (f"{path} evaluated step {model.get('step')} ({model.get('weights')} weights), but the export "
-                      f"is step {info['step']} ({info['weights']} weights); eval.json left out: re-run `mmtok eval`")
-    return data, ""
+    theirs = model.get("weights_sha256")
+    if theirs is None:
+        return "it does not record which weights it measured (made by an older mmtok)"
+    if theirs != fingerprint:
+        return (f"it measured other weights (step {model.get('step')}, {model.get('weights')}; the export is step "
+                f"{info['step']}, {info['weights']})")
+    return ""
+
+
+def choose_eval(model_path: Path, info: dict, fingerprint: str, explicit: str | os.PathLike | None
+                ) -> tuple[Path | None, dict | None, str]:
+    """(path, evaluation, "") for the evaluation to embed, or (None, None, why there is none).
+
+    `explicit` (--eval): a metrics.json / eval.json file or a folder holding metrics.json; it must exist and
+    have measured these very weights, else MmtokError. Without it: the newest evaluation of these weights
+    among those `mmtok eval` wrote for the model (find_evals); others are left out and counted."""
+    if explicit is not None:
+        p = Path(explicit)
+        f = p / "metrics.json" if p.is_dir() else p
+        if not f.is_file():
+            raise MmtokError(f"--eval {p}: no evaluation there (no such file" + (" metrics.json" if p.is_dir() else "")
+                             + ")", hint="give a metrics.json written by `mmtok eval` or its folder")
+        data = _read_eval(f)
+        why = eval_mismatch(data, fingerprint, info)
+        if why:
+            raise MmtokError(f"--eval {f}: {why}", hint="omit --eval to take the newest evaluation of these "
+                             "weights, or evaluate them: mmtok eval MODEL --data ...")
+        return f, data, ""
+    found = find_evals(model_path, info["source"])
+    skipped = []
+    for f in reversed(found):  # newest first
+        try:
+            data = _read_eval(f)
+        except MmtokError as e:
+            skipped.append(e.message)
+            continue
+        why = eval_mismatch(data, fingerprint, info)
+        if not why:
+            return f, data, ""
+        skipped.append(f"{f}: {why}")
+    if not found:
+        return None, None, "no evaluation found (run `mmtok eval MODEL --data ...` before exporting)"
+    return None, None, (f"no evaluation of these weights: {len(skipped)} left out ({skipped[0]}"
+                        + (", ..." if len(skipped) > 1 else "") + "); re-run `mmtok eval` on them")
 
 
 def export_bundle(model_path: str | os.PathLike, out_dir: str | os.PathLike, *, ema: bool = True, graphs: bool = False,
-                  onnx: bool = False, force: bool = False) -> dict:
+                  onnx: bool = False, force: bool = False, eval_path: str | os.PathLike | None = None) -> dict:
     """Write the bundle for a run directory, checkpoint or bundle at `model_path` into `out_dir`.
 
     Returns {"out", "files" (name -> sha256), "info" (from load_model), "eval" (path used or None), "notes"}.
     Refuses an existing non-empty `out_dir` unless `force`. With `graphs`, also writes encoder.pt2 /
     decoder.pt2 and checks them against the eager model before the bundle is moved into place. With `onnx`,
     encoder.onnx / decoder.onnx (fp32; needs the optional packages onnx and onnxscript), checked with
-    onnxruntime when it is installed (a note says so when it is not).
+    onnxruntime when it is installed (a note says so when it is not). The embedded eval.json is
+    `eval_path` (--eval) or the newest evaluation of these very weights (see choose_eval): evaluations match by
+    the fingerprint of the weights and model configuration that `mmtok eval` records.
     """
     import mmtok
     from mmtok import config as recipes
     from mmtok.export.card import model_card
-    from mmtok.model_io import load_model
+    from mmtok.model_io import load_model, weights_fingerprint
 
     out = Path(out_dir)
     if onnx:
@@ -120,10 +167,10 @@ def export_bundle(model_path: str | os.PathLike, out_dir: str | os.PathLike, *, 
         raise CheckpointError(f"{out} already exists and is not empty", hint="choose another OUT_DIR or add --force")
     model, recipe, info = load_model(model_path, ema=ema)
     notes = [info["note"]] if info.get("note") else []
-    eval_file = find_eval(Path(model_path), info["source"])
-    evaluation, why = matching_eval(eval_file, info)
+    fingerprint = weights_fingerprint(model, recipe.model.model_dump(mode="json"))
+    eval_file, evaluation, why = choose_eval(Path(model_path), info, fingerprint, eval_path)
     if why:
-        notes.append(why)
+        notes.append(why + "; eval.json left out")
 
     tmp = _fresh_tmp(out)
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}

@@ -1,7 +1,12 @@
 """Reading a bundle: `mmtok.load(path) -> Tokenizer`. JSON and safetensors only; nothing is unpickled.
 
-Loading verifies every checksum in checksums.json, checks compatibility, builds the model from config.json
+Loading verifies the checksums in checksums.json, checks compatibility, builds the model from config.json
 (`tokenizers.build`) and loads model.safetensors strictly (missing, unexpected or mis-shaped keys are named).
+
+Checksums: the files that decide what the tokens are (config.json, model.safetensors, tokenizer.json, the
+encoder/decoder graphs, and any file mmtok does not know) must match, else CheckpointError. The documents a
+person may edit - the model card README.md, eval.json and recipe.yaml - only warn (BundleModifiedWarning)
+when changed or missing, and the bundle still loads. `load(path, verify=False)` skips the checksums.
 
 Compatibility rule: a bundle loads when its `format_version` is one this mmtok reads (FORMAT_VERSION) and
 it was written by an mmtok of the same major version; while the major version is 0, the minor version must
@@ -19,6 +24,12 @@ from mmtok.errors import CheckpointError
 
 FORMAT_VERSION = 1
 CONFIG_FILE, WEIGHTS_FILE, META_FILE, CHECKSUMS_FILE = "config.json", "model.safetensors", "tokenizer.json", "checksums.json"
+EDITABLE_FILES = ("README.md", "eval.json", "recipe.yaml")  # documents: a change warns, the bundle still loads
+SKIP_HINT = "copy the bundle again or re-export it; mmtok.load(path, verify=False) loads it without checksums"
+
+
+class BundleModifiedWarning(UserWarning):
+    """A bundle's documentation file (model card, eval.json, recipe.yaml) differs from its checksum."""
 
 
 def sha256(path: str | os.PathLike) -> str:
@@ -44,21 +55,36 @@ def read_json(path: Path) -> dict:
 
 def verify_checksums(bundle: str | os.PathLike) -> dict[str, str]:
     """Check every file listed in checksums.json against its sha256; returns the listing.
-    CheckpointError naming the first file that is missing or differs."""
+
+    CheckpointError naming the first token-deciding file that is missing or differs (module docstring);
+    a BundleModifiedWarning for each edited or missing document (EDITABLE_FILES)."""
+    import warnings
+
     bundle = Path(bundle)
+    if not (bundle / CHECKSUMS_FILE).is_file():
+        raise CheckpointError(f"bundle {bundle} has no {CHECKSUMS_FILE}", hint=SKIP_HINT)
     listing = read_json(bundle / CHECKSUMS_FILE).get("files")
     if not isinstance(listing, dict) or not listing:
-        raise CheckpointError(f"{bundle / CHECKSUMS_FILE} lists no files")
+        raise CheckpointError(f"{bundle / CHECKSUMS_FILE} lists no files", hint=SKIP_HINT)
     for required in (CONFIG_FILE, WEIGHTS_FILE, META_FILE):
         if required not in listing:
-            raise CheckpointError(f"{bundle / CHECKSUMS_FILE} has no checksum for {required}")
+            raise CheckpointError(f"{bundle / CHECKSUMS_FILE} has no checksum for {required}", hint=SKIP_HINT)
+    edited = []
     for name, digest in listing.items():
         file = bundle / name
-        if not file.is_file():
-            raise CheckpointError(f"bundle {bundle} is missing {name} (listed in {CHECKSUMS_FILE})")
-        if sha256(file) != digest:
+        ok = file.is_file() and sha256(file) == digest
+        if ok:
+            continue
+        if name in EDITABLE_FILES:
+            edited.append(f"{name} ({'missing' if not file.is_file() else 'edited'})")
+        elif not file.is_file():
+            raise CheckpointError(f"bundle {bundle} is missing {name} (listed in {CHECKSUMS_FILE})", hint=SKIP_HINT)
+        else:
             raise CheckpointError(f"checksum mismatch for {name} in {bundle}: the file is corrupt or was modified",
-                                  hint="copy the bundle again, or re-export it")
+                                  hint=SKIP_HINT)
+    if edited:
+        warnings.warn(f"bundle {bundle}: {', '.join(edited)} differ from {CHECKSUMS_FILE}; the weights, config and "
+                      "token metadata are intact, so it loads", BundleModifiedWarning, stacklevel=2)
     return listing
 
 
@@ -94,8 +120,9 @@ def _major_minor(version: Any) -> tuple[int, int] | None:
         return None
 
 
-def read_bundle(path: str | os.PathLike) -> tuple[dict, dict, dict]:
-    """(config.json, tokenizer.json, state dict) of a bundle, checksums verified, compatibility checked."""
+def read_bundle(path: str | os.PathLike, verify: bool = True) -> tuple[dict, dict, dict]:
+    """(config.json, tokenizer.json, state dict) of a bundle, checksums verified (unless not `verify`),
+    compatibility checked."""
     bundle = Path(path)
     if not bundle.is_dir():
         if bundle.exists():
@@ -106,7 +133,8 @@ def read_bundle(path: str | os.PathLike) -> tuple[dict, dict, dict]:
                               hint=f"export it first: mmtok export {bundle} BUNDLE_DIR")
     config = read_json(bundle / CONFIG_FILE)
     check_compatible(config, f"bundle {bundle}")
-    verify_checksums(bundle)
+    if verify:
+        verify_checksums(bundle)
     meta = read_json(bundle / META_FILE)
     from safetensors import SafetensorError
     from safetensors.torch import load_file
@@ -124,13 +152,13 @@ def load_bundle_model(path: str | os.PathLike):
     return model, recipe, info
 
 
-def _build(path: str | os.PathLike):
+def _build(path: str | os.PathLike, verify: bool = True):
     from mmtok import config as recipes
     from mmtok import tokenizers
     from mmtok.errors import RecipeError
     from mmtok.model_io import load_strict
 
-    cfg, meta, state = read_bundle(path)
+    cfg, meta, state = read_bundle(path, verify=verify)
     try:
         recipe = recipes.load({"name": cfg.get("recipe_name", "bundle"), "seed": cfg.get("seed", 0),
                                "model": cfg.get("model")})
@@ -146,10 +174,16 @@ def _build(path: str | os.PathLike):
     return model, recipe, info, cfg, meta
 
 
-def load(path: str | os.PathLike, device: str = "cpu") -> "Tokenizer":
-    """The bundle at `path` as a Tokenizer (see mmtok.export.tokenizer.Tokenizer) on `device`."""
+def load(path: str | os.PathLike, device: str = "cpu", verify: bool = True) -> "Tokenizer":
+    """The bundle at `path` as a Tokenizer (see mmtok.export.tokenizer.Tokenizer) on `device`.
+
+    verify=True checks checksums.json: config.json, model.safetensors, tokenizer.json and the graphs must
+    match (CheckpointError), an edited README.md / eval.json / recipe.yaml only warns. verify=False skips
+    the checksums entirely (checksums.json may be absent or stale): the files are used as they are. The
+    format/version check and the strict weight loading (every key and shape must fit the model built from
+    config.json) still apply."""
     from mmtok.export.tokenizer import Tokenizer
 
-    model, _, _, cfg, meta = _build(path)
+    model, _, _, cfg, meta = _build(path, verify=verify)
     return Tokenizer(model, meta, cfg, path=Path(path)).to(device)
 

@@ -11,6 +11,7 @@ from mmtok.metrics.fid import (
     frechet_distance,
     load_inception,
     load_stats,
+    load_stats_meta,
     save_stats,
 )
 from mmtok.metrics.image import (
@@ -38,6 +39,7 @@ __all__ = [
     "load_inception",
     "load_lpips",
     "load_stats",
+    "load_stats_meta",
     "lpips_available",
     "psnr",
     "save_stats",

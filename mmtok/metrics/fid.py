@@ -24,6 +24,7 @@ an SVD are used, so the result is real by construction (pytorch-fid drops an ima
 """
 from __future__ import annotations
 
+import json
 import os
 import warnings
 from pathlib import Path
@@ -40,6 +41,7 @@ from mmtok.errors import AssetError
 
 INCEPTION_SIZE = 299
 INCEPTION_FEATURES = 2048
+META_KEY = "mmtok_meta"  # where save_stats keeps the statistics' metadata
 
 
 class InceptionFeatures(nn.Module):
@@ -227,8 +229,9 @@ class FrechetInceptionDistance(Metric):
         mu2, s2, _ = self.fake_stats()
         return frechet_distance(mu1, s1, mu2, s2)
 
-    def save_reference_stats(self, path: str | os.PathLike) -> None:
-        """Write the real side's mu [F], sigma [F, F] (float64) and count to `.npz` or `.safetensors`.
+    def save_reference_stats(self, path: str | os.PathLike, meta: dict | None = None) -> None:
+        """Write the real side's mu [F], sigma [F, F] (float64), count and `meta` (where the images came from;
+        see save_stats) to `.npz` or `.safetensors`.
 
         Under torch.distributed this is collective (every rank must call it): the stats cover all ranks and
         only global rank 0 writes the file.
@@ -237,10 +240,11 @@ class FrechetInceptionDistance(Metric):
             mu, sigma, n = self.real_stats()
         distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
         if not distributed or torch.distributed.get_rank() == 0:
-            save_stats(path, mu, sigma, n)
+            save_stats(path, mu, sigma, n, meta)
 
     def load_reference_stats(self, path: str | os.PathLike) -> None:
-        """Use the stats in `path` (see save_reference_stats; pytorch-fid `.npz` files work) for the real side."""
+        """Use the stats in `path` (see save_reference_stats; pytorch-fid `.npz` files work) for the real side.
+        Their metadata is not checked here (see load_stats_meta; `mmtok eval` checks it)."""
         mu, sigma, n = load_stats(path)
         if mu.numel() != self.num_features:
             raise AssetError(
@@ -249,19 +253,23 @@ class FrechetInceptionDistance(Metric):
         self._reference = (mu, sigma, n)
 
 
-def save_stats(path: str | os.PathLike, mu: Tensor, sigma: Tensor, count: int) -> None:
-    """Write mu, sigma (float64) and count to `.npz` (numpy) or `.safetensors`, atomically."""
+def save_stats(path: str | os.PathLike, mu: Tensor, sigma: Tensor, count: int, meta: dict | None = None) -> None:
+    """Write mu, sigma (float64), count and optional metadata (a JSON-able dict: where the statistics come
+    from) to `.npz` (numpy; meta as a JSON string array) or `.safetensors` (meta in the header), atomically."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     mu, sigma = _f64(mu), _f64(sigma)
+    text = json.dumps(meta, sort_keys=True) if meta is not None else None
     if path.suffix == ".safetensors":
         from safetensors.torch import save_file
 
-        save_file({"mu": mu.contiguous(), "sigma": sigma.contiguous(), "count": torch.tensor([int(count)])}, str(tmp))
+        save_file({"mu": mu.contiguous(), "sigma": sigma.contiguous(), "count": torch.tensor([int(count)])}, str(tmp),
+                  metadata={META_KEY: text} if text is not None else None)
     elif path.suffix == ".npz":
+        extra = {META_KEY: np.array(text)} if text is not None else {}
         with open(tmp, "wb") as fh:
-            np.savez(fh, mu=mu.numpy(), sigma=sigma.numpy(), count=np.int64(count))
+            np.savez(fh, mu=mu.numpy(), sigma=sigma.numpy(), count=np.int64(count), **extra)
     else:
         raise ValueError(f"reference stats must be .npz or .safetensors, got {path.name}")
     os.replace(tmp, path)
@@ -285,3 +293,26 @@ def load_stats(path: str | os.PathLike) -> tuple[Tensor, Tensor, int]:
     except (KeyError, ValueError, OSError) as e:
         raise AssetError(f"FID reference statistics {path} are unreadable ({e})") from e
     return mu.double(), sigma.double(), n
+
+
+def load_stats_meta(path: str | os.PathLike) -> dict | None:
+    """The metadata dict saved with the statistics at `path` (see save_stats), or None when the file has
+    none (written before metadata existed, or by pytorch-fid)."""
+    path = Path(path)
+    if not path.is_file():
+        raise AssetError(f"FID reference statistics: no file at {path}", hint="write them with save_reference_stats")
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors import safe_open
+
+            with safe_open(str(path), framework="pt") as fh:
+                text = (fh.metadata() or {}).get(META_KEY)
+        else:
+            with np.load(path, allow_pickle=False) as d:
+                text = str(d[META_KEY]) if META_KEY in d.files else None
+        meta = json.loads(text) if text is not None else None
+    except (ValueError, OSError) as e:  # json.JSONDecodeError is a ValueError
+        raise AssetError(f"FID reference statistics {path} are unreadable ({e})") from e
+    if meta is not None and not isinstance(meta, dict):
+        raise AssetError(f"FID reference statistics {path}: their metadata is not a JSON object")
+    return meta
