@@ -32,10 +32,11 @@ def pack_command(
     """Pack a folder of images into webdataset tar shards for `mmtok train`.
 
     Every image is decoded first: corrupt files are skipped and listed, and images with a shorter side below
-    --min-side (256 px) are counted in one warning. JPEG, PNG and WebP bytes are stored as they are, other formats as PNG; a sidecar caption (photo.jpg + photo.txt) becomes the sample's "txt".
-    With --val-fraction, a seeded share of the images goes to validation shards named with "-val"
-    (shards/photos-%06d.tar -> shards/photos-val-%06d.tar). Ends with the command that trains on the shards,
-    and writes the summary as JSON beside them.
+    --min-side (256 px) are counted in one warning. JPEG, PNG and WebP bytes are stored as they are, other
+    formats as PNG; a sidecar caption (photo.jpg + photo.txt) becomes the sample's "txt". With --val-fraction, a
+    seeded share of the images goes to validation shards named with "-val" (shards/photos-%06d.tar ->
+    shards/photos-val-%06d.tar). Ends with the command that trains on the shards, and writes the summary as JSON
+    beside them.
 
     Example: mmtok data pack ~/photos 'shards/photos-%06d.tar' --val-fraction 0.05
     """

@@ -97,7 +97,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
-    parser.add_argument("--json", type=Path, default=None, help="write the report here (default: OUT/bench_train_DEVICE.json)")
+    parser.add_argument("--json", type=Path, default=None,
+                        help="write the report here (default: OUT/bench_train_DEVICE.json)")
     parser.add_argument("--recipe", default=None, help="bench this recipe alone instead of the default cases")
     parser.add_argument("--batch", type=int, default=None, help="batch size for --recipe (default: the recipe's)")
     parser.add_argument("--resolution", type=int, default=None, help="model.resolution for --recipe")
@@ -127,7 +128,8 @@ def main() -> None:
 
     report = {"device": args.device, "device_name": device_name, "torch": torch.__version__,
               "threads": torch.get_num_threads(), "lookup": args.lookup,
-              "lookup_triton": args.lookup == "triton" or (args.lookup == "auto" and _use_triton("auto", torch.device(args.device))),
+              "lookup_triton": args.lookup == "triton"
+              or (args.lookup == "auto" and _use_triton("auto", torch.device(args.device))),
               "rows": rows}
     path = args.json or args.out / f"bench_train_{args.device}.json"
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -58,7 +58,10 @@ else
     exit 1
   fi
 fi
-"$PY" -c "import mmtok.cli.main" || { echo "gpu_suite.sh: mmtok is not installed here (pip install -e '.[dev]')" >&2; exit 1; }
+if ! "$PY" -c "import mmtok.cli.main"; then
+  echo "gpu_suite.sh: mmtok is not installed here (pip install -e '.[dev]')" >&2
+  exit 1
+fi
 limit() { local kv; for kv in "${LIMITS[@]}"; do [[ ${kv%%=*} == "$1" ]] && echo "${kv#*=}"; done; }
 
 STEPS=()
@@ -82,8 +85,10 @@ run_step() {
 
 run_step tests tests "$PY" -m pytest -m gpu -q -p no:cacheprovider tests --junitxml="$RES/pytest_gpu.xml"
 run_step lookup lookup "$PY" eval/bench_lookup.py "${LOOKUP_ARGS[@]}" --out "$RES/bench_lookup_$DEVICE.json"
-run_step train_torch train "$PY" eval/bench_train.py "${TRAIN_ARGS[@]}" --lookup torch --json "$RES/bench_train_${DEVICE}_torch.json"
-run_step train_triton train "$PY" eval/bench_train.py "${TRAIN_ARGS[@]}" --lookup triton --json "$RES/bench_train_${DEVICE}_triton.json"
+for backend in torch triton; do
+  run_step "train_$backend" train "$PY" eval/bench_train.py "${TRAIN_ARGS[@]}" --lookup "$backend" \
+    --json "$RES/bench_train_${DEVICE}_$backend.json"
+done
 smoke() {  # run as `bash -c smoke` under the time limit: needs the exported variables below
   "$PY" -m mmtok.cli.main train test_tiny --out "$WORK/smoke" --max-steps "$SMOKE_STEPS"
   "$PY" -m mmtok.cli.main runs "$WORK" --json >"$RES/smoke_runs.json"

@@ -72,7 +72,8 @@ def test_runs_table_and_json(tmp_path):
     assert "quickstart" in done and "100/100" in done and "17.82" in done and "94.8%" in done
     assert "4.4 min" in done and "finished" in done and "2 h ago" in done
     assert "running?" in next(ln for ln in lines if " live " in ln)
-    assert [i for i, ln in enumerate(lines) if " live " in ln][0] < [i for i, ln in enumerate(lines) if " done " in ln][0]
+    row = {name: next(i for i, ln in enumerate(lines) if f" {name} " in ln) for name in ("live", "done")}
+    assert row["live"] < row["done"]
 
 
 def test_runs_default_folder_empty_and_missing(tmp_path, monkeypatch):

@@ -353,7 +353,7 @@ def test_demo_train_varies_and_val_is_fixed():
     assert len(list(build_dataset("demo", "val", 8))) == 256
 
 
-# ------------------------------------------------------------------------------------------------ bad samples named once
+# ------------------------------------------------------------------------------------------------ bad samples
 
 
 def bad_folder(root: Path, good: int = 2) -> Path:

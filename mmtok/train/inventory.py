@@ -51,7 +51,8 @@ def find_runs(root: str | Path) -> list[Path]:
     """Run directories at or under `root` (not looking inside a run directory)."""
     root = Path(root)
     if not root.is_dir():
-        raise CheckpointError(f"no runs folder at {root}", hint="give the folder that holds your runs (default: ./runs)")
+        raise CheckpointError(f"no runs folder at {root}",
+                              hint="give the folder that holds your runs (default: ./runs)")
     found = []
     for dirpath, dirnames, _ in os.walk(root, followlinks=True):
         here = Path(dirpath)

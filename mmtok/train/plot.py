@@ -14,7 +14,8 @@ from mmtok.train.samples import font
 
 PANEL = (440, 250)
 MARGIN = dict(left=64, right=14, top=30, bottom=34)
-RAW, SMOOTH, VAL, OTHER, GRID, AXIS = (178, 196, 232), (32, 82, 178), (200, 64, 32), (80, 80, 80), (228, 228, 228), (90, 90, 90)
+RAW, SMOOTH, VAL = (178, 196, 232), (32, 82, 178), (200, 64, 32)
+OTHER, GRID, AXIS = (80, 80, 80), (228, 228, 228), (90, 90, 90)
 
 
 def draw_panels(panels: list[tuple[str, list[tuple[int, float]]]], resumes: list[int], *, title: str = "",
