@@ -86,7 +86,8 @@ def report_markdown(result: dict) -> str:
         lines += ["Unavailable:", ""] + [f"- **{k}**: {why}" for k, why in result["unavailable"].items()] + [""]
     lines += [
         "rFID: Inception-v3 pool3 features of the cropped originals"
-        + (" (precomputed reference statistics)" if proto.get("reference_stats") else "")
+        + (f" (precomputed reference statistics {proto['reference_stats']}, of "
+           f"`{(proto.get('reference_source') or {}).get('data')}`)" if proto.get("reference_stats") else "")
         + f" and of the reconstructions, float64 statistics ({proto.get('fid_weights') or 'weights unavailable'}). "
         f"PSNR and SSIM on [0, 1] images with data_range 1.0. {proto['reconstructions']}. "
         f"Throughput: {proto['throughput']}.",
