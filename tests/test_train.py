@@ -54,3 +54,20 @@ def test_resume_restores_step_weights_optimizers_and_codebook(tmp_path):
     assert snap.lr[0] == saved["lr_schedulers"][0]["_last_lr"]
     # the first run's logs survive the resume
     assert len(list((run / "logs").glob("version_*/metrics.csv"))) == 2
+
+
+def test_bad_files_are_named_once_in_the_summary(tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for i in range(4):
+        Image.fromarray(np.full((20, 20, 3), 40 * i, np.uint8)).save(folder / f"ok_{i}.png")
+    (folder / "bad_a.png").write_bytes(b"not a png")
+    (folder / "bad_b.jpg").write_bytes(b"\xff\xd8\xff broken")
+    recipe = config.load("test_tiny", FAST + ["data.val=null", "trainer.max_steps=6", f"data.train={folder}"])
+    summary = train(recipe, tmp_path / "run")  # 6 steps of 4 images: several passes over 4 good files
+    names = sorted(entry.split(":")[0] for entry in summary["bad_samples"])
+    assert names == [str(folder / "bad_a.png"), str(folder / "bad_b.jpg")], summary["bad_samples"]
+    assert summary["skipped_samples"] == 2

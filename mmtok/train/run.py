@@ -190,22 +190,36 @@ def _train(recipe: Recipe, out: Path, resume: bool, callbacks: list, request) ->
     interrupted = stopped is not None and stopped.reason != TIME_LIMIT
     if val_loader is not None and not interrupted and not request.signum:
         final = trainer.validate(task, dataloaders=val_loader, verbose=False)[0]
+    bad = _all_bad_samples(task.bad)
     status = "finished" if stopped is None else ("stopped on time" if not interrupted else "interrupted")
     summary = {
         "recipe": recipe.name, "status": status, "step": trainer.global_step,
         "steps_this_run": trainer.global_step - task.start_step, "max_steps": t.max_steps,
-        "seconds": round(seconds, 1), "skipped_samples": task.skipped,
+        "seconds": round(seconds, 1),
         "final": {k: round(float(v), 5) for k, v in final.items()},
         "checkpoint": str(last_checkpoint(out)) if last_checkpoint(out).is_file() else None,
         "grid": _latest_grid(out),
         "stop_reason": reason_name(stopped.reason) if stopped is not None else None,
         "exit_code": exit_code(stopped.reason) if interrupted else 0,
-        "bad_samples": task.bad.entries, "is_global_zero": trainer.is_global_zero, "curves": None,
+        "bad_samples": bad, "skipped_samples": len(bad), "is_global_zero": trainer.is_global_zero, "curves": None,
     }
     if trainer.is_global_zero:
         summary["curves"] = _curves(out)
         _write(out / "summary.json", json.dumps(summary, indent=2))
     return summary
+
+
+def _all_bad_samples(bad) -> list[str]:
+    """The distinct bad samples every rank met (each rank streams its own share of the data)."""
+    import torch.distributed as dist
+
+    from mmtok.data.bad import BadSamples
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return bad.entries
+    gathered: list = [None] * dist.get_world_size()
+    dist.all_gather_object(gathered, bad.entries)  # every rank reaches this line once, after fit
+    return BadSamples(e for entries in gathered for e in entries).entries
 
 
 def _curves(out: Path) -> str | None:
