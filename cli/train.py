@@ -27,7 +27,7 @@ def train_command(
 ):
     """Train a tokenizer from a recipe.
 
-    Example: [bold]mmtok train quickstart[/bold] trains a small VQGAN on built-in photos (CPU, ~5 min).
+    Example: [bold]mmtok train quickstart[/bold] trains a small VQGAN on built-in photos (CPU, ~3 min).
     Ctrl-C or SIGTERM saves a checkpoint and exits with 130 / 143; [bold]--resume[/bold] continues.
     """
     from rich.console import Console

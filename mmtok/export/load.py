@@ -175,7 +175,8 @@ def _build(path: str | os.PathLike, verify: bool = True):
 
 
 def load(path: str | os.PathLike, device: str = "cpu", verify: bool = True) -> "Tokenizer":
-    """The bundle at `path` as a Tokenizer (see mmtok.export.tokenizer.Tokenizer) on `device`.
+    """The bundle at `path` as a Tokenizer (see mmtok.export.tokenizer.Tokenizer) on `device` ("cpu", "gpu",
+    "gpu:N", "auto", or torch's "cuda" / "cuda:N"; mmtok.hardware.torch_device: a GPU without CUDA is an error).
 
     verify=True checks checksums.json: config.json, model.safetensors, tokenizer.json and the graphs must
     match (CheckpointError), an edited README.md / eval.json / recipe.yaml only warns. verify=False skips
@@ -183,7 +184,9 @@ def load(path: str | os.PathLike, device: str = "cpu", verify: bool = True) -> "
     format/version check and the strict weight loading (every key and shape must fit the model built from
     config.json) still apply."""
     from mmtok.export.tokenizer import Tokenizer
+    from mmtok.hardware import torch_device
 
+    device = torch_device(device)  # before any file is read: a bad device name is one line
     model, _, _, cfg, meta = _build(path, verify=verify)
     return Tokenizer(model, meta, cfg, path=Path(path)).to(device)
 
