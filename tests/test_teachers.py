@@ -164,6 +164,9 @@ def test_timm_layer_out_of_range_and_unknown_arch(tiny_vit):
     _, folder = tiny_vit
     with pytest.raises(MmtokError, match=r"layer -4 is out of range \(3 layers"):
         build_teacher(timm_cfg(folder / "tiny_vit.pth", layer=-4))
+    with pytest.raises(MmtokError, match=r"cannot run at 48 x 48 px.*hint: set teacher.resolution") as e:
+        build_teacher(timm_cfg(folder / "tiny_vit.pth", resolution=48))  # fixed 32 px position embeddings
+    one_line(e)
     with pytest.raises(MmtokError, match="unknown timm architecture 'vit_tiny_patch16_22'.*did you mean"):
         build_teacher(timm_cfg(folder / "tiny_vit.pth", arch="vit_tiny_patch16_22"))
 
