@@ -31,7 +31,7 @@ from mmtok import config
 CASES = {
     "cpu": [
         ("quickstart", [], 8),
-        ("llamagen_vq16", ["model.resolution=128", "loss.perceptual.weight=0", "loss.gan.start_step=0"], 2),
+        ("llamagen_vq16", ["model.resolution=128", "loss.weights.perceptual=0", "loss.gan.start_step=0"], 2),
     ],
     "cuda": [
         ("quickstart", [], 8),

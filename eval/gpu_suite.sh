@@ -41,7 +41,7 @@ if [[ $DRY == 1 ]]; then
   DEVICE=cpu
   LOOKUP_ARGS=(--device cpu --cases 256:64:8 --methods mmtok,cdist --backend triton --repeats 1 --warmup 0)
   TRAIN_ARGS=(--device cpu --recipe llamagen_vq16 --resolution 32 --batch 2 --precision 32-true --steps 1 --warmup 1
-              --set loss.perceptual.weight=0 --set loss.gan.start_step=0 --set model.ch=8 --set loss.gan.ndf=8
+              --set loss.weights.perceptual=0 --set loss.gan.start_step=0 --set model.ch=8 --set loss.gan.ndf=8
               --set model.quantizer.codebook_size=256)
   SMOKE_STEPS=4
   LIMITS=(tests=120 lookup=120 train=180 smoke=180)

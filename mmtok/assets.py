@@ -89,7 +89,7 @@ ASSETS: dict[str, Asset] = {
             "vgg16-397923af.pth",
             "LPIPS VGG16 backbone (torchvision ImageNet weights)",
             f"copy vgg16-397923af.pth (torchvision's VGG16 ImageNet weights) into {asset_dir()} "
-            "(or, for training, set loss.perceptual.weights=PATH)",
+            "(or, for training, set loss.perceptual.backbone=PATH)",
             _torch_hub_checkpoints,
         ),
         Asset(
@@ -97,7 +97,7 @@ ASSETS: dict[str, Asset] = {
             "alexnet-owt-7be5be79.pth",
             "LPIPS AlexNet backbone (torchvision ImageNet weights)",
             f"copy alexnet-owt-7be5be79.pth (torchvision's AlexNet weights) into {asset_dir()} "
-            "(or, for training, set loss.perceptual.weights=PATH)",
+            "(or, for training, set loss.perceptual.backbone=PATH)",
             _torch_hub_checkpoints,
         ),
         Asset(

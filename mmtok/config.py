@@ -13,200 +13,11 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Optional, Union
 
 import yaml
-from pydantic import (BaseModel, BeforeValidator, ConfigDict, Discriminator, Field, Tag, ValidationError,
-                      model_validator)
+from pydantic import BaseModel, BeforeValidator, Field, ValidationError
 
 from mmtok.errors import RecipeError
 from mmtok.recipe_errors import FieldProblem, choices_hint, describe_errors as _describe_errors, yaml_where
-
-
-class Strict(BaseModel):
-    """Every recipe section: unknown keys are errors, and every float must be finite (no inf / nan)."""
-
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
-
-
-# ----------------------------------------------------------------------------------------------- model
-
-
-class QuantizerConfig(Strict):
-    """A vector quantizer over `dim`-dimensional codes (the encoder output is projected in and out)."""
-
-    kind: Literal["vq"] = "vq"
-    codebook_size: int = Field(1024, ge=2, description="number of codes K")
-    dim: int = Field(8, ge=1, description="code dimension (LlamaGen uses 8)")
-    l2_norm: bool = Field(True, description="l2-normalise inputs and codes (cosine distance)")
-    ema: bool = Field(False, description="update codes by an EMA of their assigned inputs, not by gradient")
-    ema_decay: float = Field(0.99, gt=0, lt=1)
-    ema_eps: float = Field(1e-5, gt=0, description="Laplace smoothing of EMA cluster sizes")
-    kmeans_init: bool = Field(False, description="initialise codes by k-means on the first batch")
-    kmeans_iters: int = Field(10, ge=1)
-    restart_after: int = Field(0, ge=0, description="reset codes unused for this many steps (0: never)")
-    gradient: Literal["ste", "rotation"] = Field("ste", description="straight-through or rotation trick")
-    entropy_temperature: float = Field(0.01, gt=0, description="softmax temperature of the entropy loss")
-
-    @property
-    def num_codebooks(self) -> int:
-        return 1
-
-
-MAX_IMPLICIT_CODES = 2**20  # FSQ / LFQ: code statistics keep one counter per code
-
-
-class ResidualVQConfig(QuantizerConfig):
-    """Residual VQ (SoundStream / EnCodec / DAC): `levels` vector quantizers in sequence, each quantizing what
-    the previous ones left. Every VQ field above applies to each level (each level has its own codebook of
-    `codebook_size` codes and its own projections); ids gain a trailing level dimension."""
-
-    kind: Literal["rvq"] = "rvq"
-    levels: int = Field(8, ge=1, description="number of residual codebooks (n_q)")
-    quantizer_dropout: float = Field(0.0, ge=0, le=1, description="probability that a training batch uses only "
-                                     "the first n ~ U[1, levels] levels (bitrate scalability, as DAC/EnCodec)")
-
-    @property
-    def num_codebooks(self) -> int:
-        return self.levels
-
-    def level_config(self) -> QuantizerConfig:
-        """The plain VQ config each level is built from."""
-        return QuantizerConfig(**self.model_dump(exclude={"kind", "levels", "quantizer_dropout"}))
-
-
-class FSQConfig(Strict):
-    """Finite scalar quantization (Mentzer et al. 2023): each of len(levels) channels is bounded and rounded
-    to levels[i] values; the implicit codebook is their product grid. No codebook loss, nothing learned."""
-
-    kind: Literal["fsq"] = "fsq"
-    levels: list[Annotated[int, Field(ge=2)]] = Field([8, 5, 5, 5], min_length=1,
-                                                      description="values per channel; codebook = their product")
-
-    @property
-    def codebook_size(self) -> int:
-        n = 1
-        for level in self.levels:
-            n *= level
-        return n
-
-    @property
-    def dim(self) -> int:
-        return len(self.levels)
-
-    @property
-    def num_codebooks(self) -> int:
-        return 1
-
-    @property
-    def l2_norm(self) -> bool:
-        return False
-
-    @model_validator(mode="after")
-    def _not_too_many_codes(self):
-        if self.codebook_size > MAX_IMPLICIT_CODES:
-            raise FieldProblem("levels", f"levels {self.levels} make {self.codebook_size} codes; at most "
-                               f"{MAX_IMPLICIT_CODES} (2**20) are supported")
-        return self
-
-
-class LFQConfig(Strict):
-    """Lookup-free quantization (MAGVIT-v2): `dim` channels, each quantized to its sign (+-codebook_scale);
-    the implicit codebook has 2**dim codes."""
-
-    kind: Literal["lfq"] = "lfq"
-    dim: int = Field(10, ge=1, le=20, description="bits per token; codebook_size = 2**dim")
-    codebook_scale: float = Field(1.0, gt=0, description="codes are +-codebook_scale per channel")
-    entropy_temperature: float = Field(0.01, gt=0, description="temperature of the entropy loss's code softmax")
-
-    @property
-    def codebook_size(self) -> int:
-        return 2**self.dim
-
-    @property
-    def num_codebooks(self) -> int:
-        return 1
-
-    @property
-    def l2_norm(self) -> bool:
-        return False
-
-
-def _quantizer_kind(value: Any) -> Any:
-    """The union tag of a quantizer section: its `kind`, "vq" when left out."""
-    return value.get("kind", "vq") if isinstance(value, dict) else getattr(value, "kind", None)
-
-
-# A tagged union on `kind`; a section without `kind` is a plain VQ (as before the union existed).
-AnyQuantizerConfig = Annotated[
-    Union[Annotated[QuantizerConfig, Tag("vq")], Annotated[ResidualVQConfig, Tag("rvq")],
-          Annotated[FSQConfig, Tag("fsq")], Annotated[LFQConfig, Tag("lfq")]],
-    Discriminator(_quantizer_kind, custom_error_type="quantizer_kind",
-                  custom_error_message="quantizer kind must be one of 'vq', 'rvq', 'fsq', 'lfq'"),
-]
-
-
-class VQGANConfig(Strict):
-    """A taming/LlamaGen-style conv encoder and decoder around a vector quantizer."""
-
-    family: Literal["vqgan"] = "vqgan"
-    preset: Optional[str] = Field(None, description="named preset the fields start from")
-    resolution: int = Field(256, ge=8, description="training image size (square)")
-    in_channels: int = Field(3, ge=1)
-    ch: int = Field(128, ge=8, description="base channel count")
-    ch_mult: list[int] = Field([1, 1, 2, 2, 4], min_length=1, description="one entry per level")
-    num_res_blocks: int = Field(2, ge=1)
-    attn_resolutions: list[int] = Field([16], description="feature-map sizes that get self-attention")
-    mid_attn: bool = Field(True, description="self-attention in the middle blocks")
-    z_channels: int = Field(256, ge=1)
-    dropout: float = Field(0.0, ge=0, lt=1)
-    quantizer: AnyQuantizerConfig = Field(default_factory=QuantizerConfig)
-
-    @property
-    def downsample(self) -> int:
-        return 2 ** (len(self.ch_mult) - 1)
-
-    @model_validator(mode="after")
-    def _resolution_divisible(self):
-        if self.resolution % self.downsample:
-            raise FieldProblem("resolution", f"image size {self.resolution} is not divisible by the downsample "
-                               f"factor {self.downsample} (len(ch_mult) = {len(self.ch_mult)}); use a multiple of "
-                               f"{self.downsample}")
-        return self
-
-
-ModelConfig = VQGANConfig  # later families join as a discriminated union on `family`
-
-
-# ----------------------------------------------------------------------------------------------- losses
-
-
-class PerceptualConfig(Strict):
-    weight: float = Field(0.0, ge=0, description="LPIPS weight (0: off)")
-    net: Literal["vgg", "alex"] = "vgg"
-    weights: Optional[str] = Field(None, description="path to the backbone's ImageNet weights (.pth)")
-    allow_untrained: bool = Field(False, description="run with a random backbone (meaningless; tests only)")
-
-
-class GANConfig(Strict):
-    weight: float = Field(0.0, ge=0, description="generator adversarial weight (0: no discriminator)")
-    loss: Literal["hinge", "non_saturating"] = "hinge"
-    adaptive: bool = Field(False, description="taming's adaptive weight ||g_rec|| / ||g_gan||")
-    adaptive_max: float = Field(1e4, gt=0)
-    start_step: int = Field(0, ge=0, description="step at which the discriminator starts training")
-    warmup_steps: int = Field(0, ge=0, description="steps D trains alone before G sees its loss")
-    lecam: float = Field(0.0, ge=0, description="LeCam regularisation weight")
-    lecam_decay: float = Field(0.999, gt=0, lt=1)
-    ndf: int = Field(64, ge=8)
-    n_layers: int = Field(3, ge=1)
-    lr: Optional[float] = Field(None, gt=0, description="discriminator learning rate (default: optim.lr)")
-
-
-class LossConfig(Strict):
-    l1: float = Field(0.0, ge=0)
-    l2: float = Field(1.0, ge=0)
-    perceptual: PerceptualConfig = Field(default_factory=PerceptualConfig)
-    gan: GANConfig = Field(default_factory=GANConfig)
-    codebook: float = Field(1.0, ge=0, description="||sg(z) - e||^2 (ignored with EMA codebooks)")
-    commitment: float = Field(0.25, ge=0, description="beta on ||z - sg(e)||^2")
-    entropy: float = Field(0.0, ge=0, description="codebook entropy loss weight")
+from mmtok.schema import Strict
 
 
 # ----------------------------------------------------------------------------------------------- training
@@ -289,13 +100,33 @@ class TrainerConfig(Strict):
 
 
 class Recipe(Strict):
+    """A validated recipe. `model` and `loss` are the family's own schemas: `load` validates every recipe with
+    `recipe_class(family)`, a subclass whose model and loss fields are that family's (mmtok.families)."""
+
     name: str = "custom"
     seed: int = 0
-    model: ModelConfig = Field(default_factory=VQGANConfig)
-    loss: LossConfig = Field(default_factory=LossConfig)
+    model: Any = None
+    loss: Any = None
     optim: OptimConfig = Field(default_factory=OptimConfig)
     data: DataConfig = Field(default_factory=DataConfig)
     trainer: TrainerConfig = Field(default_factory=TrainerConfig)
+
+
+_RECIPE_CLASSES: dict[str, type[Recipe]] = {}
+
+
+def recipe_class(family: str) -> type[Recipe]:
+    """The Recipe schema of one family (made once per family): its model and loss sections are required."""
+    if family not in _RECIPE_CLASSES:
+        from pydantic import create_model
+
+        from mmtok import families
+
+        fam = families.get(family)
+        _RECIPE_CLASSES[family] = create_model(
+            f"Recipe[{family}]", __base__=Recipe, __module__=__name__,
+            model=(fam.model_config, ...), loss=(fam.loss_config, Field(default_factory=fam.loss_config)))
+    return _RECIPE_CLASSES[family]
 
 
 # ----------------------------------------------------------------------------------------------- loading
@@ -348,11 +179,11 @@ def load(source: str | dict, overrides: list[str] | tuple[str, ...] = ()) -> Rec
         raw.setdefault("name", name)
     for item in overrides:
         apply_override(raw, item)
-    _expand_preset(raw)
+    cls = recipe_class(_expand_preset(raw))
     try:
-        return Recipe.model_validate(raw)
+        return cls.model_validate(raw)
     except ValidationError as e:
-        problems = describe_errors(e)
+        problems = describe_errors(e, cls)
         label = source if isinstance(source, str) else "recipe"
         raise RecipeError(f"recipe {label!r} has {len(problems)} problem(s):", problems) from None
 
@@ -380,18 +211,30 @@ def apply_override(raw: dict, item: str) -> None:
     node[parts[-1]] = parsed
 
 
-def _expand_preset(raw: dict) -> None:
-    model = raw.get("model")
-    if not isinstance(model, dict) or not model.get("preset"):
-        return
+def _expand_preset(raw: dict) -> str:
+    """Merge the model section over its preset's fields (in place); returns the recipe's family name."""
+    from mmtok import families
     from mmtok.errors import MmtokError
-    from mmtok.tokenizers import preset_fields  # imports the tokenizer families (and torch)
 
+    model = raw.get("model")
+    if not isinstance(model, dict):
+        raise RecipeError("the recipe has no model section", hint="add model: {preset: NAME} (mmtok recipes shows "
+                          "shipped recipes; every family's presets are listed in its config module)")
     try:
-        base = preset_fields(str(model["preset"]))
+        if model.get("preset"):
+            base = families.preset(str(model["preset"]))
+            if model.get("family") not in (None, base["family"]):
+                raise RecipeError(f"model.preset {model['preset']!r} belongs to family {base['family']!r}, "
+                                  f"not {model['family']!r}", hint="drop model.family or choose its preset")
+            raw["model"] = model = _deep_merge(base, model)
+        if not model.get("family"):
+            raise RecipeError("model: give a preset or a family", hint="known families: " + ", ".join(families.names()))
+        return families.get(str(model["family"])).name
+    except RecipeError:
+        raise
     except MmtokError as e:
-        raise RecipeError(f"model.preset: {e.message}", hint=e.hint) from None
-    raw["model"] = _deep_merge(base, model)
+        where = "model.preset" if model.get("preset") else "model.family"
+        raise RecipeError(f"{where}: {e.message}", hint=e.hint) from None
 
 
 def _deep_merge(base: dict, top: dict) -> dict:

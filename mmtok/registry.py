@@ -1,4 +1,4 @@
-"""Named registries (timm-style): `@TOKENIZERS.register("vqgan")` then `TOKENIZERS.get("vqgan")`.
+"""Named registries (timm-style): `@QUANTIZERS.register("vq")` then `QUANTIZERS.get("vq")`.
 
 A registry maps a name to an object (a class, a builder, a preset dict). Unknown names raise an
 MmtokError that lists the known names and the closest match.
@@ -48,6 +48,4 @@ def did_you_mean(name: str, choices: Any) -> str:
     return (f"did you mean {close[0]!r}? " if close else "") + f"known: {known}"
 
 
-TOKENIZERS = Registry("tokenizer family")
-PRESETS = Registry("preset")  # name -> (family, dict of model fields)
 QUANTIZERS = Registry("quantizer")

@@ -289,14 +289,14 @@ def test_export_is_atomic_and_force_replaces(exported, tmp_path, monkeypatch):
 def test_graphs_and_tokenizer_for_every_quantizer_kind(quantizer, tmp_path):
     """The .pt2 graphs equal eager for every quantizer kind (random weights), and the Tokenizer's id checks know
     a residual quantizer's trailing level dimension."""
-    from mmtok import config, tokenizers
+    from mmtok import config, families
     from mmtok.export.bundle import tokenizer_meta
     from mmtok.export.graphs import check_graphs, export_graphs
     from mmtok.export.tokenizer import Tokenizer
 
     recipe = config.load({"model": {"preset": "test_f4", "quantizer": quantizer}})
     torch.manual_seed(0)
-    model = tokenizers.build(recipe.model).eval()
+    model = families.build_model(recipe.model).eval()
     export_graphs(model, tmp_path)
     check_graphs(model, tmp_path, _images(6, seed=2))  # raises on any difference
     tok = Tokenizer(model, tokenizer_meta(model, recipe), {})

@@ -29,7 +29,7 @@ def _worker(rank: int, init_file: str, out_dir: str) -> None:
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=WORLD,
                             timeout=datetime.timedelta(seconds=60))
     try:
-        from mmtok.config import QuantizerConfig
+        from mmtok.quantize.config import QuantizerConfig
         from mmtok.quantize import VectorQuantizer, code_counts
 
         results = {"counts": code_counts(_ids(rank), K), "local_counts": code_counts(_ids(rank), K, sync=False)}

@@ -13,8 +13,8 @@ import torch.multiprocessing as mp
 import torch.nn.functional as F
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from mmtok import config, tokenizers
-from mmtok.config import FSQConfig, LFQConfig, QuantizerConfig, ResidualVQConfig
+from mmtok import config, families
+from mmtok.quantize.config import FSQConfig, LFQConfig, QuantizerConfig, ResidualVQConfig
 from mmtok.errors import MmtokError, RecipeError
 from mmtok.quantize import FSQ, LFQ, QuantizeOutput, ResidualVQ, VectorQuantizer, build_quantizer
 from mmtok.registry import QUANTIZERS
@@ -393,7 +393,9 @@ def test_config_union_dispatches_on_kind_and_round_trips():
     assert config.load({"model": {"preset": "test_f4", "quantizer": {"kind": "fsq"}}}).model.quantizer == FSQConfig()
     merged = config.load({"model": {"preset": "test_f4", "quantizer": {"kind": "vq", "dim": 3}}}).model.quantizer
     assert (merged.codebook_size, merged.dim) == (32, 3)
-    assert isinstance(config.VQGANConfig().quantizer, QuantizerConfig)
+    from mmtok.families.vqgan.config import VQGANConfig
+
+    assert isinstance(VQGANConfig().quantizer, QuantizerConfig)
 
 
 @pytest.mark.parametrize("kind,typo,fix", [
@@ -407,13 +409,13 @@ def test_did_you_mean_inside_each_quantizer_kind(kind, typo, fix):
 
 def test_quantizer_config_errors_are_clear():
     with pytest.raises(RecipeError, match="quantizer kind must be one of 'vq', 'rvq', 'fsq', 'lfq'"):
-        config.load({"model": {"quantizer": {"kind": "fqs"}}})
+        config.load({"model": {"family": "vqgan", "quantizer": {"kind": "fqs"}}})
     with pytest.raises(RecipeError, match=r"model\.quantizer\.levels\.1: Input should be greater than or equal to 2"):
-        config.load({"model": {"quantizer": {"kind": "fsq", "levels": [5, 1]}}})
+        config.load({"model": {"family": "vqgan", "quantizer": {"kind": "fsq", "levels": [5, 1]}}})
     with pytest.raises(RecipeError, match="at most 1048576"):
-        config.load({"model": {"quantizer": {"kind": "fsq", "levels": [8] * 7}}})
+        config.load({"model": {"family": "vqgan", "quantizer": {"kind": "fsq", "levels": [8] * 7}}})
     with pytest.raises(RecipeError, match=r"model\.quantizer\.dim: Input should be less than or equal to 20"):
-        config.load({"model": {"quantizer": {"kind": "lfq", "dim": 24}}})
+        config.load({"model": {"family": "vqgan", "quantizer": {"kind": "lfq", "dim": 24}}})
     with pytest.raises(RecipeError, match="did you mean 'levels'"):
         config.load("quickstart", ["model.quantizer.kind=fsq", "model.quantizer.levls=[5,5]"])
 
@@ -427,7 +429,7 @@ def test_quantizer_config_errors_are_clear():
 def test_vqgan_with_each_kind_trains_and_round_trips(quantizer):
     cfg = config.load({"model": {"preset": "test_f4", "quantizer": quantizer}}).model
     torch.manual_seed(0)
-    model = tokenizers.build(cfg, entropy_loss=quantizer["kind"] == "lfq")
+    model = families.build_model(cfg, ["entropy"] if quantizer["kind"] == "lfq" else [])
     x = torch.rand(2, 3, 16, 16) * 2 - 1
     out = model(x)
     g, levels = 4, (3,) if quantizer["kind"] == "rvq" else ()

@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mmtok.config import QuantizerConfig
+from mmtok.quantize.config import QuantizerConfig
 from mmtok.quantize import QuantizeOutput, VectorQuantizer, code_counts, usage_stats
 from mmtok.quantize.vq import rotate_to
 

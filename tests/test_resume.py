@@ -9,7 +9,7 @@ from mmtok.train.run import last_checkpoint, resume_recipe, train
 
 FAST = ["data.val_samples=4", "data.batch_size=2", "data.num_workers=0", "trainer.max_steps=2",
         "trainer.val_every=2", "trainer.log_every=1"]
-PLAIN = FAST + ["loss.gan.weight=0", "loss.perceptual.weight=0", "loss.gan.lecam=0"]
+PLAIN = FAST + ["loss.weights.gan=0", "loss.weights.perceptual=0", "loss.weights.lecam=0"]
 
 
 class Report:
@@ -42,25 +42,25 @@ def test_loss_modules_switched_on_and_off_across_resumes(tmp_path):
     run = tmp_path / "run"
     train(config.load("test_tiny", PLAIN), run)
     saved = torch.load(last_checkpoint(run), map_location="cpu", weights_only=True)
-    assert not any(k.startswith("discriminator.") for k in saved["state_dict"])
+    assert not any(k.startswith("adversary.") for k in saved["state_dict"])
 
     on = Report()
-    gan_on, _ = resume_recipe(run, ["trainer.max_steps=6", "loss.gan.weight=0.1", "loss.gan.start_step=0",
-                                    "loss.gan.warmup_steps=0", "loss.perceptual.weight=0.1"])
+    gan_on, _ = resume_recipe(run, ["trainer.max_steps=6", "loss.weights.gan=0.1", "loss.gan.start_step=0",
+                                    "loss.gan.warmup_steps=0", "loss.weights.perceptual=0.1"])
     summary = train(gan_on, run, resume=True, callbacks=[on.callback])
     assert summary["step"] == 6 and on.step == 2
-    assert on.report["fresh"] == ["discriminator"] and "tokenizer" in on.report["restored"]
+    assert on.report["fresh"] == ["adversary"] and "tokenizer" in on.report["restored"]
     ckpt = torch.load(last_checkpoint(run), map_location="cpu", weights_only=True)
-    assert any(k.startswith("discriminator.") for k in ckpt["state_dict"])
-    assert not any(k.startswith("perceptual.") for k in ckpt["state_dict"])  # frozen LPIPS is never saved
+    assert any(k.startswith("adversary.") for k in ckpt["state_dict"])
+    assert not any(k.startswith("objective.") for k in ckpt["state_dict"])  # frozen LPIPS is never saved
     assert len(ckpt["optimizer_states"]) == 2
 
     off = Report()
-    gan_off, _ = resume_recipe(run, ["trainer.max_steps=7", "loss.gan.weight=0", "loss.perceptual.weight=0"])
+    gan_off, _ = resume_recipe(run, ["trainer.max_steps=7", "loss.weights.gan=0", "loss.weights.perceptual=0"])
     train(gan_off, run, resume=True, callbacks=[off.callback])
-    assert off.report["dropped"] == ["discriminator"] and off.step == 6
+    assert off.report["dropped"] == ["adversary"] and off.step == 6
     ckpt = torch.load(last_checkpoint(run), map_location="cpu", weights_only=True)
-    assert not any(k.startswith("discriminator.") for k in ckpt["state_dict"]) and ckpt["global_step"] == 7
+    assert not any(k.startswith("adversary.") for k in ckpt["state_dict"]) and ckpt["global_step"] == 7
 
 
 def test_max_minutes_limits_each_invocation_not_the_whole_run(tmp_path):

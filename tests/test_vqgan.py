@@ -1,15 +1,14 @@
 import pytest
 import torch
 
-from mmtok import config, tokenizers
+from mmtok import config, families
 from mmtok.errors import MmtokError
-from mmtok.registry import PRESETS
 
 
-@pytest.mark.parametrize("preset", [p for p in PRESETS.names() if p.startswith("test_")])
+@pytest.mark.parametrize("preset", [p for p in families.get("vqgan").presets if p.startswith("test_")])
 def test_tiny_presets_encode_decode_and_backprop(preset):
     cfg = config.load({"model": {"preset": preset}}).model
-    model = tokenizers.build(cfg)
+    model = families.build_model(cfg)
     x = torch.rand(2, 3, cfg.resolution, cfg.resolution) * 2 - 1
     out = model(x)
     g = cfg.resolution // cfg.downsample
@@ -31,13 +30,13 @@ def test_real_presets_have_the_published_shapes():
     assert vq8.downsample == 8
     taming = config.load({"model": {"preset": "taming_f16_1024"}}).model
     assert (taming.quantizer.codebook_size, taming.quantizer.dim, taming.quantizer.l2_norm) == (1024, 256, False)
-    model = tokenizers.build(config.load({"model": {"preset": "llamagen_vq16"}}).model)
+    model = families.build_model(config.load({"model": {"preset": "llamagen_vq16"}}).model)
     n = sum(p.numel() for p in model.parameters())
     assert 60e6 < n < 80e6  # LlamaGen VQ-16 has ~72M parameters
 
 
 def test_wrong_input_size_is_a_clear_error():
     cfg = config.load({"model": {"preset": "test_f4"}}).model
-    model = tokenizers.build(cfg).eval()
+    model = families.build_model(cfg).eval()
     with pytest.raises(MmtokError, match="multiples of 4"):
         model.encode(torch.zeros(1, 3, 18, 18))

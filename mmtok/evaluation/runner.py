@@ -98,11 +98,13 @@ def evaluate(model_path: str | os.PathLike, data: str, *, out: str | os.PathLike
 
     console = console or Console(stderr=True)
     model, recipe, info = load_model(model_path, ema=ema)
-    res = int(resolution or recipe.model.resolution)
-    f = recipe.model.downsample
+    spec = model.meta  # the token spec: input size, downsample, codebooks (no family internals)
+    trained = int(spec["input_size"][-1])
+    res = int(resolution or trained)
+    f = int(spec["downsample"])
     if res % f:
         raise MmtokError(f"resolution {res} is not a multiple of the model's downsample factor {f}",
-                         hint=f"use a multiple of {f} (the model was trained at {recipe.model.resolution})")
+                         hint=f"use a multiple of {f} (the model was trained at {trained})")
     crop = CROP.format(r=res)
     warnings_: list[str] = []
     network = fid_protocol.network_identity(fid_path) if fid_path else None
@@ -132,7 +134,7 @@ def evaluate(model_path: str | os.PathLike, data: str, *, out: str | os.PathLike
 
             console.print(f"[yellow]rFID unavailable[/yellow]: {escape(fid_why)}", soft_wrap=True)
     lpips = {net: _make_lpips(net, res, unavailable) for net in ("vgg", "alex")}
-    k, n_books = recipe.model.quantizer.codebook_size, recipe.model.quantizer.num_codebooks
+    k, n_books = int(spec["codebook_size"]), int(spec["num_codebooks"])
     metrics = {"psnr": PSNR(), "usage": CodebookUsage(k, n_books)}
     if res >= 11:
         metrics["ssim"] = SSIM()
@@ -224,7 +226,7 @@ def evaluate(model_path: str | os.PathLike, data: str, *, out: str | os.PathLike
     result = {
         "mmtok_version": mmtok.__version__,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "model": {**info, "family": recipe.model.family, "resolution_trained": recipe.model.resolution,
+        "model": {**info, "family": recipe.model.family, "resolution_trained": trained,
                   "weights_sha256": fingerprint},
         "protocol": {
             "data": data, "split": SPLIT, "crop": crop, "num_samples": n_total, "num_samples_requested": num_samples,

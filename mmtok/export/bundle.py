@@ -33,10 +33,10 @@ def tokenizer_meta(model, recipe) -> dict:
     """tokenizer.json: the model's `meta` plus everything a language model needs to use the ids."""
     meta = dict(model.meta)
     k = int(meta["codebook_size"])
-    levels = int(meta.get("num_codebooks", 1)) if meta.get("quantizer") == "rvq" else 0
+    levels = int(meta.get("num_codebooks", 1)) if meta.get("layout") == "residual" else 0
     ids_per_sample = int(meta["tokens_per_sample"]) * max(levels, 1)
     width = max(5, len(str(k - 1)))
-    r = recipe.model.resolution
+    r = int(meta["input_size"][-1])
     meta.update({
         "format_version": FORMAT_VERSION,
         "input": {
@@ -205,11 +205,10 @@ def _write_graphs(model, recipe, tmp: Path) -> None:
 
     from mmtok.export.graphs import check_graphs, export_graphs
 
-    r = recipe.model.resolution
     try:
         export_graphs(model, tmp)
         gen = torch.Generator().manual_seed(0)
-        check_graphs(model, tmp, torch.rand(3, recipe.model.in_channels, r, r, generator=gen) * 2 - 1)
+        check_graphs(model, tmp, torch.rand(3, *model.meta["input_size"], generator=gen) * 2 - 1)
     except Exception as e:  # noqa: BLE001 - an export failure must leave no bundle behind and say why
         shutil.rmtree(tmp, ignore_errors=True)
         first = str(e).strip().splitlines()[0][:300] if str(e).strip() else ""
@@ -222,11 +221,10 @@ def _write_onnx(model, recipe, tmp: Path) -> list[str]:
 
     from mmtok.export.graphs import check_onnx, export_onnx
 
-    r = recipe.model.resolution
     try:
         export_onnx(model, tmp)
         gen = torch.Generator().manual_seed(0)
-        checked = check_onnx(model, tmp, torch.rand(3, recipe.model.in_channels, r, r, generator=gen) * 2 - 1)
+        checked = check_onnx(model, tmp, torch.rand(3, *model.meta["input_size"], generator=gen) * 2 - 1)
     except Exception as e:  # noqa: BLE001 - leave no bundle behind and say why
         shutil.rmtree(tmp, ignore_errors=True)
         first = str(e).strip().splitlines()[0][:300] if str(e).strip() else ""

@@ -1,7 +1,7 @@
 """Reading a bundle: `mmtok.load(path) -> Tokenizer`. JSON and safetensors only; nothing is unpickled.
 
 Loading verifies the checksums in checksums.json, checks compatibility, builds the model from config.json
-(`tokenizers.build`) and loads model.safetensors strictly (missing, unexpected or mis-shaped keys are named).
+(`families.build_model`) and loads model.safetensors strictly (missing, unexpected or mis-shaped keys are named).
 
 Checksums: the files that decide what the tokens are (config.json, model.safetensors, tokenizer.json, the
 encoder/decoder graphs, and any file mmtok does not know) must match, else CheckpointError. The documents a
@@ -154,7 +154,7 @@ def load_bundle_model(path: str | os.PathLike):
 
 def _build(path: str | os.PathLike, verify: bool = True):
     from mmtok import config as recipes
-    from mmtok import tokenizers
+    from mmtok import families
     from mmtok.errors import RecipeError
     from mmtok.model_io import load_strict
 
@@ -165,7 +165,7 @@ def _build(path: str | os.PathLike, verify: bool = True):
     except RecipeError as e:
         raise CheckpointError(f"{Path(path) / CONFIG_FILE}: the model section does not validate ({e.message}; "
                               + "; ".join(e.problems) + ")") from None
-    model = tokenizers.build(recipe.model)
+    model = families.build_model(recipe.model)
     load_strict(model, state, str(Path(path) / WEIGHTS_FILE))
     model.eval().requires_grad_(False)
     info = {"path": str(path), "source": "bundle", "checkpoint": str(Path(path) / WEIGHTS_FILE),

@@ -29,12 +29,12 @@ class Tokenizer:
         self.meta = meta
         self.config = config
         self.path = path
-        size = meta.get("input_size") or [3, model.cfg.resolution, model.cfg.resolution]
+        size = meta["input_size"]
         self.channels, self.resolution = int(size[0]), int(size[-1])
         self.token_grid = tuple(int(g) for g in meta["token_grid"])
         self.codebook_size = int(meta["codebook_size"])
         # a residual quantizer's ids carry a trailing level dimension
-        self.levels = int(meta.get("num_codebooks", 1)) if meta.get("quantizer") == "rvq" else 0
+        self.levels = int(meta.get("num_codebooks", 1)) if meta.get("layout") == "residual" else 0
 
     # ------------------------------------------------------------------------------------------- basics
 

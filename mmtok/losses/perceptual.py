@@ -19,7 +19,7 @@ log = logging.getLogger("mmtok")
 class PerceptualLoss(nn.Module):
     """LPIPS(x, y) for images in [-1, 1], averaged over the batch; the network is frozen.
 
-    `cfg` has `net` ("vgg" / "alex"), `weights` (backbone path or None) and `allow_untrained`. The backbone's
+    `cfg` has `net` ("vgg" / "alex"), `backbone` (weights file path or None) and `allow_untrained`. The backbone's
     ImageNet weights must be present (see `mmtok doctor`); with `allow_untrained` a random backbone is used
     instead, after a loud warning: the number is then not LPIPS.
     """
@@ -27,7 +27,7 @@ class PerceptualLoss(nn.Module):
     def __init__(self, cfg: "PerceptualConfig"):
         super().__init__()
         try:
-            self.net = load_lpips(cfg.net, cfg.weights)
+            self.net = load_lpips(cfg.net, cfg.backbone)
         except AssetError:
             if not cfg.allow_untrained:
                 raise

@@ -22,7 +22,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from mmtok.config import FSQConfig
+from mmtok.quantize.config import FSQConfig
 from mmtok.errors import MmtokError
 from mmtok.quantize.base import QuantizeOutput, check_ids, linear_fp32 as _linear, projections
 from mmtok.quantize.stats import code_counts, usage_stats
@@ -46,7 +46,7 @@ class FSQ(nn.Module):
             raise ValueError(f"input_dim must be >= 1, got {input_dim}")
         if entropy_loss:
             raise MmtokError("the FSQ quantizer has no entropy loss (its codes are all used by construction)",
-                             hint="set loss.entropy=0, or use quantizer kind 'vq' or 'lfq'")
+                             hint="set loss.weights.entropy=0, or use quantizer kind 'vq' or 'lfq'")
         self.cfg = cfg
         self.input_dim, self.dim, self.codebook_size, self.num_codebooks = input_dim, cfg.dim, cfg.codebook_size, 1
         self.proj_in, self.proj_out = projections(input_dim, cfg.dim)
@@ -72,6 +72,15 @@ class FSQ(nn.Module):
         """Ids [...] in [0, K) -> codes [..., d] fp32 in [-1, 1] (the exact grid values forward produces)."""
         digits = torch.div(ids.long().unsqueeze(-1), self.basis, rounding_mode="floor") % self.levels
         return (digits - self.half_width).float() / self.half_width.float()
+
+    def export_ids(self, x: torch.Tensor) -> torch.Tensor:
+        """Ids [N] of rows x [N, input_dim] (fp32), export-safe."""
+        levels = torch.round(self.bound(_linear(self.proj_in, x)))
+        return ((levels.long() + self.half_width) * self.basis).sum(-1)
+
+    def export_vectors(self, ids: torch.Tensor) -> torch.Tensor:
+        """Code vectors [N, input_dim] (fp32) of ids [N], export-safe."""
+        return _linear(self.proj_out, self.ids_to_codes(ids))
 
     def lookup(self, ids: torch.Tensor) -> torch.Tensor:
         """Code vectors [..., input_dim] (fp32) for ids [...] in [0, codebook_size)."""

@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from mmtok.config import LFQConfig
+from mmtok.quantize.config import LFQConfig
 from mmtok.quantize.base import QuantizeOutput, check_ids, linear_fp32 as _linear, projections
 from mmtok.quantize.stats import code_counts, usage_stats
 from mmtok.registry import QUANTIZERS
@@ -63,6 +63,14 @@ class LFQ(nn.Module):
         """Ids [...] in [0, 2**dim) -> codes [..., dim] fp32, each +-codebook_scale."""
         bits = torch.div(ids.long().unsqueeze(-1), self.basis, rounding_mode="floor") % 2
         return (bits * 2 - 1).float() * self.cfg.codebook_scale
+
+    def export_ids(self, x: torch.Tensor) -> torch.Tensor:
+        """Ids [N] of rows x [N, input_dim] (fp32), export-safe: the sign bits of the projected channels."""
+        return ((_linear(self.proj_in, x) > 0).long() * self.basis).sum(-1)
+
+    def export_vectors(self, ids: torch.Tensor) -> torch.Tensor:
+        """Code vectors [N, input_dim] (fp32) of ids [N], export-safe."""
+        return _linear(self.proj_out, self.ids_to_codes(ids))
 
     def lookup(self, ids: torch.Tensor) -> torch.Tensor:
         """Code vectors [..., input_dim] (fp32) for ids [...] in [0, codebook_size)."""

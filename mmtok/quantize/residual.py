@@ -20,7 +20,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from mmtok.config import ResidualVQConfig
+from mmtok.quantize.config import ResidualVQConfig
 from mmtok.quantize.base import QuantizeOutput
 from mmtok.quantize.stats import broadcast_from_rank0
 from mmtok.quantize.vq import VectorQuantizer
@@ -52,6 +52,22 @@ class ResidualVQ(nn.Module):
         # quantizer dropout's generator state: saved, so a resumed run draws the same sequence
         self.register_buffer("dropout_seed", torch.randint(2**62, ()))
         self.register_buffer("dropout_step", torch.zeros((), dtype=torch.long))
+
+    def export_ids(self, x: torch.Tensor) -> torch.Tensor:
+        """Ids [N, levels] of rows x [N, input_dim] (fp32), every level, export-safe (see VectorQuantizer)."""
+        ids, residual = [], x
+        for level in self.quantizers:
+            level_ids = level.export_ids(residual)
+            residual = residual - level.export_vectors(level_ids)
+            ids.append(level_ids)
+        return torch.stack(ids, dim=-1)
+
+    def export_vectors(self, ids: torch.Tensor) -> torch.Tensor:
+        """The summed code vectors [N, input_dim] of ids [N, n] (the first n levels), export-safe."""
+        out = self.quantizers[0].export_vectors(ids[:, 0])
+        for i in range(1, ids.shape[1]):
+            out = out + self.quantizers[i].export_vectors(ids[:, i])
+        return out
 
     def lookup(self, ids: torch.Tensor) -> torch.Tensor:
         """Ids [..., n] (1 <= n <= levels; level i in column i) -> the sum of their code vectors [..., input_dim]."""

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from mmtok.config import QuantizerConfig
+from mmtok.quantize.config import QuantizerConfig
 from mmtok.quantize.base import QuantizeOutput, linear_fp32 as _linear, projections
 from mmtok.quantize.lookup import nearest
 from mmtok.quantize.stats import all_reduce_sum, broadcast_from_rank0, code_counts, rank, usage_stats
@@ -106,6 +106,24 @@ class VectorQuantizer(nn.Module):
         with torch.autocast(device_type=ids.device.type, enabled=False):
             q = F.embedding(ids.reshape(-1), self.codes())
             return _linear(self.proj_out, q).reshape(*ids.shape, self.input_dim)
+
+    # ------------------------------------------------------------------------------------------- export-safe
+
+    def export_ids(self, x: torch.Tensor) -> torch.Tensor:
+        """Ids [N] of rows x [N, input_dim] (fp32) as the eval-mode forward computes them, with no data-dependent
+        control flow (torch.export): ||c||^2 - 2 x.c in one addmm, min over codes (ties to the lowest index)."""
+        h = _linear(self.proj_in, x)
+        if self.cfg.l2_norm:
+            h = F.normalize(h, dim=1)
+        c = self.codebook.float()
+        c = F.normalize(c, dim=1) if self.cfg.l2_norm else c
+        d = torch.addmm((c * c).sum(1).unsqueeze(0), h, c.T, beta=1.0, alpha=-2.0)
+        return d.min(dim=1).indices
+
+    def export_vectors(self, ids: torch.Tensor) -> torch.Tensor:
+        """Code vectors [N, input_dim] (fp32) of ids [N], export-safe."""
+        c = self.codebook.float()
+        return _linear(self.proj_out, F.embedding(ids, F.normalize(c, dim=1) if self.cfg.l2_norm else c))
 
     # ------------------------------------------------------------------------------------------- forward
 

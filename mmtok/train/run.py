@@ -106,7 +106,9 @@ def _precision(recipe: Recipe, accelerator: str) -> str:
     return "bf16-mixed" if accelerator == "gpu" else "32-true"
 
 
-def build_trainer(recipe: Recipe, out: Path, callbacks: list):
+def build_trainer(recipe: Recipe, out: Path, callbacks: list, find_unused: bool = False):
+    """The Lightning Trainer for a recipe; `find_unused`: DDP expects parameters outside a step's graph (an
+    adversary is not in the generator's graph, and vice versa)."""
     import lightning as L
     from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
@@ -119,8 +121,7 @@ def build_trainer(recipe: Recipe, out: Path, callbacks: list):
     if strategy == "ddp":
         from lightning.pytorch.strategies import DDPStrategy
 
-        # The discriminator is not in the generator's graph (and vice versa): unused parameters are expected.
-        strategy = DDPStrategy(find_unused_parameters=recipe.loss.gan.weight > 0)
+        strategy = DDPStrategy(find_unused_parameters=find_unused)
     loggers = [CSVLogger(out, name="logs")]  # logs/version_N: a resumed run never overwrites earlier logs
     if importlib.util.find_spec("tensorboard") is not None:
         loggers.append(TensorBoardLogger(out, name="logs", version=loggers[0].version))
@@ -161,24 +162,25 @@ def _train(recipe: Recipe, out: Path, resume: bool, callbacks: list, request) ->
 
     from mmtok.train.callbacks import Checkpointer, ResumeReport, RichSteps
     from mmtok.train.stop import TIME_LIMIT, RunStopped, RunStopper, exit_code, reason_name
-    from mmtok.train.task import VAL_METRICS, TokenizerTask
+    from mmtok.train.task import TokenizerTask
 
     t = recipe.trainer
-    if t.keep_best and t.keep_best not in VAL_METRICS:
-        raise RecipeError(f"trainer.keep_best: unknown validation metric {t.keep_best!r}",
-                          hint="one of " + ", ".join(VAL_METRICS))
     if t.threads:
         torch.set_num_threads(t.threads)
     quiet_lightning()
     L.seed_everything(recipe.seed, workers=True, verbose=False)
     train_loader, val_loader = _loaders(recipe)  # a bad data source fails here, before any model is built
     task = TokenizerTask(recipe, run_dir=out)
+    if t.keep_best and t.keep_best not in task.val_metrics:
+        raise RecipeError(f"trainer.keep_best: unknown validation metric {t.keep_best!r}",
+                          hint="one of " + ", ".join(task.val_metrics))
     _write(out / "recipe.yaml", config.dump(recipe))
 
     checkpointer = Checkpointer(out, t.ckpt_every, t.keep_every, t.keep_best, t.keep_best_mode)
     stopper = RunStopper(request, t.max_minutes, checkpointer.save)
     report = ResumeReport(before if ckpt else None, recipe)
-    trainer = build_trainer(recipe, out, [RichSteps(), checkpointer, stopper, report, *callbacks])
+    trainer = build_trainer(recipe, out, [RichSteps(), checkpointer, stopper, report, *callbacks],
+                            find_unused=task.adversary is not None)
     t0 = time.perf_counter()
     stopped = None
     try:

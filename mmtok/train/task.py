@@ -1,8 +1,10 @@
-"""The one generic tokenizer task: generator and discriminator steps with manual optimisation.
+"""The one generic tokenizer task: generator and adversary steps with manual optimisation, for every family.
 
-Families differ in their modules and loss terms, not here. Every weighted term is logged under its own
-name (train/l1, train/perceptual, train/commitment, train/gan, train/disc, ...). Validation runs the EMA
-weights (when enabled) and reports held-out PSNR, reconstruction error and codebook usage over the pass.
+A family brings its model (`out = model(x)` -> TokenizerOutput) and its objective (mmtok.train.objective):
+the task weighs the objective's terms, the model's own `out.losses` and the adversary's generator terms by
+`recipe.loss.weights`, steps the generator, then the adversary on its own terms. Every term is logged under
+its own name (train/l1, train/perceptual, train/commitment, train/gan, train/disc, ...). Validation runs the
+EMA weights (when enabled) through the objective's metric suite (the one `mmtok eval` uses).
 """
 from __future__ import annotations
 
@@ -12,19 +14,15 @@ from pathlib import Path
 
 import lightning as L
 import torch
-import torch.nn.functional as F
 
 import mmtok
-from mmtok import tokenizers
+from mmtok import families
 from mmtok.config import Recipe
 from mmtok.data.bad import BadSamples
-from mmtok.losses.adversarial import LeCam, PatchDiscriminator, adaptive_weight, d_loss, g_loss
+from mmtok.errors import MmtokError
 from mmtok.train.ema import EMA
-from mmtok.train.samples import save_grid
-
 
 log = logging.getLogger("mmtok")
-VAL_METRICS = ("val/psnr", "val/l2", "val/usage", "val/perplexity")  # what validation logs (trainer.keep_best)
 
 
 def lr_lambda(warmup: int, total: int, min_ratio: float):
@@ -45,22 +43,18 @@ class TokenizerTask(L.LightningModule):
         self.recipe = recipe
         self.run_dir = Path(run_dir) if run_dir else None
         self.automatic_optimization = False
-        loss = recipe.loss
-        self.tokenizer = tokenizers.build(recipe.model, entropy_loss=loss.entropy > 0)
+        family = families.get(recipe.model.family)
+        weighted = [t for t in family.loss_terms if recipe.loss.weight(t) > 0]
+        self.tokenizer = family.build_model(recipe.model, weighted)
         self.ema = EMA(self.tokenizer, recipe.optim.ema_decay) if recipe.optim.ema_decay else None
-        self.perceptual = None
-        if loss.perceptual.weight > 0:
-            from mmtok.losses.perceptual import PerceptualLoss
-
-            self.perceptual = PerceptualLoss(loss.perceptual)
-        gan = loss.gan
-        self.discriminator = PatchDiscriminator(recipe.model.in_channels, gan.ndf, gan.n_layers) if gan.weight > 0 else None
-        self.lecam = LeCam(gan.lecam_decay) if gan.weight > 0 and gan.lecam > 0 else None
+        self.objective = family.build_objective(recipe)  # frozen helpers only: never saved
+        self.adversary = self.objective.make_adversary()
+        self.val_metrics = tuple(f"val/{name}" for name in self.objective.metrics().names)  # trainer.keep_best
         self.skipped = 0
         self.bad = BadSamples()
         self.start_step = 0
         self.restore_report: dict | None = None
-        self._val: dict = {}
+        self._suite = None
 
     # ------------------------------------------------------------------------------------------- setup
 
@@ -69,50 +63,34 @@ class TokenizerTask(L.LightningModule):
         sched = lr_lambda(o.warmup_steps, self.recipe.trainer.max_steps, o.min_lr_ratio)
         opt_g = torch.optim.AdamW(self.tokenizer.parameters(), lr=o.lr, betas=o.betas, weight_decay=o.weight_decay)
         out = [{"optimizer": opt_g, "lr_scheduler": torch.optim.lr_scheduler.LambdaLR(opt_g, sched)}]
-        if self.discriminator is not None:
-            gan = self.recipe.loss.gan
-            opt_d = torch.optim.AdamW(self.discriminator.parameters(), lr=gan.lr or o.lr, betas=o.betas,
+        if self.adversary is not None:
+            opt_d = torch.optim.AdamW(self.adversary.parameters(), lr=self.adversary.lr or o.lr, betas=o.betas,
                                       weight_decay=o.weight_decay)
             out.append({"optimizer": opt_d, "lr_scheduler": torch.optim.lr_scheduler.LambdaLR(opt_d, sched)})
         return out
-
-    def _gan_phase(self, step: int) -> tuple[bool, bool]:
-        """(discriminator trains, generator sees the GAN loss) at this step."""
-        gan = self.recipe.loss.gan
-        if self.discriminator is None:
-            return False, False
-        return step >= gan.start_step, step >= gan.start_step + gan.warmup_steps
 
     # ------------------------------------------------------------------------------------------- training
 
     def on_train_start(self):
         self.start_step = self.global_step
 
-    def generator_loss(self, x: torch.Tensor, out, use_gan: bool) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """Weighted generator loss and every unweighted term by name."""
-        loss_cfg = self.recipe.loss
-        recon, xf = out.recon.float(), x.float()
-        terms: dict[str, torch.Tensor] = {}
-        weights: dict[str, float] = {}
-        if loss_cfg.l1 > 0:
-            terms["l1"], weights["l1"] = (recon - xf).abs().mean(), loss_cfg.l1
-        if loss_cfg.l2 > 0:
-            terms["l2"], weights["l2"] = F.mse_loss(recon, xf), loss_cfg.l2
-        if self.perceptual is not None:
-            terms["perceptual"], weights["perceptual"] = self.perceptual(recon, xf), loss_cfg.perceptual.weight
-        rec_loss = sum(weights[k] * terms[k] for k in terms)
-        for name, value in out.losses.items():
-            terms[name], weights[name] = value, getattr(loss_cfg, name)
-        total = sum(weights[k] * terms[k] for k in terms)
-        if use_gan:
-            gan = loss_cfg.gan
-            terms["gan"] = g_loss(self.discriminator(out.recon), gan.loss)
-            weight = gan.weight
-            if gan.adaptive:
-                weight = weight * adaptive_weight(rec_loss, terms["gan"], self.tokenizer.last_layer, gan.adaptive_max)
-            terms["gan_weight"] = torch.as_tensor(weight, dtype=torch.float32)
-            total = total + weight * terms["gan"]
-        return total, terms
+    def generator_loss(self, x: torch.Tensor, out, use_adversary: bool) -> tuple[torch.Tensor, dict, dict]:
+        """(weighted generator loss, every unweighted term by name, logged-only stats)."""
+        weight = self.recipe.loss.weight
+        terms = self.objective.terms(x, out)
+        rec_loss = sum((weight(k) * v for k, v in terms.items()), torch.zeros((), device=x.device))
+        terms.update(out.losses)
+        scales: dict = {}
+        if use_adversary:
+            g_terms, scales = self.adversary.g_terms(x, out.recon, rec_loss, self.tokenizer)
+            terms.update(g_terms)
+        unknown = set(terms) - set(self.recipe.loss.TERMS)
+        if unknown:
+            raise MmtokError(f"family {self.recipe.model.family!r} emitted loss terms it does not declare: "
+                             f"{sorted(unknown)}", hint="add them to the family's loss config TERMS")
+        total = sum(weight(k) * scales.get(k, 1.0) * v for k, v in terms.items())
+        stats = {f"{k}_weight": torch.as_tensor(weight(k) * s, dtype=torch.float32) for k, s in scales.items()}
+        return total, terms, stats
 
     def training_step(self, batch, batch_idx):
         opts = self.optimizers()
@@ -121,16 +99,15 @@ class TokenizerTask(L.LightningModule):
         scheds = scheds if isinstance(scheds, list) else [scheds]
         accum = self.recipe.trainer.accumulate_grad_batches
         clip = self.recipe.optim.grad_clip
-        step = self.global_step
-        train_d, gan_to_g = self._gan_phase(step)
+        train_d, d_to_g = self.adversary.phase(self.global_step) if self.adversary is not None else (False, False)
         take_step = (batch_idx + 1) % accum == 0
-        x = batch["image"]
+        x = self.objective.inputs(batch)
 
         opt_g = opts[0]
-        if self.discriminator is not None:
+        if self.adversary is not None:
             self.toggle_optimizer(opt_g)
         out = self.tokenizer(x)
-        total, terms = self.generator_loss(x, out, gan_to_g)
+        total, terms, stats = self.generator_loss(x, out, d_to_g)
         self.manual_backward(total / accum)
         if take_step:
             if clip:
@@ -140,21 +117,15 @@ class TokenizerTask(L.LightningModule):
             scheds[0].step()
             if self.ema is not None:
                 self.ema.update(self.tokenizer)
-        if self.discriminator is not None:
+        if self.adversary is not None:
             self.untoggle_optimizer(opt_g)
 
         if train_d:
             opt_d = opts[1]
             self.toggle_optimizer(opt_d)
-            gan = self.recipe.loss.gan
-            logits_real = self.discriminator(x.detach())
-            logits_fake = self.discriminator(out.recon.detach())
-            terms["disc"] = d_loss(logits_real.float(), logits_fake.float(), gan.loss)
-            loss_d = terms["disc"]
-            if self.lecam is not None:
-                terms["lecam"] = self.lecam(logits_real.float(), logits_fake.float())
-                loss_d = loss_d + gan.lecam * terms["lecam"]
-            self.manual_backward(loss_d / accum)
+            d_terms = self.adversary.d_terms(x, out.recon.detach())
+            terms.update(d_terms)
+            self.manual_backward(self.adversary.d_loss(d_terms) / accum)
             if take_step:
                 if clip:
                     self.clip_gradients(opt_d, gradient_clip_val=clip, gradient_clip_algorithm="norm")
@@ -167,6 +138,7 @@ class TokenizerTask(L.LightningModule):
         for entry in self.bad.add(batch):  # each bad sample named once, with its reason
             log.warning("skipped a bad sample: %s", entry)
         logs = {f"train/{k}": v.detach().float() for k, v in terms.items()}
+        logs.update({f"train/{k}": v.detach().float() for k, v in stats.items()})
         logs["train/loss"] = total.detach().float()
         logs.update({f"train/{k}": v.float() for k, v in out.stats.items()})
         logs["train/lr"] = torch.tensor(scheds[0].get_last_lr()[0])
@@ -181,37 +153,24 @@ class TokenizerTask(L.LightningModule):
         return self.ema.module if self.ema is not None else self.tokenizer
 
     def on_validation_epoch_start(self):
-        from mmtok.metrics import PSNR, CodebookUsage
-
-        q = self.recipe.model.quantizer
-        self._val = {"psnr": PSNR().to(self.device), "usage": CodebookUsage(q.codebook_size, q.num_codebooks).to(self.device)}
-        self._val_l2 = {"sum": torch.zeros((), dtype=torch.float64, device=self.device),
-                        "n": torch.zeros((), dtype=torch.float64, device=self.device)}
+        self._suite = self.objective.metrics().to(self.device)
 
     def validation_step(self, batch, batch_idx):
-        x = batch["image"].float()
+        x = self.objective.inputs(batch).float()
         out = self.eval_model(x)
-        recon = out.recon.float().clamp(-1, 1)
-        self._val["psnr"].update((recon + 1) / 2, (x + 1) / 2)
-        ids = out.ids
-        self._val["usage"].update(ids if self._val["usage"].num_codebooks == 1 else ids.movedim(-1, 1))
-        self._val_l2["sum"] += ((recon - x) ** 2).flatten(1).mean(1).sum().double()
-        self._val_l2["n"] += x.shape[0]
+        self._suite.update(x, out)
         if batch_idx == 0 and self.run_dir is not None and self.trainer.is_global_zero:
-            save_grid(x[:8], recon[:8], self.run_dir / "samples" / f"step_{self.global_step:06d}.png")
+            self.objective.write_samples(x, out, self.run_dir / "samples" / f"step_{self.global_step:06d}.png")
 
     def on_validation_epoch_end(self):
-        usage = self._val["usage"].compute()  # torchmetrics: synced across ranks
-        l2 = {k: self.trainer.strategy.reduce(t, reduce_op="sum") for k, t in self._val_l2.items()}
-        metrics = {"val/psnr": self._val["psnr"].compute(), "val/l2": l2["sum"] / l2["n"].clamp_min(1),
-                   "val/usage": usage["usage_pct"] / 100, "val/perplexity": usage["perplexity"]}
-        self.log_dict({k: torch.as_tensor(t).float() for k, t in metrics.items()}, sync_dist=False)
+        metrics = self._suite.compute()  # torchmetrics: synced across ranks
+        self.log_dict({f"val/{k}": torch.as_tensor(v).float() for k, v in metrics.items()}, sync_dist=False)
 
     # ------------------------------------------------------------------------------------------- checkpoints
 
     # Modules the task owns besides the tokenizer. Frozen ones are rebuilt from their own weights files and never
     # saved; loss modules may be switched on or off between a run and its resume (they then start fresh).
-    FROZEN = ("perceptual",)
+    FROZEN = ("objective",)
     MUST_MATCH = ("tokenizer", "ema")
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
@@ -256,8 +215,8 @@ class TokenizerTask(L.LightningModule):
                 for key in theirs:
                     del saved[key]
                 dropped.append(name)
-        if "discriminator" in fresh or "discriminator" in dropped:
-            # optimizer / scheduler 0 is the generator's; a discriminator's (index 1) is only kept if it matches
+        if "adversary" in fresh or "adversary" in dropped:
+            # optimizer / scheduler 0 is the generator's; the adversary's (index 1) is only kept if it matches
             checkpoint["optimizer_states"] = checkpoint["optimizer_states"][:1]
             checkpoint["lr_schedulers"] = checkpoint["lr_schedulers"][:1]
         self.restore_report = {"restored": restored, "fresh": fresh, "dropped": dropped}

@@ -7,17 +7,16 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from mmtok.config import VQGANConfig
 from mmtok.errors import MmtokError
+from mmtok.families.output import TokenizerOutput
+from mmtok.families.vqgan.config import VQGANConfig
 from mmtok.nn.conv import Decoder, Encoder
 from mmtok.quantize import build_quantizer
-from mmtok.registry import PRESETS, TOKENIZERS
-from mmtok.tokenizers.base import TokenizerOutput
 
 
-@TOKENIZERS.register("vqgan")
 class VQGAN(nn.Module):
-    def __init__(self, cfg: VQGANConfig, *, entropy_loss: bool = False):
+    def __init__(self, cfg: VQGANConfig, *, active_terms=()):
+        """`active_terms`: the loss terms the recipe weighs (the quantizer computes its entropy only if asked)."""
         super().__init__()
         if cfg.resolution % cfg.downsample:
             raise MmtokError(
@@ -29,7 +28,7 @@ class VQGAN(nn.Module):
                       attn_resolutions=cfg.attn_resolutions, mid_attn=cfg.mid_attn, z_channels=cfg.z_channels,
                       resolution=cfg.resolution, dropout=cfg.dropout)
         self.encoder = Encoder(in_channels=cfg.in_channels, **common)
-        self.quantizer = build_quantizer(cfg.z_channels, cfg.quantizer, entropy_loss=entropy_loss)
+        self.quantizer = build_quantizer(cfg.z_channels, cfg.quantizer, entropy_loss="entropy" in active_terms)
         self.decoder = Decoder(out_channels=cfg.in_channels, **common)
 
     @property
@@ -48,6 +47,7 @@ class VQGAN(nn.Module):
             "codebook_size": q.codebook_size,
             "codebook_dim": q.dim,
             "quantizer": q.kind,
+            "layout": "residual" if q.kind == "rvq" else "single",
             "l2_norm": q.l2_norm,
             "flattening": "row-major (raster) over the token grid",
         }
@@ -85,27 +85,38 @@ class VQGAN(nn.Module):
         """Ids [B, h, w] (or [B, h, w, n] for a residual quantizer, n <= levels) -> images [B, 3, h*f, w*f]."""
         return self.decoder(self.quantizer.lookup(ids).permute(0, 3, 1, 2))
 
+    def graph_modules(self) -> tuple[nn.Module, nn.Module]:
+        """Export-safe (encode, decode) modules for torch.export / ONNX (mmtok.export.graphs)."""
+        return EncodeGraph(self), DecodeGraph(self)
 
-def _preset(name: str, **fields) -> None:
-    fields["quantizer"] = {"kind": "vq", **fields["quantizer"]}  # explicit: a recipe's other kind replaces it
-    PRESETS.register(name, {"family": "vqgan", "preset": name, **fields})
+
+class EncodeGraph(nn.Module):
+    """Images [B, C, R, R] in [-1, 1] -> ids [B, R/f, R/f] (int64; [..., levels] for a residual quantizer),
+    the eager `VQGAN.encode` in eval mode through the quantizer's export-safe `export_ids`."""
+
+    def __init__(self, tokenizer: VQGAN):
+        super().__init__()
+        self.encoder, self.quantizer = tokenizer.encoder, tokenizer.quantizer
+        self.input_dim = int(tokenizer.quantizer.input_dim)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        z = self.encoder(images)
+        b, _, h, w = z.shape
+        ids = self.quantizer.export_ids(z.permute(0, 2, 3, 1).reshape(-1, self.input_dim).float())
+        return ids.reshape(b, h, w, *ids.shape[1:])
 
 
-_LLAMAGEN_VQ = dict(ch=128, num_res_blocks=2, z_channels=256, mid_attn=True,
-                    quantizer=dict(codebook_size=16384, dim=8, l2_norm=True))
-# LlamaGen VQ-16: f16, 16384 codes of dim 8, l2-normalised; attention at the deepest level (16x16 at 256px).
-_preset("llamagen_vq16", resolution=256, ch_mult=[1, 1, 2, 2, 4], attn_resolutions=[16], **_LLAMAGEN_VQ)
-# LlamaGen VQ-8: f8, same codebook; attention at the deepest level (32x32 at 256px).
-_preset("llamagen_vq8", resolution=256, ch_mult=[1, 2, 2, 4], attn_resolutions=[32], **_LLAMAGEN_VQ)
-# The classic taming VQGAN f16 with 1024 codes of dim 256 (no l2 normalisation): the "before" picture.
-_preset("taming_f16_1024", resolution=256, ch=128, ch_mult=[1, 1, 2, 2, 4], num_res_blocks=2, attn_resolutions=[16],
-        z_channels=256, mid_attn=True, quantizer=dict(codebook_size=1024, dim=256, l2_norm=False))
-# Sized for a few CPU minutes at 64x64: f8, 1024 cosine codes of dim 8, no attention. Narrow at full
-# resolution (16 channels) and wide at the bottom (128): full-resolution convs dominate CPU time.
-_preset("small_f8_1024", resolution=64, ch=16, ch_mult=[1, 2, 4, 8], num_res_blocks=1, attn_resolutions=[],
-        z_channels=64, mid_attn=False, quantizer=dict(codebook_size=1024, dim=8, l2_norm=True))
-# Tiny presets for tests: a forward/backward in well under a second on CPU.
-_preset("test_f4", resolution=16, ch=8, ch_mult=[1, 2, 2], num_res_blocks=1, attn_resolutions=[], z_channels=8,
-        mid_attn=False, quantizer=dict(codebook_size=32, dim=4, l2_norm=True))
-_preset("test_f2_attn", resolution=16, ch=8, ch_mult=[1, 2], num_res_blocks=1, attn_resolutions=[8], z_channels=8,
-        mid_attn=True, quantizer=dict(codebook_size=16, dim=8, l2_norm=False))
+class DecodeGraph(nn.Module):
+    """Ids [B, h, w] (int64 in [0, K); [B, h, w, levels] for a residual quantizer) -> images [B, C, h*f, w*f]
+    clamped to [-1, 1]."""
+
+    def __init__(self, tokenizer: VQGAN):
+        super().__init__()
+        self.decoder, self.quantizer = tokenizer.decoder, tokenizer.quantizer
+        self.input_dim = int(tokenizer.quantizer.input_dim)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        b, h, w = ids.shape[:3]
+        flat = ids.reshape(b * h * w, *ids.shape[3:])
+        z = self.quantizer.export_vectors(flat).reshape(b, h, w, self.input_dim).permute(0, 3, 1, 2)
+        return self.decoder(z).clamp(-1.0, 1.0)

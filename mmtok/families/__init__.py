@@ -1,0 +1,97 @@
+"""Tokenizer families: one package per family under mmtok/families/<name>/, or a `Family` registered anywhere.
+
+A family is what the rest of mmtok knows about a tokenizer: its name and modality, its recipe schemas (the
+`model` section, tagged by `family`; the `loss` section, a `mmtok.losses.config.LossConfig`), its presets as
+plain data (including tiny `test_*` ones) and two builders: `model(model_cfg) -> nn.Module` (encode / decode /
+forward -> TokenizerOutput, and `spec`, see mmtok.families.spec) and `objective(recipe) -> Objective` (see
+mmtok.train.objective). Builders are callables or "module:attribute" strings imported on first use, so
+reading a recipe imports no torch.
+
+Each package's `config` module (torch-free) calls `register(Family(...))`; `discover()` imports every such
+module it finds under mmtok/families/, so no central file names a family.
+"""
+from __future__ import annotations
+
+import copy
+import importlib
+import pkgutil
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
+
+from mmtok.registry import Registry
+
+
+@dataclass(frozen=True)
+class Family:
+    name: str
+    modality: str  # "image", "audio", "motion": which data sources and metric suites apply
+    model_config: type  # pydantic schema of the recipe's model section, with `family: Literal[name]`
+    loss_config: type  # a mmtok.losses.config.LossConfig subclass: TERMS, DEFAULTS, knobs
+    model: str | Callable  # (model_config, active_terms=()) -> nn.Module
+    objective: str | Callable  # Recipe -> Objective
+    presets: Mapping[str, dict] = field(default_factory=dict)  # name -> model fields (plain data)
+
+    @property
+    def loss_terms(self) -> tuple[str, ...]:
+        return tuple(self.loss_config.TERMS)
+
+    def build_model(self, model_cfg, active_terms=()):
+        """The model; `active_terms` (the terms with a weight > 0) lets it skip computing unweighted terms."""
+        return _resolve(self.model)(model_cfg, active_terms=tuple(active_terms))
+
+    def build_objective(self, recipe):
+        return _resolve(self.objective)(recipe)
+
+
+FAMILIES = Registry("tokenizer family")
+PRESETS = Registry("preset")  # preset name -> family name (one namespace over all families)
+_discovered = False
+
+
+def register(family: Family) -> Family:
+    """Make `family` and its presets known (names must be new)."""
+    FAMILIES.register(family.name, family)
+    for name in family.presets:
+        PRESETS.register(name, family.name)
+    return family
+
+
+def discover() -> None:
+    """Import the torch-free `config` module of every package under mmtok/families/ (once)."""
+    global _discovered
+    if _discovered:
+        return
+    _discovered = True
+    for info in pkgutil.iter_modules(__path__):
+        if info.ispkg:
+            importlib.import_module(f"{__name__}.{info.name}.config")
+
+
+def get(name: str) -> Family:
+    """The family called `name` (MmtokError with a did-you-mean when unknown)."""
+    discover()
+    return FAMILIES.get(name)
+
+
+def names() -> list[str]:
+    discover()
+    return FAMILIES.names()
+
+
+def preset(name: str) -> dict:
+    """The model fields of a named preset (a fresh copy), including `family` and `preset`."""
+    discover()
+    family = get(PRESETS.get(name))
+    return {"family": family.name, "preset": name, **copy.deepcopy(dict(family.presets[name]))}
+
+
+def _resolve(builder: str | Callable) -> Callable:
+    if callable(builder):
+        return builder
+    module, _, attr = builder.partition(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+def build_model(model_cfg, active_terms=()) -> Any:
+    """The tokenizer nn.Module for a validated model section (its `family` picks the builder)."""
+    return get(model_cfg.family).build_model(model_cfg, active_terms)

@@ -1,0 +1,1 @@
+"""VQGAN: config (torch-free schema and presets) and model."""

@@ -1,0 +1,80 @@
+"""The VQGAN family's recipe schemas and presets (torch-free): a taming / LlamaGen conv encoder and decoder around
+a quantizer. The model is mmtok.families.vqgan.model; its objective is the image objective (pixel losses,
+LPIPS, PatchGAN) plus the quantizer's terms."""
+from __future__ import annotations
+
+from typing import ClassVar, Literal, Optional
+
+from pydantic import Field, model_validator
+
+from mmtok.families import Family, register
+from mmtok.losses.config import QUANTIZER_DEFAULTS, QUANTIZER_TERMS, ImageLossConfig
+from mmtok.quantize.config import AnyQuantizerConfig, QuantizerConfig
+from mmtok.recipe_errors import FieldProblem
+from mmtok.schema import Strict
+
+
+class VQGANConfig(Strict):
+    """A taming/LlamaGen-style conv encoder and decoder around a vector quantizer."""
+
+    family: Literal["vqgan"] = "vqgan"
+    preset: Optional[str] = Field(None, description="named preset the fields start from")
+    resolution: int = Field(256, ge=8, description="training image size (square)")
+    in_channels: int = Field(3, ge=1)
+    ch: int = Field(128, ge=8, description="base channel count")
+    ch_mult: list[int] = Field([1, 1, 2, 2, 4], min_length=1, description="one entry per level")
+    num_res_blocks: int = Field(2, ge=1)
+    attn_resolutions: list[int] = Field([16], description="feature-map sizes that get self-attention")
+    mid_attn: bool = Field(True, description="self-attention in the middle blocks")
+    z_channels: int = Field(256, ge=1)
+    dropout: float = Field(0.0, ge=0, lt=1)
+    quantizer: AnyQuantizerConfig = Field(default_factory=QuantizerConfig)
+
+    @property
+    def downsample(self) -> int:
+        return 2 ** (len(self.ch_mult) - 1)
+
+    @model_validator(mode="after")
+    def _resolution_divisible(self):
+        if self.resolution % self.downsample:
+            raise FieldProblem("resolution", f"image size {self.resolution} is not divisible by the downsample "
+                               f"factor {self.downsample} (len(ch_mult) = {len(self.ch_mult)}); use a multiple of "
+                               f"{self.downsample}")
+        return self
+
+
+class VQGANLoss(ImageLossConfig):
+    TERMS: ClassVar[tuple[str, ...]] = ImageLossConfig.IMAGE_TERMS + QUANTIZER_TERMS
+    DEFAULTS: ClassVar[dict[str, float]] = {"l2": 1.0, **QUANTIZER_DEFAULTS}
+
+
+def _preset(**fields) -> dict:
+    return {**fields, "quantizer": {"kind": "vq", **fields["quantizer"]}}  # a recipe's other kind replaces it
+
+
+_LLAMAGEN_VQ = dict(ch=128, num_res_blocks=2, z_channels=256, mid_attn=True,
+                    quantizer=dict(codebook_size=16384, dim=8, l2_norm=True))
+
+PRESETS = {
+    # LlamaGen VQ-16: f16, 16384 codes of dim 8, l2-normalised; attention at the deepest level (16x16 at 256px).
+    "llamagen_vq16": _preset(resolution=256, ch_mult=[1, 1, 2, 2, 4], attn_resolutions=[16], **_LLAMAGEN_VQ),
+    # LlamaGen VQ-8: f8, same codebook; attention at the deepest level (32x32 at 256px).
+    "llamagen_vq8": _preset(resolution=256, ch_mult=[1, 2, 2, 4], attn_resolutions=[32], **_LLAMAGEN_VQ),
+    # The classic taming VQGAN f16 with 1024 codes of dim 256 (no l2 normalisation): the "before" picture.
+    "taming_f16_1024": _preset(resolution=256, ch=128, ch_mult=[1, 1, 2, 2, 4], num_res_blocks=2,
+                               attn_resolutions=[16], z_channels=256, mid_attn=True,
+                               quantizer=dict(codebook_size=1024, dim=256, l2_norm=False)),
+    # Sized for a few CPU minutes at 64x64: f8, 1024 cosine codes of dim 8, no attention. Narrow at full
+    # resolution (16 channels) and wide at the bottom (128): full-resolution convs dominate CPU time.
+    "small_f8_1024": _preset(resolution=64, ch=16, ch_mult=[1, 2, 4, 8], num_res_blocks=1, attn_resolutions=[],
+                             z_channels=64, mid_attn=False, quantizer=dict(codebook_size=1024, dim=8, l2_norm=True)),
+    # Tiny presets for tests: a forward/backward in well under a second on CPU.
+    "test_f4": _preset(resolution=16, ch=8, ch_mult=[1, 2, 2], num_res_blocks=1, attn_resolutions=[], z_channels=8,
+                       mid_attn=False, quantizer=dict(codebook_size=32, dim=4, l2_norm=True)),
+    "test_f2_attn": _preset(resolution=16, ch=8, ch_mult=[1, 2], num_res_blocks=1, attn_resolutions=[8],
+                            z_channels=8, mid_attn=True, quantizer=dict(codebook_size=16, dim=8, l2_norm=False)),
+}
+
+FAMILY = register(Family(name="vqgan", modality="image", model_config=VQGANConfig, loss_config=VQGANLoss,
+                         model="mmtok.families.vqgan.model:VQGAN",
+                         objective="mmtok.modalities.image:ImageObjective", presets=PRESETS))
