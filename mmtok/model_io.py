@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
 
 from mmtok.errors import CheckpointError
 
@@ -91,6 +90,7 @@ def load_model(path: str | os.PathLike, *, ema: bool = True, map_location: str =
         return model.to(map_location), recipe, info
 
     from mmtok import config, families
+    from mmtok.weights import load_strict
     from mmtok.errors import RecipeError
 
     file = Path(path) / "checkpoints" / "last.ckpt" if kind == "run" else Path(path)
@@ -136,28 +136,3 @@ def weights_fingerprint(model, model_config: dict) -> str:
         h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
         h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
     return h.hexdigest()
-
-
-def load_strict(model, state: dict[str, Any], where: str) -> None:
-    """Load `state` into `model` requiring exactly its keys and shapes; CheckpointError names every problem."""
-    own = model.state_dict()
-    missing = sorted(set(own) - set(state))
-    unexpected = sorted(set(state) - set(own))
-    shapes = sorted(k for k in set(own) & set(state) if tuple(own[k].shape) != tuple(state[k].shape))
-    problems = []
-    if missing:
-        problems.append(f"missing {_names(missing)}")
-    if unexpected:
-        problems.append(f"unexpected {_names(unexpected)}")
-    if shapes:
-        problems.append("shape mismatch " + _names(
-            [f"{k} {tuple(state[k].shape)} vs model {tuple(own[k].shape)}" for k in shapes]))
-    if problems:
-        raise CheckpointError(f"{where} does not match the model: " + "; ".join(problems),
-                              hint="the weights were written for a different model configuration or are damaged")
-    model.load_state_dict(state, strict=True)
-
-
-def _names(keys: list[str], limit: int = 6) -> str:
-    shown = ", ".join(keys[:limit])
-    return f"{len(keys)} key(s): {shown}" + (f", and {len(keys) - limit} more" if len(keys) > limit else "")

@@ -156,7 +156,7 @@ def _build(path: str | os.PathLike, verify: bool = True):
     from mmtok import config as recipes
     from mmtok import families
     from mmtok.errors import RecipeError
-    from mmtok.model_io import load_strict
+    from mmtok.weights import load_strict
 
     cfg, meta, state = read_bundle(path, verify=verify)
     try:

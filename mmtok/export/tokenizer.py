@@ -168,6 +168,6 @@ class Tokenizer:
         """[B, 3, H, W] in [-1, 1] -> a list of RGB PIL images (pixel = round((x + 1) * 127.5))."""
         from PIL import Image
 
-        from mmtok.train.samples import to_uint8
+        from mmtok.modalities.grid import to_uint8
 
         return [Image.fromarray(a) for a in to_uint8(images)]

@@ -119,6 +119,6 @@ class ImageObjective(Objective):
         return ImageMetrics(q.codebook_size, q.num_codebooks)
 
     def write_samples(self, x, out, path: Path) -> None:
-        from mmtok.train.samples import save_grid
+        from mmtok.modalities.grid import save_grid
 
         save_grid(x[:8], out.recon[:8].float().clamp(-1, 1), path)
