@@ -1,0 +1,1 @@
+"""Semantic discrete encoding (MUSE-VL): config (torch-free schema and presets) and model."""
