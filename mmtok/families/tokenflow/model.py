@@ -1,0 +1,242 @@
+"""TokenFlow: semantic + pixel encoders, a dual codebook with one shared index, semantic and pixel decoders.
+
+Contract: images [B, 3, R, R] in [-1, 1] -> ids [B, R/f, R/f] (LongTensor, row-major grid; each id picks a code
+in BOTH codebooks) -> images. `semantic_embedding(ids)` gives the semantic decoder's teacher-space features
+[B, N, C] of ids (what an understanding model reads); `teacher_features(x)` the frozen teacher's [B, N, C].
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from mmtok.errors import MmtokError
+from mmtok.families.output import TokenizerOutput
+from mmtok.families.tokenflow.config import TokenFlowConfig
+from mmtok.families.tokenflow.dual import DualCodebook
+from mmtok.nn.conv import Decoder, Encoder, ResBlock, norm
+
+
+def _grid_features(patches: torch.Tensor, grid: tuple[int, int], size: int) -> torch.Tensor:
+    """Teacher patches [B, N, C] on its `grid` -> [B, C, size, size] (area / bilinear resize when they differ)."""
+    b, _, c = patches.shape
+    fmap = patches.transpose(1, 2).reshape(b, c, *grid)
+    if tuple(grid) != (size, size):
+        fmap = F.interpolate(fmap, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+    return fmap
+
+
+def _rows(fmap, sem_encoder, sem_proj, encoder, pix_proj, x, teacher_grid, grid):
+    """(semantic rows [N, sem_dim], pixel rows [N, pix_dim]) of images x: the semantic features are `fmap`
+    ([B, C, g, g], already computed) or `sem_encoder`'s; rows are row-major over the grid, batch first."""
+    if fmap is None:
+        fmap = _grid_features(sem_encoder(x).patches, teacher_grid, grid)
+    sem = sem_proj(fmap.permute(0, 2, 3, 1).reshape(-1, fmap.shape[1]))
+    z = encoder(x)
+    pix = pix_proj(z.permute(0, 2, 3, 1).reshape(-1, z.shape[1]))
+    return sem, pix
+
+
+def _pixels(qs, qp, b, grid, both, post_proj, decoder):
+    """Unit codes [N, sem_dim], [N, pix_dim] -> images [B, C, R, R] through the pixel decoder."""
+    z = torch.cat([qs, qp], dim=1) if both else qp
+    return decoder(post_proj(z).reshape(b, grid, grid, -1).permute(0, 3, 1, 2))
+
+
+class SemanticHead(nn.Module):
+    """TokenFlow's Linear-Tanh-Linear projection of semantic features [..., C] to the code space [..., dim]."""
+
+    def __init__(self, in_dim: int, hidden: int, dim: int):
+        super().__init__()
+        self.fc1, self.fc2 = nn.Linear(in_dim, hidden), nn.Linear(hidden, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(torch.tanh(self.fc1(x)))
+
+
+class SemanticDecoder(nn.Module):
+    """Semantic codes [B, dim, h, w] -> teacher-space features [B, C, h, w]: conv in, res blocks, conv out."""
+
+    def __init__(self, dim: int, width: int, blocks: int, out_dim: int):
+        super().__init__()
+        self.conv_in = nn.Conv2d(dim, width, 3, padding=1)
+        self.blocks = nn.Sequential(*[ResBlock(width, width) for _ in range(blocks)])
+        self.norm_out = norm(width)
+        self.conv_out = nn.Conv2d(width, out_dim, 1)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.conv_out(F.silu(self.norm_out(self.blocks(self.conv_in(z)))))
+
+
+class TokenFlow(nn.Module):
+    def __init__(self, cfg: TokenFlowConfig, *, active_terms=()):
+        """`active_terms`: the weighted loss terms ("semantic" is computed only when weighted)."""
+        super().__init__()
+        from mmtok.teachers import build_teacher
+
+        self.cfg, self.active_terms = cfg, tuple(active_terms)
+        q = cfg.quantizer
+        self.teacher = build_teacher(cfg.teacher)  # frozen: the semantic target (and, for 'head', the encoder)
+        self.semantic_encoder = self.teacher.trainable_copy() if cfg.semantic_encoder == "copy" else None
+        t_dim = self.teacher.dim
+        self.grid = cfg.grid
+        self.sem_proj = SemanticHead(t_dim, cfg.sem_hidden or t_dim, q.sem_dim)
+        common = dict(ch=cfg.ch, ch_mult=cfg.ch_mult, num_res_blocks=cfg.num_res_blocks,
+                      attn_resolutions=cfg.attn_resolutions, mid_attn=cfg.mid_attn, z_channels=cfg.z_channels,
+                      resolution=cfg.resolution, dropout=cfg.dropout)
+        self.encoder = Encoder(in_channels=cfg.in_channels, **common)
+        self.pix_proj = nn.Linear(cfg.z_channels, q.pix_dim)
+        self.quantizer = DualCodebook(q)
+        dec_in = q.pix_dim + (q.sem_dim if cfg.pixel_decoder_input == "both" else 0)
+        self.post_proj = nn.Linear(dec_in, cfg.z_channels)
+        self.decoder = Decoder(out_channels=cfg.in_channels, **common)
+        self.semantic_decoder = SemanticDecoder(q.sem_dim, cfg.sem_decoder_width, cfg.sem_decoder_blocks, t_dim)
+
+    # ------------------------------------------------------------------------------------------------ meta
+
+    @property
+    def meta(self) -> dict:
+        cfg, q, t = self.cfg, self.cfg.quantizer, self.teacher
+        g = self.grid
+        return {
+            "modality": "image",
+            "family": "tokenflow",
+            "input_size": [cfg.in_channels, cfg.resolution, cfg.resolution],
+            "value_range": [-1.0, 1.0],
+            "token_grid": [g, g],
+            "tokens_per_sample": g * g,
+            "downsample": cfg.downsample,
+            "num_codebooks": 1,
+            "codebook_size": q.codebook_size,
+            "codebook_dim": q.sem_dim + q.pix_dim,
+            "quantizer": "dual",
+            "layout": "shared_index",
+            "l2_norm": True,
+            "flattening": "row-major (raster) over the token grid",
+            "codebooks": {
+                "semantic": {"size": q.codebook_size, "dim": q.sem_dim, "l2_norm": True},
+                "pixel": {"size": q.codebook_size, "dim": q.pix_dim, "l2_norm": True},
+                "index": f"shared: id = argmin {q.sem_weight:g} d_sem + {q.pix_weight:g} d_pix",
+            },
+            "semantic": {
+                "branch": "semantic codebook (codebook_sem); semantic_embedding(ids) gives teacher-space features",
+                "embedding_dim": t.dim,
+                "encoder": "trainable copy of the teacher" if cfg.semantic_encoder == "copy"
+                else "frozen teacher + trainable head",
+                "teacher": {"name": t.name, "config": cfg.teacher.model_dump(mode="json"), "layer": t.layer,
+                            "resolution": t.resolution, "mean": list(t.mean), "std": list(t.std),
+                            "grid": list(t.grid), "dim": t.dim,
+                            "preprocessing": f"[-1, 1] -> [0, 1] -> bilinear antialiased resize to {t.resolution}"
+                            " -> (x - mean) / std"},
+                "pixel_decoder_input": cfg.pixel_decoder_input,
+            },
+        }
+
+    @property
+    def last_layer(self) -> torch.Tensor:
+        return self.decoder.conv_out.weight
+
+    def check_input(self, x: torch.Tensor) -> None:
+        c, r = self.cfg.in_channels, self.cfg.resolution
+        if x.dim() != 4 or x.shape[1] != c or tuple(x.shape[-2:]) != (r, r):
+            raise MmtokError(f"expected images [B, {c}, {r}, {r}] in [-1, 1], got {tuple(x.shape)}",
+                             hint=f"this tokenizer works at {r}x{r} (its token grid is tied to the teacher's)")
+
+    # ------------------------------------------------------------------------------------------------ parts
+
+    @torch.no_grad()
+    def teacher_features(self, x: torch.Tensor) -> torch.Tensor:
+        """The frozen teacher's patch features [B, N, C] of images in [-1, 1], on the token grid (N = h * w)."""
+        fmap = _grid_features(self.teacher(x).patches, self.teacher.grid, self.grid)
+        return fmap.flatten(2).transpose(1, 2)
+
+    def _features(self, x: torch.Tensor):
+        """(semantic rows [N, sem_dim], pixel rows [N, pix_dim], teacher target [B, C, g, g] or None)."""
+        if self.semantic_encoder is None:
+            with torch.no_grad():
+                target = _grid_features(self.teacher(x).patches, self.teacher.grid, self.grid)
+            sem, pix = _rows(target, None, self.sem_proj, self.encoder, self.pix_proj, x, self.teacher.grid,
+                             self.grid)
+            return sem, pix, target
+        sem, pix = _rows(None, self.semantic_encoder, self.sem_proj, self.encoder, self.pix_proj, x,
+                         self.teacher.grid, self.grid)
+        return sem, pix, None
+
+    def _pixels(self, qs: torch.Tensor, qp: torch.Tensor, b: int) -> torch.Tensor:
+        """Unit codes [N, sem_dim], [N, pix_dim] -> images [B, C, R, R]."""
+        return _pixels(qs, qp, b, self.grid, self.cfg.pixel_decoder_input == "both", self.post_proj, self.decoder)
+
+    def _semantic(self, qs: torch.Tensor, b: int) -> torch.Tensor:
+        """Unit semantic codes [N, sem_dim] -> teacher-space features [B, C, g, g]."""
+        g = self.grid
+        return self.semantic_decoder(qs.reshape(b, g, g, -1).permute(0, 3, 1, 2))
+
+    # ------------------------------------------------------------------------------------------------ contract
+
+    def forward(self, x: torch.Tensor) -> TokenizerOutput:
+        b, g = x.shape[0], self.grid
+        sem, pix, target = self._features(x)
+        qs, qp, ids, losses, stats = self.quantizer(sem, pix)
+        recon = self._pixels(qs, qp, b)
+        losses = dict(losses)
+        if "semantic" in self.active_terms:
+            if target is None:
+                with torch.no_grad():
+                    target = _grid_features(self.teacher(x).patches, self.teacher.grid, self.grid)
+            pred = self._semantic(qs, b)
+            losses["semantic"] = (1 - F.cosine_similarity(pred.float(), target.float(), dim=1)).mean()
+        return TokenizerOutput(recon=recon, ids=ids.reshape(b, g, g), losses=losses, stats=stats)
+
+    @torch.no_grad()
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """Images [B, 3, R, R] in [-1, 1] -> shared ids [B, g, g]."""
+        self.check_input(x)
+        sem, pix, _ = self._features(x)
+        return self.quantizer(sem, pix)[2].reshape(x.shape[0], self.grid, self.grid)
+
+    @torch.no_grad()
+    def decode(self, ids: torch.Tensor) -> torch.Tensor:
+        """Ids [B, g, g] -> images [B, 3, R, R] (the pixel decoder)."""
+        qs, qp = self.quantizer.lookup(ids.reshape(-1))
+        return self._pixels(qs, qp, ids.shape[0])
+
+    @torch.no_grad()
+    def semantic_embedding(self, ids: torch.Tensor) -> torch.Tensor:
+        """Ids [B, g, g] (or flat [B, g*g]) -> the semantic decoder's teacher-space features [B, N, C]."""
+        b = ids.shape[0]
+        qs, _ = self.quantizer.lookup(ids.reshape(-1))
+        return self._semantic(qs, b).flatten(2).transpose(1, 2)
+
+    def graph_modules(self) -> tuple[nn.Module, nn.Module]:
+        """Export-safe (encode, decode) modules for torch.export / ONNX (mmtok.export.graphs)."""
+        return EncodeGraph(self), DecodeGraph(self)
+
+
+class EncodeGraph(nn.Module):
+    """Images [B, 3, R, R] in [-1, 1] -> shared ids [B, g, g] (int64), the eager encode through the dual
+    codebook's export-safe `export_ids`; holds only the encoders, projections and codebooks."""
+
+    def __init__(self, t: TokenFlow):
+        super().__init__()
+        self.sem_encoder = t.semantic_encoder if t.semantic_encoder is not None else t.teacher
+        self.sem_proj, self.encoder, self.pix_proj, self.quantizer = t.sem_proj, t.encoder, t.pix_proj, t.quantizer
+        self.teacher_grid, self.grid = tuple(t.teacher.grid), t.grid
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        sem, pix = _rows(None, self.sem_encoder, self.sem_proj, self.encoder, self.pix_proj, images,
+                         self.teacher_grid, self.grid)
+        return self.quantizer.export_ids(sem, pix).reshape(images.shape[0], self.grid, self.grid)
+
+
+class DecodeGraph(nn.Module):
+    """Ids [B, g, g] (int64 in [0, K)) -> images [B, 3, R, R] clamped to [-1, 1]; holds the codebooks, the
+    output projection and the pixel decoder."""
+
+    def __init__(self, t: TokenFlow):
+        super().__init__()
+        self.quantizer, self.post_proj, self.decoder = t.quantizer, t.post_proj, t.decoder
+        self.grid, self.both = t.grid, t.cfg.pixel_decoder_input == "both"
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        qs, qp = self.quantizer.lookup(ids.reshape(-1))
+        return _pixels(qs, qp, ids.shape[0], self.grid, self.both, self.post_proj, self.decoder).clamp(-1.0, 1.0)
