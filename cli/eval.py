@@ -33,8 +33,11 @@ def eval_command(
     no_ema: Annotated[bool, typer.Option("--no-ema", help="Evaluate the live weights instead of the EMA.")] = False,
     no_rfid: Annotated[bool, typer.Option(
         "--no-rfid", help="Skip rFID (its Inception pass and 2048-d Frechet distance are the slow part on CPU).")] = False,
+    classifier: Annotated[str, typer.Option(
+        "--classifier", help="ImageNet classifier for top-1 agreement between originals and reconstructions "
+        "(efficientnet_lite2, efficientnet_lite0), or none.")] = "efficientnet_lite2",
 ):
-    """Evaluate a tokenizer: rFID, PSNR, SSIM, LPIPS, codebook usage, throughput.
+    """Evaluate a tokenizer: rFID, PSNR, SSIM, LPIPS, classifier agreement, semantic cosine, usage, throughput.
 
     Writes metrics.json, report.md, reconstructions.png and codebook_usage.png into a new folder per
     evaluation. An rFID from fewer than 5,000 images is flagged (below 500: not meaningful).
@@ -54,7 +57,7 @@ def eval_command(
         fid_weights=str(fid_weights) if fid_weights else None,
         reference_stats=str(reference_stats) if reference_stats else None,
         save_reference_stats=str(save_reference_stats) if save_reference_stats else None, rfid=not no_rfid,
-        console=err,
+        classifier=None if classifier.lower() == "none" else classifier, console=err,
     )
     if "files" not in result:  # not global rank 0 under DDP: rank 0 prints and writes
         return

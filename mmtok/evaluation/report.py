@@ -26,6 +26,7 @@ def metric_rows(m: dict) -> list[tuple[str, str]]:
     table = [
         ("rfid", "rFID", ".3f"), ("psnr", "PSNR (dB)", ".2f"), ("ssim", "SSIM", ".4f"),
         ("lpips_vgg", "LPIPS (VGG)", ".4f"), ("lpips_alex", "LPIPS (AlexNet)", ".4f"),
+        ("classifier_agreement", "classifier top-1 agreement", ".3f"), ("semantic_cosine", "semantic cosine", ".4f"),
     ]
     for key, label, spec in table:
         if key in m:

@@ -46,7 +46,8 @@ def evaluate(model_path: str | os.PathLike, data: str, *, out: str | os.PathLike
              force: bool = False, num_samples: int | None = None, resolution: int | None = None,
              batch_size: int = 16, devices: int = 1, accelerator: str = "auto", num_workers: int = 2,
              ema: bool = True, fid_weights: str | None = None, reference_stats: str | None = None,
-             save_reference_stats: str | None = None, rfid: bool = True, console=None, progress: bool = True) -> dict:
+             save_reference_stats: str | None = None, rfid: bool = True, classifier: str | None = "efficientnet_lite2",
+             console=None, progress: bool = True) -> dict:
     """Evaluate the tokenizer at `model_path` (run dir, .ckpt or bundle) on `data` (any mmtok data source).
 
     Returns the result dict also written to OUT/metrics.json (keys: mmtok_version, created, model (with
@@ -61,6 +62,11 @@ def evaluate(model_path: str | os.PathLike, data: str, *, out: str | os.PathLike
     (an explicitly named FID network that is missing or unreadable is an error, not "unavailable"), stats
     files are .npz or .safetensors, and reference statistics must match this evaluation's resolution, crop
     and FID network. `rfid=False` skips rFID (reported "unavailable", skipped on request).
+
+    Semantic fidelity: `classifier` (an ImageNet classifier of mmtok.teachers.CLASSIFIERS, None to skip) gives the
+    top-1 agreement between originals and reconstructions ("unavailable" when its weights are missing); a model
+    with a semantic branch (`teacher_features(x)`, `semantic_embedding(ids)`) also gets the mean cosine between
+    the two ("semantic_cosine").
     """
     if reference_stats and save_reference_stats:
         raise MmtokError("--reference-stats and --save-reference-stats together: the loaded statistics would "
@@ -143,6 +149,7 @@ def evaluate(model_path: str | os.PathLike, data: str, *, out: str | os.PathLike
     if fid is not None:
         metrics["fid"] = fid
     metrics.update({f"lpips_{net}": m for net, m in lpips.items() if m is not None})
+    metrics.update(_semantic_metrics(model, classifier, unavailable))
     for m in metrics.values():
         m.to(device)
 
@@ -173,6 +180,8 @@ def evaluate(model_path: str | os.PathLike, data: str, *, out: str | os.PathLike
                 times["n"] += x.shape[0]
             recon = _to_uint8_levels(recon.float())
             _update(metrics, x, recon, ids, fid_real=reference_stats is None)
+            if "semantic_cosine" in metrics:
+                metrics["semantic_cosine"].update(model.teacher_features(x), model.semantic_embedding(ids))
             if is_main and len(grid_in) * batch_size < GRID_IMAGES:
                 grid_in.append(x[:GRID_IMAGES].cpu())
                 grid_out.append(recon[:GRID_IMAGES].cpu())
@@ -189,6 +198,9 @@ def evaluate(model_path: str | os.PathLike, data: str, *, out: str | os.PathLike
     for net in ("vgg", "alex"):
         key = f"lpips_{net}"
         results[key] = _value(metrics[key]) if key in metrics else UNAVAILABLE
+    for key in ("classifier_agreement", "semantic_cosine"):
+        if key in metrics or key in unavailable:
+            results[key] = _value(metrics[key]) if key in metrics else UNAVAILABLE
     rfid_extra: dict = {}
     if fid is not None:
         try:
@@ -315,12 +327,33 @@ def _update(metrics: dict, x, recon, ids, *, fid_real: bool) -> None:
     for key in ("lpips_vgg", "lpips_alex"):
         if key in metrics:
             metrics[key].update(b, a)
+    if "classifier_agreement" in metrics:
+        metrics["classifier_agreement"].update(x, recon)
     if "fid" in metrics:
         if fid_real:
             metrics["fid"].update(x, real=True)
         metrics["fid"].update(recon, real=False)
     # a residual quantizer's ids are [B, h, w, levels]; CodebookUsage wants the codebook on dim 1
     metrics["usage"].update(ids if metrics["usage"].num_codebooks == 1 else ids.movedim(-1, 1))
+
+
+def _semantic_metrics(model, classifier: str | None, unavailable: dict) -> dict:
+    """{"classifier_agreement": ..., "semantic_cosine": ...} for what this model and machine allow; the reason
+    for anything asked for but unavailable goes into `unavailable`."""
+    from mmtok.metrics.semantic import ClassifierAgreement, SemanticCosine
+
+    out = {}
+    if classifier:
+        from mmtok.errors import MmtokError
+        from mmtok.teachers import load_classifier
+
+        try:
+            out["classifier_agreement"] = ClassifierAgreement(load_classifier(classifier))
+        except MmtokError as e:  # missing weights (or the package that ships them): the rest still runs
+            unavailable["classifier_agreement"] = e.message
+    if hasattr(model, "teacher_features") and hasattr(model, "semantic_embedding"):
+        out["semantic_cosine"] = SemanticCosine()
+    return out
 
 
 def _value(metric) -> float:
