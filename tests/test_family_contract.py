@@ -195,3 +195,21 @@ def test_reading_recipes_and_help_import_no_torch():
             "print('HEAVY' if heavy else 'TORCH-FREE', heavy)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert "TORCH-FREE" in out.stdout, out.stdout + out.stderr
+
+
+def test_validation_and_eval_share_one_psnr_protocol(tmp_path):
+    """The final validation of a run and `mmtok eval` on the same images give the same PSNR and usage."""
+    import json
+
+    from mmtok.evaluation import evaluate
+    from mmtok.train.run import train
+
+    recipe = config.load("test_tiny", ["data.val_samples=8", "data.batch_size=4", "data.num_workers=0",
+                                       "trainer.max_steps=2", "loss.weights.gan=0", "loss.weights.perceptual=0",
+                                       "loss.weights.lecam=0"])
+    final = train(recipe, tmp_path / "run")["final"]
+    result = evaluate(tmp_path / "run", "demo", num_samples=8, batch_size=4, num_workers=0, rfid=False,
+                      classifier=None, progress=False)
+    assert result["metrics"]["psnr"] == pytest.approx(final["val/psnr"], abs=1e-4)
+    assert result["metrics"]["codebook_usage_pct"] / 100 == pytest.approx(final["val/usage"], abs=1e-4)
+    assert json.loads((tmp_path / "run" / "summary.json").read_text())["final"] == final

@@ -37,11 +37,6 @@ def default_out(model_path: str | os.PathLike) -> Path:
     return eval_base(model_path)
 
 
-def _to_uint8_levels(x):
-    """[-1, 1] images quantised to the 256 levels of an 8-bit PNG (still in [-1, 1])."""
-    return ((x.clamp(-1, 1) + 1) * 127.5).round() / 127.5 - 1
-
-
 def evaluate(model_path: str | os.PathLike, data: str, *, out: str | os.PathLike | None = None,
              force: bool = False, num_samples: int | None = None, resolution: int | None = None,
              batch_size: int = 16, devices: int = 1, accelerator: str = "auto", num_workers: int = 2,
@@ -100,6 +95,7 @@ def evaluate(model_path: str | os.PathLike, data: str, *, out: str | os.PathLike
     import mmtok
     from mmtok.data import make_loader
     from mmtok.metrics import PSNR, SSIM, CodebookUsage, load_stats_meta
+    from mmtok.modalities.image import to_8bit_levels
     from mmtok.model_io import load_model, weights_fingerprint
 
     console = console or Console(stderr=True)
@@ -178,7 +174,7 @@ def evaluate(model_path: str | os.PathLike, data: str, *, out: str | os.PathLike
                 times["encode"] += t1 - t0
                 times["decode"] += t2 - t1
                 times["n"] += x.shape[0]
-            recon = _to_uint8_levels(recon.float())
+            recon = to_8bit_levels(recon)  # the one PSNR protocol, shared with validation
             _update(metrics, x, recon, ids, fid_real=reference_stats is None)
             if "semantic_cosine" in metrics:
                 metrics["semantic_cosine"].update(model.teacher_features(x), model.semantic_embedding(ids))
