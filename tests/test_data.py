@@ -523,3 +523,12 @@ def test_pack_folder_lists_small_images(photo_folder, tmp_path):
     line = report.small_warning(shown=1)
     assert line.startswith("2 images have a shorter side below 25 px: trip/") and ", ..." in line
     assert pack_folder(photo_folder, str(tmp_path / "t" / "p-%06d.tar"), min_side=8).small_warning() is None
+
+
+def test_data_sources_are_keyed_by_modality_and_kind():
+    from mmtok.data.sources import DATA_SOURCES, build_dataset
+    from mmtok.errors import DataError
+
+    assert {"image/demo", "image/folder", "image/shards"} <= set(DATA_SOURCES.names())
+    with pytest.raises(DataError, match="no demo data source for audio"):
+        build_dataset("demo", "val", 16, modality="audio")

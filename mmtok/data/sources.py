@@ -21,6 +21,9 @@ from mmtok.data.holdout import check_holdout
 from mmtok.data.image import find_images
 from mmtok.data.stream import DataStreamError
 from mmtok.errors import DataError
+from mmtok.registry import Registry
+
+DATA_SOURCES = Registry("data source")  # "MODALITY/KIND" -> builder(source, split, resolution, **options)
 
 FORMS_HINT = ("give 'demo', a folder of images, shard files such as 'shards/train-{000000..000009}.tar' or "
               "'shards/*.tar', or a 'pipe:' URL")
@@ -88,10 +91,11 @@ def source_kind(source: str) -> str:
     raise DataError(f"no data at {source}", hint=FORMS_HINT)
 
 
-def build_dataset(source: str, split: str, resolution: int, *, shuffle_buffer: int = 1000, seed: int = 0,
-                  max_samples: int | None = None, holdout: float = 0.0):
-    """An IterableDataset (mmtok.data.stream.ImageStream) of {"image": float32 [3, R, R] in [-1, 1],
-    "skipped": int, "bad": list[str]} samples from `source` (see the module docstring).
+def build_dataset(source: str, split: str, resolution: int, *, modality: str = "image", shuffle_buffer: int = 1000,
+                  seed: int = 0, max_samples: int | None = None, holdout: float = 0.0):
+    """An IterableDataset of `modality` samples from `source`: the builder registered in DATA_SOURCES as
+    "MODALITY/KIND" (KIND from `source_kind`: demo, shards, folder). For images: mmtok.data.stream.ImageStream
+    samples {"image": float32 [3, R, R] in [-1, 1], "skipped": int, "bad": list[str]}.
 
     split "train": endless (with `max_samples`: that many in all, dealt over ranks and workers), shuffled,
     random crops, seeded by `seed`. split "val": one finite deterministic pass, centre crops, at most
@@ -100,24 +104,34 @@ def build_dataset(source: str, split: str, resolution: int, *, shuffle_buffer: i
     `holdout` (a fraction in [0, 1), folders and shards only): split "val" yields only the samples held out
     by name (mmtok.data.holdout) and split "train" never yields them; 0 uses everything for both.
     Raises DataError when the source names no data, for a bad holdout, or a holdout on "demo" (whose val
-    split is already a separate set of photographs); the stream raises DataStreamError when a full pass
-    finds no decodable image.
+    split is already a separate set of photographs), or when no source of that kind exists for the modality;
+    the stream raises DataStreamError when a full pass finds no decodable image.
     """
     kind = source_kind(source)
-    holdout = check_holdout(holdout)
-    kwargs = dict(seed=seed, max_samples=max_samples, shuffle_buffer=shuffle_buffer)
-    if kind == "demo":
-        if holdout:
-            raise DataError("holdout does not apply to 'demo': its val split is already separate photographs",
-                            hint="use split 'val' of 'demo' with holdout=0")
-        from mmtok.data.demo import DemoStream
+    name = f"{modality}/{kind}"
+    if name not in DATA_SOURCES:
+        have = [n for n in DATA_SOURCES.names() if n.startswith(modality + "/")]
+        raise DataError(f"no {kind} data source for {modality}", hint="available: " + (", ".join(have) or "none"))
+    return DATA_SOURCES.get(name)(source, split, resolution, seed=seed, max_samples=max_samples,
+                                  shuffle_buffer=shuffle_buffer, holdout=check_holdout(holdout))
 
-        return DemoStream(split, resolution, **kwargs)
-    kwargs["holdout"] = holdout
-    if kind == "shards":
-        from mmtok.data.shards import ShardStream
 
-        return ShardStream(source, expand_shards(source), split, resolution, **kwargs)
+def _image_demo(source, split, resolution, *, holdout, **kwargs):
+    if holdout:
+        raise DataError("holdout does not apply to 'demo': its val split is already separate photographs",
+                        hint="use split 'val' of 'demo' with holdout=0")
+    from mmtok.data.demo import DemoStream
+
+    return DemoStream(split, resolution, **kwargs)
+
+
+def _image_shards(source, split, resolution, **kwargs):
+    from mmtok.data.shards import ShardStream
+
+    return ShardStream(source, expand_shards(source), split, resolution, **kwargs)
+
+
+def _image_folder(source, split, resolution, **kwargs):
     from mmtok.data.folder import FolderStream
 
     files = find_images(source)
@@ -129,6 +143,11 @@ def build_dataset(source: str, split: str, resolution: int, *, shuffle_buffer: i
     return FolderStream(source, files, split, resolution, **kwargs)
 
 
+DATA_SOURCES.register("image/demo", _image_demo)
+DATA_SOURCES.register("image/shards", _image_shards)
+DATA_SOURCES.register("image/folder", _image_folder)
+
+
 def collate_samples(samples: list[dict]) -> dict:
     """A batch: "image" float32 [B, 3, R, R] in [-1, 1], "skipped" int64 [B] (sum it for the batch's drops),
     "bad" list[str]: the samples' "bad" lists joined ("NAME: REASON" entries, usually empty)."""
@@ -138,7 +157,8 @@ def collate_samples(samples: list[dict]) -> dict:
 
 
 def make_loader(source: str, split: str, resolution: int, batch_size: int, num_workers: int = 0,
-                shuffle_buffer: int = 1000, seed: int = 0, max_samples: int | None = None, holdout: float = 0.0):
+                shuffle_buffer: int = 1000, seed: int = 0, max_samples: int | None = None, holdout: float = 0.0,
+                modality: str = "image"):
     """A DataLoader of batches {"image": float32 [B, 3, R, R] in [-1, 1], "skipped": int64 [B], "bad":
     list[str]} (see collate_samples) over `build_dataset(source, ..., holdout=holdout)`; persistent workers
     when num_workers > 0, pinned memory with CUDA. A val pass that yields no batch at all raises
@@ -146,7 +166,7 @@ def make_loader(source: str, split: str, resolution: int, batch_size: int, num_w
     if batch_size < 1 or num_workers < 0:
         raise DataError(f"bad loader settings: batch_size={batch_size}, num_workers={num_workers}",
                         hint="batch_size must be >= 1 and num_workers >= 0")
-    dataset = build_dataset(source, split, resolution, shuffle_buffer=shuffle_buffer, seed=seed,
+    dataset = build_dataset(source, split, resolution, modality=modality, shuffle_buffer=shuffle_buffer, seed=seed,
                             max_samples=max_samples, holdout=holdout)
     return ImageLoader(dataset, batch_size=batch_size, num_workers=num_workers, collate_fn=collate_samples,
                         persistent_workers=num_workers > 0, pin_memory=torch.cuda.is_available())
