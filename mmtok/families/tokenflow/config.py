@@ -111,8 +111,10 @@ _PAPER_PIXEL = dict(ch=128, ch_mult=[1, 1, 2, 2, 4], num_res_blocks=2, attn_reso
 PRESETS = {
     # TokenFlow's single-scale shape at 256 px: f16 pixel encoder (16 x 16 tokens), SigLIP-B/16 at 256 as the
     # teacher (16 x 16 patches), 32768 codes, 32 semantic + 8 pixel dims. SigLIP's weights are not shipped: copy
-    # them in by hand (mmtok doctor lists the asset).
-    "tokenflow_siglip_256": dict(resolution=256, **_PAPER_PIXEL, teacher={"preset": "siglip_b16_256"},
+    # them in by hand (mmtok doctor lists the asset). Features of the second-to-last block, no final norm, as
+    # TokenFlow takes hidden_states[-2].
+    "tokenflow_siglip_256": dict(resolution=256, **_PAPER_PIXEL,
+                                 teacher={"preset": "siglip_b16_256", "layer": -2, "norm": False},
                                  semantic_encoder="copy", sem_decoder_width=512, sem_decoder_blocks=4,
                                  quantizer=dict(codebook_size=32768, sem_dim=32, pix_dim=8)),
     # Sized for a few CPU minutes: 64 px, f8 pixel branch (8 x 8 tokens), 1024 codes, the offline
