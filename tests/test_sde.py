@@ -44,7 +44,7 @@ def trained(tmp_path_factory):
 def test_trains_with_the_semantic_term_and_saves_the_frozen_teacher(trained):
     run, summary = trained
     assert summary["status"] == "finished" and summary["step"] == 4
-    assert 0 < summary["final"]["val/semantic_cos"] <= 1 and "val/psnr" in summary["final"]
+    assert 0 < summary["final"]["val/semantic_cosine"] <= 1 and "val/psnr" in summary["final"]
     with open(next((run / "logs").glob("version_*/metrics.csv"))) as f:
         rows = list(csv.DictReader(f))
     semantic = [float(r["train/semantic"]) for r in rows if r.get("train/semantic")]
@@ -73,8 +73,14 @@ def test_export_and_load_give_the_eager_ids_pixels_and_semantic_embedding(traine
     assert torch.allclose(tok.decode(ids), eager.decode(ids).clamp(-1, 1), atol=1e-5)
     enc = torch.export.load(str(tmp_path / "bundle" / "encoder.pt2")).module()
     assert torch.equal(enc(x), ids)  # the encoder graph includes the teacher
-    emb = tok.model.semantic_embedding(tok.check_ids(ids))
+    emb = tok.semantic_embedding(ids.flatten(1))  # flat row-major sequences, as an LM holds them
     assert emb.shape == (3, 16, 40) and torch.allclose(emb, eager.semantic_embedding(ids), atol=1e-5)
+    from mmtok.errors import MmtokError
+    from mmtok.export.tokenizer import Tokenizer
+
+    plain = families.build_model(config.load({"model": {"preset": "test_f4"}}).model)
+    with pytest.raises(MmtokError, match="this vqgan tokenizer has no semantic branch"):
+        Tokenizer(plain, plain.meta, {}).semantic_embedding(ids)
     meta = json.loads((tmp_path / "bundle" / "tokenizer.json").read_text())
     sem = meta["semantic"]
     assert (sem["dim"], sem["grid"], sem["teacher_grid"], sem["layer"]) == (40, [4, 4], [4, 4], -3)
@@ -104,7 +110,7 @@ def test_semantic_term_falls_and_is_one_minus_cos_to_the_teacher():
     model.eval()
     pred = model.semantic_embedding(model.encode(x))
     want = 1 - torch.nn.functional.cosine_similarity(pred, target, dim=-1).mean()
-    assert torch.allclose(model(x).stats["semantic_cos"], 1 - want, atol=1e-5)
+    assert torch.allclose(model(x).stats["semantic_cosine"], 1 - want, atol=1e-5)
     model.train()
     params = [p for n, p in model.named_parameters() if p.requires_grad]
     opt = torch.optim.Adam(params, lr=1e-2)
@@ -115,7 +121,7 @@ def test_semantic_term_falls_and_is_one_minus_cos_to_the_teacher():
         opt.zero_grad()
         loss.backward()
         opt.step()
-    assert float(model(x).losses["semantic"]) < 0.5 * first
+    assert float(model(x).losses["semantic"].detach()) < 0.5 * first
     assert "semantic" not in build(terms=()).train()(x).losses  # not computed when not weighted
 
 
@@ -148,6 +154,14 @@ def test_a_bad_teacher_file_is_one_line_before_training(tmp_path):
         train(recipe, tmp_path / "run")
     assert "\n" not in str(e.value) and "nowhere.safetensors" in str(e.value)
     assert not (tmp_path / "run" / "checkpoints").exists() or not any((tmp_path / "run" / "checkpoints").iterdir())
+    from typer.testing import CliRunner
+
+    from mmtok.cli.main import app
+
+    result = CliRunner().invoke(app, ["train", "sde_quickstart", "--out", str(tmp_path / "cli"), "--set",
+                                      f"model.teacher.weights={missing}"])
+    assert result.exit_code == 2 and "Traceback" not in result.stderr, (result.stdout, result.stderr)
+    assert "nowhere.safetensors" in result.stderr and not (tmp_path / "cli" / "checkpoints").exists()
 
     import timm
     from safetensors.torch import save_file

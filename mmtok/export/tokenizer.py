@@ -163,6 +163,15 @@ class Tokenizer:
         """Images float32 [B, C, R, R] clamped to [-1, 1] for ids in any form `check_ids` takes."""
         return self.model.decode(self.check_ids(ids)).float().clamp(-1, 1)
 
+    @torch.no_grad()
+    def semantic_embedding(self, ids: Any) -> torch.Tensor:
+        """The semantic branch's features of ids, float32 [B, h*w, C] (row-major; what an understanding model is
+        fed), for tokenizers with one (meta["semantic"] names the teacher and its preprocessing)."""
+        if not hasattr(self.model, "semantic_embedding"):
+            raise MmtokError(f"this {self.meta.get('family', '?')} tokenizer has no semantic branch",
+                             hint="semantic families (e.g. sde) give one; decode(ids) gives pixels")
+        return self.model.semantic_embedding(self.check_ids(ids)).float()
+
     @staticmethod
     def to_pil(images: torch.Tensor) -> list:
         """[B, 3, H, W] in [-1, 1] -> a list of RGB PIL images (pixel = round((x + 1) * 127.5))."""

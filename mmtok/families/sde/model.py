@@ -176,7 +176,7 @@ class SDE(nn.Module):
             sem = semantic_loss(self.semantic_decoder(z_q), t.flatten(2).transpose(1, 2))
             if "semantic" in self.active_terms:
                 losses["semantic"] = sem
-            stats["semantic_cos"] = (1 - sem).detach()
+            stats["semantic_cosine"] = (1 - sem).detach()
         return TokenizerOutput(recon=recon, ids=q.ids, losses=losses, stats=stats)
 
     @torch.no_grad()
