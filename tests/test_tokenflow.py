@@ -94,9 +94,11 @@ def test_model_parts_shapes_and_meta(preset):
     torch.manual_seed(0)
     model = fam.build_model(recipe.model, fam.loss_terms)
     x = torch.rand(2, 3, 16, 16) * 2 - 1
-    out = model(x)
+    with torch.no_grad():
+        out = model(x)
     assert set(out.losses) >= {"commitment", "semantic"} and 0 <= float(out.losses["semantic"]) <= 2
     assert {"usage", "perplexity", "sem_commitment", "pix_commitment"} <= set(out.stats)
+    assert float(out.stats["semantic_cosine"]) == pytest.approx(1 - float(out.losses["semantic"]), abs=1e-6)
     model.eval()
     ids = model.encode(x)
     assert ids.shape == (2, 4, 4)
@@ -132,6 +134,7 @@ def test_trains_exports_and_loads(tmp_path):
     summary = train(recipe, tmp_path / "run")
     assert summary["status"] == "finished" and summary["step"] == 4
     assert 0 < summary["final"]["val/usage"] <= 1 and "val/psnr" in summary["final"]
+    assert -1 <= summary["final"]["val/semantic_cosine"] <= 1
     with open(next((tmp_path / "run" / "logs").glob("version_*/metrics.csv"))) as f:
         header = next(csv.reader(f))
     assert {"train/semantic", "train/commitment", "train/usage", "train/restarts"} <= set(header)
@@ -146,6 +149,7 @@ def test_trains_exports_and_loads(tmp_path):
     ids = tok.encode(x)
     assert ids.shape == (2, 4, 4) and int(ids.max()) < 16
     assert tok.decode(ids).shape == (2, 3, 16, 16)
-    assert tok.model.semantic_embedding(ids).shape == (2, 16, 112)
+    emb = tok.semantic_embedding(ids)
+    assert emb.shape == (2, 16, 112) and torch.equal(emb, tok.model.semantic_embedding(ids))
     enc = torch.export.load(str(tmp_path / "bundle" / "encoder.pt2")).module()
     assert torch.equal(enc(x), ids)

@@ -179,12 +179,15 @@ class TokenFlow(nn.Module):
         qs, qp, ids, losses, stats = self.quantizer(sem, pix)
         recon = self._pixels(qs, qp, b)
         losses = dict(losses)
-        if "semantic" in self.active_terms:
+        if "semantic" in self.active_terms or not self.training:  # validation reports semantic_cosine
             if target is None:
                 with torch.no_grad():
                     target = _grid_features(self.teacher(x).patches, self.teacher.grid, self.grid)
             pred = self._semantic(qs, b)
-            losses["semantic"] = (1 - F.cosine_similarity(pred.float(), target.float(), dim=1)).mean()
+            cosine = F.cosine_similarity(pred.float(), target.float(), dim=1).mean()
+            if "semantic" in self.active_terms:
+                losses["semantic"] = 1 - cosine
+            stats["semantic_cosine"] = cosine.detach()
         return TokenizerOutput(recon=recon, ids=ids.reshape(b, g, g), losses=losses, stats=stats)
 
     @torch.no_grad()
