@@ -153,3 +153,18 @@ def test_trains_exports_and_loads(tmp_path):
     assert emb.shape == (2, 16, 112) and torch.equal(emb, tok.model.semantic_embedding(ids))
     enc = torch.export.load(str(tmp_path / "bundle" / "encoder.pt2")).module()
     assert torch.equal(enc(x), ids)
+
+
+def test_teacher_grid_other_than_the_token_grid_is_resized_and_exports(tmp_path):
+    from mmtok.export.graphs import check_graphs, export_graphs
+
+    recipe = config.load({"model": {"preset": "test_tokenflow_copy", "teacher": {"preset": "efficientnet_lite0",
+                                                                                  "resolution": 128}}})
+    torch.manual_seed(0)
+    model = families.get("tokenflow").build_model(recipe.model, ("l2", "semantic")).eval()
+    assert model.teacher.grid == (8, 8) and model.grid == 4
+    x = torch.rand(2, 3, 16, 16) * 2 - 1
+    assert model.teacher_features(x).shape == (2, 16, 112)
+    assert model(x).ids.shape == (2, 4, 4)
+    export_graphs(model, tmp_path)
+    check_graphs(model, tmp_path, x)
