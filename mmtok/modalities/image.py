@@ -122,3 +122,33 @@ class ImageObjective(Objective):
         from mmtok.modalities.grid import save_grid
 
         save_grid(x[:8], out.recon[:8].float().clamp(-1, 1), path)
+
+
+class SemanticImageMetrics(ImageMetrics):
+    """ImageMetrics plus `semantic_cosine`: the mean cosine between a semantic family's decoded semantic features
+    and its teacher's patch features (1 - the `semantic` loss), which the model reports in eval mode as
+    out.stats["semantic_cosine"]; `mmtok eval` measures the same through `teacher_features` / `semantic_embedding`."""
+
+    names = (*ImageMetrics.names, "semantic_cosine")
+
+    def __init__(self, codebook_size: int, num_codebooks: int = 1):
+        super().__init__(codebook_size, num_codebooks)
+        from torchmetrics import MeanMetric
+
+        self.semantic_cosine = MeanMetric()
+
+    def update(self, x: torch.Tensor, out) -> None:
+        super().update(x, out)
+        if "semantic_cosine" in out.stats:
+            self.semantic_cosine.update(out.stats["semantic_cosine"].float(), weight=x.shape[0])
+
+    def compute(self) -> dict[str, torch.Tensor]:
+        return {**super().compute(), "semantic_cosine": self.semantic_cosine.compute()}
+
+
+class SemanticImageObjective(ImageObjective):
+    """The image objective of families with a semantic branch (SDE, TokenFlow): validation adds semantic_cosine."""
+
+    def metrics(self) -> SemanticImageMetrics:
+        q = self.recipe.model.quantizer
+        return SemanticImageMetrics(q.codebook_size, q.num_codebooks)

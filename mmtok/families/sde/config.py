@@ -75,5 +75,5 @@ PRESETS = {
 }
 
 FAMILY = register(Family(name="sde", modality="image", model_config=SDEConfig, loss_config=SDELoss,
-                         model="mmtok.families.sde.model:SDE", objective="mmtok.families.sde.objective:SDEObjective",
+                         model="mmtok.families.sde.model:SDE", objective="mmtok.modalities.image:SemanticImageObjective",
                          presets=PRESETS))
