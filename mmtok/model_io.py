@@ -112,7 +112,7 @@ def load_model(path: str | os.PathLike, *, ema: bool = True, map_location: str =
         if ema:
             note = "no EMA weights in the checkpoint (trained with optim.ema_decay: null): the live weights are used"
     weights_sd = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
-    model = families.build_model(recipe.model)
+    model = families.build_model(recipe.model, pretrained=False)  # every weight comes from the file
     load_strict(model, weights_sd, f"{file} ({prefix}*)")
     model.eval().requires_grad_(False)
     info = {"path": str(path), "source": kind, "checkpoint": str(file), "weights": weights, "note": note,

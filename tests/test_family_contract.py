@@ -44,7 +44,7 @@ class ToyLoss(ImageLossConfig):
 class Toy(nn.Module):
     """Patchify conv -> quantizer -> transposed conv; emits its own term, "smooth" (total variation)."""
 
-    def __init__(self, cfg: ToyConfig, active_terms=()):
+    def __init__(self, cfg: ToyConfig, active_terms=(), pretrained=True):
         super().__init__()
         from mmtok.quantize import build_quantizer
 

@@ -171,3 +171,29 @@ def test_a_bad_teacher_file_is_one_line_before_training(tmp_path):
     with pytest.raises(AssetError) as e:
         build(teacher={"weights": str(tmp_path / "vit.safetensors")})
     assert "\n" not in str(e.value) and "vit.safetensors" in str(e.value) and "efficientnet" in str(e.value)
+
+
+def test_a_bundle_is_self_contained_the_teachers_file_is_not_needed_to_load_it(tmp_path):
+    """The teacher's weights travel inside the checkpoint and the bundle: loading builds the teacher's
+    architecture only, so a model team without the teacher's file gets the same ids."""
+    import timm
+    from safetensors.torch import save_file
+
+    from mmtok.export.bundle import export_bundle
+    from mmtok.train.run import train
+
+    torch.manual_seed(1)
+    vit = timm.create_model(TIMM_ARCH, pretrained=False, **TIMM_KW)
+    weights = tmp_path / "tiny_vit.safetensors"
+    save_file(vit.state_dict(), weights)
+    teacher = {"preset": None, "kind": "timm", "arch": TIMM_ARCH, "weights": str(weights), "kwargs": TIMM_KW,
+               "layer": -1, "resolution": 32}
+    recipe = config.load({"model": {"preset": "test_sde", "teacher": teacher},
+                          "data": {"batch_size": 2, "num_workers": 0, "val": None}, "trainer": {"max_steps": 2}})
+    train(recipe, tmp_path / "run")
+    export_bundle(tmp_path / "run", tmp_path / "bundle")
+    x = images()
+    want = mmtok.load(tmp_path / "bundle").encode(x)
+    weights.unlink()  # the model team has no teacher file
+    tok = mmtok.load(tmp_path / "bundle")
+    assert torch.equal(tok.encode(x), want)

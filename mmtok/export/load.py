@@ -165,7 +165,7 @@ def _build(path: str | os.PathLike, verify: bool = True):
     except RecipeError as e:
         raise CheckpointError(f"{Path(path) / CONFIG_FILE}: the model section does not validate ({e.message}; "
                               + "; ".join(e.problems) + ")") from None
-    model = families.build_model(recipe.model)
+    model = families.build_model(recipe.model, pretrained=False)  # every weight comes from the file
     load_strict(model, state, str(Path(path) / WEIGHTS_FILE))
     model.eval().requires_grad_(False)
     info = {"path": str(path), "source": "bundle", "checkpoint": str(Path(path) / WEIGHTS_FILE),

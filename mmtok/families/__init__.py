@@ -27,7 +27,7 @@ class Family:
     modality: str  # "image", "audio", "motion": which data sources and metric suites apply
     model_config: type  # pydantic schema of the recipe's model section, with `family: Literal[name]`
     loss_config: type  # a mmtok.losses.config.LossConfig subclass: TERMS, DEFAULTS, knobs
-    model: str | Callable  # (model_config, active_terms=()) -> nn.Module
+    model: str | Callable  # (model_config, active_terms=(), pretrained=True) -> nn.Module
     objective: str | Callable  # Recipe -> Objective
     presets: Mapping[str, dict] = field(default_factory=dict)  # name -> model fields (plain data)
 
@@ -35,9 +35,11 @@ class Family:
     def loss_terms(self) -> tuple[str, ...]:
         return tuple(self.loss_config.TERMS)
 
-    def build_model(self, model_cfg, active_terms=()):
-        """The model; `active_terms` (the terms with a weight > 0) lets it skip computing unweighted terms."""
-        return _resolve(self.model)(model_cfg, active_terms=tuple(active_terms))
+    def build_model(self, model_cfg, active_terms=(), pretrained: bool = True):
+        """The model; `active_terms` (the terms with a weight > 0) lets it skip computing unweighted terms;
+        `pretrained=False` skips reading pretrained parts (teachers) from their asset files because a
+        checkpoint or bundle is about to supply every weight (a bundle is self-contained)."""
+        return _resolve(self.model)(model_cfg, active_terms=tuple(active_terms), pretrained=pretrained)
 
     def build_objective(self, recipe):
         return _resolve(self.objective)(recipe)
@@ -92,6 +94,6 @@ def _resolve(builder: str | Callable) -> Callable:
     return getattr(importlib.import_module(module), attr)
 
 
-def build_model(model_cfg, active_terms=()) -> Any:
+def build_model(model_cfg, active_terms=(), pretrained: bool = True) -> Any:
     """The tokenizer nn.Module for a validated model section (its `family` picks the builder)."""
-    return get(model_cfg.family).build_model(model_cfg, active_terms)
+    return get(model_cfg.family).build_model(model_cfg, active_terms, pretrained)

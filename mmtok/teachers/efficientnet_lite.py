@@ -68,9 +68,11 @@ def _asset_for(arch: str) -> str | None:
     return CLASSIFIERS[arch][0] if arch in CLASSIFIERS else None
 
 
-def load_efficientnet_lite(arch: str = "efficientnet_lite0", weights: str | os.PathLike | None = None) -> nn.Module:
+def load_efficientnet_lite(arch: str = "efficientnet_lite0", weights: str | os.PathLike | None = None,
+                           load_weights: bool = True) -> nn.Module:
     """timm `arch` (efficientnet_lite0..4) with ImageNet weights from an efficientnet_pytorch-named state dict:
-    `weights` (asset name, path or name under $MMTOK_HOME/assets) or the registered asset of `arch`."""
+    `weights` (asset name, path or name under $MMTOK_HOME/assets) or the registered asset of `arch`.
+    `load_weights=False`: the architecture only (its weights come from a checkpoint or bundle)."""
     import timm
 
     from mmtok import assets
@@ -78,6 +80,8 @@ def load_efficientnet_lite(arch: str = "efficientnet_lite0", weights: str | os.P
     if not arch.startswith("efficientnet_lite") or not timm.is_model(arch):
         raise MmtokError(f"unknown EfficientNet-Lite architecture {arch!r}",
                          hint="use efficientnet_lite0 .. efficientnet_lite4")
+    if not load_weights:
+        return timm.create_model(arch, pretrained=False).eval()
     default = _asset_for(arch)
     if weights is None and default is None:
         raise MmtokError(f"{arch}: no weights are registered for it", hint="set teacher.weights to its state dict")

@@ -70,7 +70,7 @@ def build_open_clip_teacher(arch: str, weights: str | os.PathLike, layer: int, n
     how = (f"teacher.weights must be an open_clip {arch} checkpoint (.safetensors/.bin/.pth state dict, e.g. "
            f"open_clip_model.safetensors) matching teacher.arch and teacher.kwargs; put it in {assets.asset_dir()} "
            "or give its path")
-    file = assets.locate(weights, f"{what} weights", how)
+    file = assets.locate(weights, f"{what} weights", how) if weights is not None else None  # None: no weights
     if arch not in open_clip.list_models():
         from mmtok.registry import did_you_mean
 
@@ -83,10 +83,11 @@ def build_open_clip_teacher(arch: str, weights: str | os.PathLike, layer: int, n
         raise MmtokError(f"open_clip {arch}: bad teacher.kwargs {kwargs} ({e})") from e
     visual = model.visual
     del model  # the text tower is not needed
-    state = read_state_dict(file, what, how)
-    if any(k.startswith("visual.") for k in state):
-        state = {k[len("visual."):]: v for k, v in state.items() if k.startswith("visual.")}
-    load_exact(visual, state, file, what, how)
+    if file is not None:
+        state = read_state_dict(file, what, how)
+        if any(k.startswith("visual.") for k in state):
+            state = {k[len("visual."):]: v for k, v in state.items() if k.startswith("visual.")}
+        load_exact(visual, state, file, what, how)
     visual.eval()
 
     own = getattr(visual, "preprocess_cfg", None) or {}

@@ -90,14 +90,16 @@ def load_timm_weights(model: nn.Module, file: str | os.PathLike, what: str, how:
     load_exact(model, state, file, what, how)
 
 
-def build_timm_teacher(arch: str, weights: str | os.PathLike, layer: int, norm: bool, resolution: int | None,
+def build_timm_teacher(arch: str, weights: str | os.PathLike | None, layer: int, norm: bool, resolution: int | None,
                        mean, std, kwargs: dict) -> TimmTeacher:
+    """`weights` None: the architecture only (its weights come from a checkpoint or bundle)."""
     from mmtok import assets
 
     what = f"timm {arch}"
     how = (f"teacher.weights must be a timm {arch} state dict (.safetensors/.pth/.bin) matching teacher.arch "
            f"and teacher.kwargs; put it in {assets.asset_dir()} or give its path")
-    file = assets.locate(weights, f"{what} teacher weights", how)
+    file = assets.locate(weights, f"{what} teacher weights", how) if weights is not None else None
     model = create_timm(arch, kwargs)
-    load_timm_weights(model, file, what, how)
+    if file is not None:
+        load_timm_weights(model, file, what, how)
     return TimmTeacher(model.eval(), f"timm:{arch}", layer, norm, resolution, mean, std)

@@ -77,8 +77,9 @@ def semantic_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 
 class SDE(nn.Module):
-    def __init__(self, cfg: SDEConfig, *, active_terms=()):
-        """`active_terms`: the loss terms the recipe weighs ("semantic" only computed when asked)."""
+    def __init__(self, cfg: SDEConfig, *, active_terms=(), pretrained: bool = True):
+        """`active_terms`: the loss terms the recipe weighs ("semantic" only computed when asked); `pretrained=False`
+        builds the teacher without reading its weights file (a checkpoint or bundle supplies them)."""
         super().__init__()
         from mmtok.teachers import build_teacher
 
@@ -87,7 +88,8 @@ class SDE(nn.Module):
                              f"{cfg.downsample}", hint=f"use a multiple of {cfg.downsample} (--set model.resolution=...)")
         self.cfg = cfg
         self.active_terms = tuple(active_terms)
-        self.teacher = build_teacher(cfg.teacher)  # frozen; AssetError (one line) for a missing / wrong file
+        # frozen; AssetError (one line) for a missing or wrong weights file
+        self.teacher = build_teacher(cfg.teacher, load_weights=pretrained)
         g = cfg.resolution // cfg.downsample
         self.grid = (g, g)
         common = dict(ch=cfg.ch, ch_mult=cfg.ch_mult, num_res_blocks=cfg.num_res_blocks,

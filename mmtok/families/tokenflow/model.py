@@ -69,14 +69,15 @@ class SemanticDecoder(nn.Module):
 
 
 class TokenFlow(nn.Module):
-    def __init__(self, cfg: TokenFlowConfig, *, active_terms=()):
-        """`active_terms`: the weighted loss terms ("semantic" is computed only when weighted)."""
+    def __init__(self, cfg: TokenFlowConfig, *, active_terms=(), pretrained: bool = True):
+        """`active_terms`: the weighted loss terms ("semantic" is computed only when weighted); `pretrained=False`
+        builds the teacher without reading its weights file (a checkpoint or bundle supplies them)."""
         super().__init__()
         from mmtok.teachers import build_teacher
 
         self.cfg, self.active_terms = cfg, tuple(active_terms)
         q = cfg.quantizer
-        self.teacher = build_teacher(cfg.teacher)  # frozen: the semantic target (and, for 'head', the encoder)
+        self.teacher = build_teacher(cfg.teacher, load_weights=pretrained)  # frozen: the semantic target (and, for 'head', the encoder)
         self.semantic_encoder = self.teacher.trainable_copy() if cfg.semantic_encoder == "copy" else None
         t_dim = self.teacher.dim
         self.grid = cfg.grid

@@ -15,8 +15,9 @@ from mmtok.quantize import build_quantizer
 
 
 class VQGAN(nn.Module):
-    def __init__(self, cfg: VQGANConfig, *, active_terms=()):
-        """`active_terms`: the loss terms the recipe weighs (the quantizer computes its entropy only if asked)."""
+    def __init__(self, cfg: VQGANConfig, *, active_terms=(), pretrained: bool = True):
+        """`active_terms`: the loss terms the recipe weighs (the quantizer computes its entropy only if asked);
+        `pretrained` has no effect (nothing pretrained inside)."""
         super().__init__()
         if cfg.resolution % cfg.downsample:
             raise MmtokError(
