@@ -31,10 +31,14 @@ from mmtok import config
 CASES = {
     "cpu": [
         ("quickstart", [], 8),
+        ("sde_quickstart", [], 8),
+        ("tokenflow_quickstart", [], 8),
         ("llamagen_vq16", ["model.resolution=128", "loss.weights.perceptual=0", "loss.gan.start_step=0"], 2),
     ],
     "cuda": [
         ("quickstart", [], 8),
+        ("sde_quickstart", [], 8),
+        ("tokenflow_quickstart", [], 8),
         ("llamagen_vq16", ["loss.perceptual.allow_untrained=true", "loss.gan.start_step=0"], 16),
     ],
 }
