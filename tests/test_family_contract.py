@@ -182,6 +182,10 @@ def test_every_test_preset_runs_the_contract(family, preset, tmp_path):
     assert torch.equal(ids, model(x).ids)
     assert torch.allclose(model.decode(ids), model(x).recon, atol=1e-5)
     assert list(ids.shape[1:len(model.meta["token_grid"]) + 1]) == model.meta["token_grid"]
+    from mmtok.families.spec import TokenSpec
+
+    spec = TokenSpec.from_meta(model.meta)  # every field of the token spec, well formed
+    assert spec.to_meta() == model.meta and spec.family == family
     export_graphs(model, tmp_path)
     check_graphs(model, tmp_path, x)  # graphs give the eager ids exactly and outputs to 1e-5
 
@@ -213,3 +217,17 @@ def test_validation_and_eval_share_one_psnr_protocol(tmp_path):
     assert result["metrics"]["psnr"] == pytest.approx(final["val/psnr"], abs=1e-4)
     assert result["metrics"]["codebook_usage_pct"] / 100 == pytest.approx(final["val/usage"], abs=1e-4)
     assert json.loads((tmp_path / "run" / "summary.json").read_text())["final"] == final
+
+
+def test_a_malformed_token_spec_names_every_problem():
+    from mmtok.families.spec import TokenSpec
+
+    meta = Toy(ToyConfig()).meta
+    assert TokenSpec.from_meta(meta).token_grid == (4, 4)
+    bad = {**meta, "tokens_per_sample": 15, "layout": "spiral"}
+    del bad["codebook_dim"]
+    with pytest.raises(ValueError, match="missing 'codebook_dim'"):
+        TokenSpec.from_meta(bad)
+    bad["codebook_dim"] = 4
+    with pytest.raises(ValueError, match=r"(?s)layout.*spiral.*tokens_per_sample' 15 != product"):
+        TokenSpec.from_meta(bad)

@@ -30,8 +30,11 @@ PARTIAL_MARKER = ".mmtok-partial"
 
 
 def tokenizer_meta(model, recipe) -> dict:
-    """tokenizer.json: the model's `meta` plus everything a language model needs to use the ids."""
-    meta = dict(model.meta)
+    """tokenizer.json: the model's `meta` (checked as a mmtok.families.spec.TokenSpec) plus everything a language
+    model needs to use the ids."""
+    from mmtok.families.spec import TokenSpec
+
+    meta = TokenSpec.from_meta(dict(model.meta)).to_meta()
     k = int(meta["codebook_size"])
     levels = int(meta.get("num_codebooks", 1)) if meta.get("layout") == "residual" else 0
     ids_per_sample = int(meta["tokens_per_sample"]) * max(levels, 1)
