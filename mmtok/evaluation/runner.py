@@ -94,8 +94,8 @@ def evaluate(model_path: str | os.PathLike, data: str, *, out: str | os.PathLike
 
     import mmtok
     from mmtok.data import make_loader
-    from mmtok.metrics import PSNR, SSIM, CodebookUsage, load_stats_meta
-    from mmtok.modalities.image import to_8bit_levels
+    from mmtok.metrics import SSIM, load_stats_meta
+    from mmtok.modalities.image import ImageMetrics, to_8bit_levels
     from mmtok.model_io import load_model, weights_fingerprint
 
     console = console or Console(stderr=True)
@@ -137,7 +137,8 @@ def evaluate(model_path: str | os.PathLike, data: str, *, out: str | os.PathLike
             console.print(f"[yellow]rFID unavailable[/yellow]: {escape(fid_why)}", soft_wrap=True)
     lpips = {net: _make_lpips(net, res, unavailable) for net in ("vgg", "alex")}
     k, n_books = int(spec["codebook_size"]), int(spec["num_codebooks"])
-    metrics = {"psnr": PSNR(), "usage": CodebookUsage(k, n_books)}
+    # the validation suite (PSNR on 8-bit levels, l2, codebook usage): the same numbers training reports
+    metrics = {"suite": ImageMetrics(k, n_books)}
     if res >= 11:
         metrics["ssim"] = SSIM()
     else:
@@ -184,11 +185,11 @@ def evaluate(model_path: str | os.PathLike, data: str, *, out: str | os.PathLike
             bar.advance(task, x.shape[0])
 
     # ---- compute (every rank takes part: the metric states are summed across ranks here)
-    usage = metrics["usage"].compute()
+    usage = metrics["suite"].usage.compute()
     n_total = int(usage["num_samples"])
-    counts = metrics["usage"].histogram()  # [codebooks, K]
+    counts = metrics["suite"].usage.histogram()  # [codebooks, K]
     results: dict = {}
-    results["psnr"] = _value(metrics["psnr"])
+    results["psnr"] = _value(metrics["suite"].psnr)
     if "ssim" in metrics:
         results["ssim"] = _value(metrics["ssim"])
     for net in ("vgg", "alex"):
@@ -316,8 +317,10 @@ def _make_lpips(net: str, res: int, unavailable: dict):
 
 
 def _update(metrics: dict, x, recon, ids, *, fid_real: bool) -> None:
+    from mmtok.families.output import TokenizerOutput
+
     a, b = (x.float() + 1) / 2, (recon + 1) / 2
-    metrics["psnr"].update(b, a)
+    metrics["suite"].update(x, TokenizerOutput(recon=recon, ids=ids))
     if "ssim" in metrics:
         metrics["ssim"].update(b, a)
     for key in ("lpips_vgg", "lpips_alex"):
@@ -329,8 +332,6 @@ def _update(metrics: dict, x, recon, ids, *, fid_real: bool) -> None:
         if fid_real:
             metrics["fid"].update(x, real=True)
         metrics["fid"].update(recon, real=False)
-    # a residual quantizer's ids are [B, h, w, levels]; CodebookUsage wants the codebook on dim 1
-    metrics["usage"].update(ids if metrics["usage"].num_codebooks == 1 else ids.movedim(-1, 1))
 
 
 def _semantic_metrics(model, classifier: str | None, unavailable: dict) -> dict:
