@@ -11,17 +11,19 @@ from typing import ClassVar, Literal
 from pydantic import Field, model_validator
 
 from mmtok.families import Family, register
-from mmtok.families.vqgan.config import VQGANConfig
+from mmtok.families.conv_image import ConvImageConfig
+from mmtok.quantize.config import AnyQuantizerConfig, QuantizerConfig
 from mmtok.losses.config import QUANTIZER_DEFAULTS, QUANTIZER_TERMS, ImageLossConfig
 from mmtok.recipe_errors import FieldProblem
 from mmtok.teachers.config import TeacherConfig
 
 
-class SDEConfig(VQGANConfig):
+class SDEConfig(ConvImageConfig):
     """A VQGAN (pixel encoder, quantizer, pixel decoder) whose latent also carries a frozen teacher's projected
     patch features, plus a semantic decoder trained to give the teacher's features back from the codes."""
 
     family: Literal["sde"] = "sde"
+    quantizer: AnyQuantizerConfig = Field(default_factory=QuantizerConfig)
     teacher: TeacherConfig = Field(default_factory=lambda: TeacherConfig(preset="efficientnet_lite0"),
                                    description="the frozen teacher (a preset name or fields; mmtok.teachers)")
     projection: Literal["linear", "mlp"] = Field("linear", description="teacher features -> latent width: one "

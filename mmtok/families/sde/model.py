@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from mmtok.errors import MmtokError
+from mmtok.families.conv_image import image_grid_meta
 from mmtok.families.output import TokenizerOutput
 from mmtok.families.sde.config import SDEConfig
 from mmtok.nn.conv import Decoder, Encoder, ResBlock, norm
@@ -92,9 +93,7 @@ class SDE(nn.Module):
         self.teacher = build_teacher(cfg.teacher, load_weights=pretrained)
         g = cfg.resolution // cfg.downsample
         self.grid = (g, g)
-        common = dict(ch=cfg.ch, ch_mult=cfg.ch_mult, num_res_blocks=cfg.num_res_blocks,
-                      attn_resolutions=cfg.attn_resolutions, mid_attn=cfg.mid_attn, z_channels=cfg.z_channels,
-                      resolution=cfg.resolution, dropout=cfg.dropout)
+        common = cfg.conv_kwargs()
         self.encoder = Encoder(in_channels=cfg.in_channels, **common)
         self.projection = Projection(self.teacher.dim, cfg.z_channels, cfg.projection)
         self.quantizer = build_quantizer(cfg.z_channels, cfg.quantizer, entropy_loss="entropy" in active_terms)
@@ -106,22 +105,10 @@ class SDE(nn.Module):
 
     @property
     def meta(self) -> dict:
-        g, q, t = self.grid[0], self.cfg.quantizer, self.teacher
+        g, t = self.grid[0], self.teacher
         return {
-            "modality": "image",
             "family": "sde",
-            "input_size": [self.cfg.in_channels, self.cfg.resolution, self.cfg.resolution],
-            "value_range": [-1.0, 1.0],
-            "token_grid": [g, g],
-            "tokens_per_sample": g * g,
-            "downsample": self.cfg.downsample,
-            "num_codebooks": q.num_codebooks,
-            "codebook_size": q.codebook_size,
-            "codebook_dim": q.dim,
-            "quantizer": q.kind,
-            "layout": "residual" if q.kind == "rvq" else "single",
-            "l2_norm": q.l2_norm,
-            "flattening": "row-major (raster) over the token grid",
+            **image_grid_meta(self.cfg, self.cfg.quantizer),
             "semantic": {
                 "branch": "one codebook: every id carries both the semantic and the pixel content",
                 "output": "semantic_embedding(ids) -> [B, h*w, dim] (row-major): the semantic decoder's prediction "

@@ -10,11 +10,12 @@ semantic_cosine in validation (mmtok.modalities.image.SemanticImageObjective).
 """
 from __future__ import annotations
 
-from typing import ClassVar, Literal, Optional
+from typing import ClassVar, Literal
 
 from pydantic import Field, model_validator
 
 from mmtok.families import Family, register
+from mmtok.families.conv_image import ConvImageConfig
 from mmtok.losses.config import ImageLossConfig
 from mmtok.recipe_errors import FieldProblem
 from mmtok.schema import Strict
@@ -50,22 +51,18 @@ class DualCodebookConfig(Strict):
     kind: ClassVar[str] = "dual"
     l2_norm: ClassVar[bool] = True
 
+    @property
+    def dim(self) -> int:
+        """The dimension of a code: semantic and pixel parts together."""
+        return self.sem_dim + self.pix_dim
 
-class TokenFlowConfig(Strict):
+
+class TokenFlowConfig(ConvImageConfig):
     """Semantic encoder (from a teacher) + pixel encoder, dual codebook with a shared index, two decoders."""
 
     family: Literal["tokenflow"] = "tokenflow"
-    preset: Optional[str] = Field(None, description="named preset the fields start from")
-    resolution: int = Field(256, ge=8, description="training image size (square)")
     in_channels: Literal[3] = Field(3, description="RGB (the teacher takes RGB)")
-    # pixel branch: a taming / LlamaGen conv encoder and decoder
-    ch: int = Field(128, ge=8, description="base channel count of the pixel encoder and decoder")
-    ch_mult: list[int] = Field([1, 1, 2, 2, 4], min_length=1, description="one entry per level")
-    num_res_blocks: int = Field(2, ge=1)
-    attn_resolutions: list[int] = Field([16], description="feature-map sizes that get self-attention")
-    mid_attn: bool = Field(True, description="self-attention in the middle blocks")
-    z_channels: int = Field(256, ge=1)
-    dropout: float = Field(0.0, ge=0, lt=1)
+    # the pixel branch is the taming / LlamaGen conv encoder and decoder of ConvImageConfig
     # semantic branch
     teacher: TeacherConfig = Field(default_factory=lambda: TeacherConfig(preset="efficientnet_lite0"),
                                    description="the frozen teacher: semantic target (and encoder initialisation)")
@@ -80,22 +77,6 @@ class TokenFlowConfig(Strict):
         "pixel", description="what the pixel decoder reads: the pixel codes, or the semantic and pixel codes "
         "concatenated")
     quantizer: DualCodebookConfig = Field(default_factory=DualCodebookConfig)
-
-    @property
-    def downsample(self) -> int:
-        return 2 ** (len(self.ch_mult) - 1)
-
-    @property
-    def grid(self) -> int:
-        return self.resolution // self.downsample
-
-    @model_validator(mode="after")
-    def _resolution_divisible(self):
-        if self.resolution % self.downsample:
-            raise FieldProblem("resolution", f"image size {self.resolution} is not divisible by the downsample "
-                               f"factor {self.downsample} (len(ch_mult) = {len(self.ch_mult)}); use a multiple of "
-                               f"{self.downsample}")
-        return self
 
 
 class TokenFlowLoss(ImageLossConfig):

@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from mmtok.errors import MmtokError
+from mmtok.families.conv_image import image_grid_meta
 from mmtok.families.output import TokenizerOutput
 from mmtok.families.tokenflow.config import TokenFlowConfig
 from mmtok.families.tokenflow.dual import DualCodebook
@@ -82,9 +83,7 @@ class TokenFlow(nn.Module):
         t_dim = self.teacher.dim
         self.grid = cfg.grid
         self.sem_proj = SemanticHead(t_dim, cfg.sem_hidden or t_dim, q.sem_dim)
-        common = dict(ch=cfg.ch, ch_mult=cfg.ch_mult, num_res_blocks=cfg.num_res_blocks,
-                      attn_resolutions=cfg.attn_resolutions, mid_attn=cfg.mid_attn, z_channels=cfg.z_channels,
-                      resolution=cfg.resolution, dropout=cfg.dropout)
+        common = cfg.conv_kwargs()
         self.encoder = Encoder(in_channels=cfg.in_channels, **common)
         self.pix_proj = nn.Linear(cfg.z_channels, q.pix_dim)
         self.quantizer = DualCodebook(q)
@@ -98,22 +97,10 @@ class TokenFlow(nn.Module):
     @property
     def meta(self) -> dict:
         cfg, q, t = self.cfg, self.cfg.quantizer, self.teacher
-        g = self.grid
         return {
-            "modality": "image",
             "family": "tokenflow",
-            "input_size": [cfg.in_channels, cfg.resolution, cfg.resolution],
-            "value_range": [-1.0, 1.0],
-            "token_grid": [g, g],
-            "tokens_per_sample": g * g,
-            "downsample": cfg.downsample,
-            "num_codebooks": 1,
-            "codebook_size": q.codebook_size,
-            "codebook_dim": q.sem_dim + q.pix_dim,
-            "quantizer": "dual",
+            **image_grid_meta(cfg, q),
             "layout": "shared_index",
-            "l2_norm": True,
-            "flattening": "row-major (raster) over the token grid",
             "codebooks": {
                 "semantic": {"size": q.codebook_size, "dim": q.sem_dim, "l2_norm": True},
                 "pixel": {"size": q.codebook_size, "dim": q.pix_dim, "l2_norm": True},

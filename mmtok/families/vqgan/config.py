@@ -3,44 +3,21 @@ a quantizer. The model is mmtok.families.vqgan.model; its objective is the image
 LPIPS, PatchGAN) plus the quantizer's terms."""
 from __future__ import annotations
 
-from typing import ClassVar, Literal, Optional
+from typing import ClassVar, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field
 
 from mmtok.families import Family, register
+from mmtok.families.conv_image import ConvImageConfig
 from mmtok.losses.config import QUANTIZER_DEFAULTS, QUANTIZER_TERMS, ImageLossConfig
 from mmtok.quantize.config import AnyQuantizerConfig, QuantizerConfig
-from mmtok.recipe_errors import FieldProblem
-from mmtok.schema import Strict
 
 
-class VQGANConfig(Strict):
+class VQGANConfig(ConvImageConfig):
     """A taming/LlamaGen-style conv encoder and decoder around a vector quantizer."""
 
     family: Literal["vqgan"] = "vqgan"
-    preset: Optional[str] = Field(None, description="named preset the fields start from")
-    resolution: int = Field(256, ge=8, description="training image size (square)")
-    in_channels: int = Field(3, ge=1)
-    ch: int = Field(128, ge=8, description="base channel count")
-    ch_mult: list[int] = Field([1, 1, 2, 2, 4], min_length=1, description="one entry per level")
-    num_res_blocks: int = Field(2, ge=1)
-    attn_resolutions: list[int] = Field([16], description="feature-map sizes that get self-attention")
-    mid_attn: bool = Field(True, description="self-attention in the middle blocks")
-    z_channels: int = Field(256, ge=1)
-    dropout: float = Field(0.0, ge=0, lt=1)
     quantizer: AnyQuantizerConfig = Field(default_factory=QuantizerConfig)
-
-    @property
-    def downsample(self) -> int:
-        return 2 ** (len(self.ch_mult) - 1)
-
-    @model_validator(mode="after")
-    def _resolution_divisible(self):
-        if self.resolution % self.downsample:
-            raise FieldProblem("resolution", f"image size {self.resolution} is not divisible by the downsample "
-                               f"factor {self.downsample} (len(ch_mult) = {len(self.ch_mult)}); use a multiple of "
-                               f"{self.downsample}")
-        return self
 
 
 class VQGANLoss(ImageLossConfig):

@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from mmtok.errors import MmtokError
+from mmtok.families.conv_image import image_grid_meta
 from mmtok.families.output import TokenizerOutput
 from mmtok.families.vqgan.config import VQGANConfig
 from mmtok.nn.conv import Decoder, Encoder
@@ -25,33 +26,15 @@ class VQGAN(nn.Module):
                 hint=f"use a resolution that is a multiple of {cfg.downsample} (--set model.resolution=...)",
             )
         self.cfg = cfg
-        common = dict(ch=cfg.ch, ch_mult=cfg.ch_mult, num_res_blocks=cfg.num_res_blocks,
-                      attn_resolutions=cfg.attn_resolutions, mid_attn=cfg.mid_attn, z_channels=cfg.z_channels,
-                      resolution=cfg.resolution, dropout=cfg.dropout)
+        common = cfg.conv_kwargs()
         self.encoder = Encoder(in_channels=cfg.in_channels, **common)
         self.quantizer = build_quantizer(cfg.z_channels, cfg.quantizer, entropy_loss="entropy" in active_terms)
         self.decoder = Decoder(out_channels=cfg.in_channels, **common)
 
     @property
     def meta(self) -> dict:
-        g = self.cfg.resolution // self.cfg.downsample
-        q = self.cfg.quantizer
-        return {
-            "modality": "image",
-            "family": "vqgan",
-            "input_size": [self.cfg.in_channels, self.cfg.resolution, self.cfg.resolution],
-            "value_range": [-1.0, 1.0],
-            "token_grid": [g, g],
-            "tokens_per_sample": g * g,
-            "downsample": self.cfg.downsample,
-            "num_codebooks": q.num_codebooks,
-            "codebook_size": q.codebook_size,
-            "codebook_dim": q.dim,
-            "quantizer": q.kind,
-            "layout": "residual" if q.kind == "rvq" else "single",
-            "l2_norm": q.l2_norm,
-            "flattening": "row-major (raster) over the token grid",
-        }
+        """The token spec (mmtok.families.spec.TokenSpec fields)."""
+        return {"family": "vqgan", **image_grid_meta(self.cfg, self.cfg.quantizer)}
 
     @property
     def last_layer(self) -> torch.Tensor:
