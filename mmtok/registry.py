@@ -6,7 +6,7 @@ MmtokError that lists the known names and the closest match.
 from __future__ import annotations
 
 import difflib
-from typing import Any, Callable, Iterator
+from typing import Any, Iterator
 
 from mmtok.errors import MmtokError
 

@@ -127,3 +127,35 @@ class Decoder(nn.Module):
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         h = self.up(self.mid(self.conv_in(z)))
         return self.conv_out(F.silu(self.norm_out(h)))
+
+
+class ConvHead(nn.Module):
+    """Features [B, in_ch, h, w] -> [B, out_ch, h, w]: a 3x3 conv to `width`, `blocks` residual blocks, norm, SiLU,
+    a 1x1 conv out (the semantic decoders of SDE and TokenFlow)."""
+
+    def __init__(self, in_ch: int, width: int, blocks: int, out_ch: int):
+        super().__init__()
+        self.conv_in = nn.Conv2d(in_ch, width, 3, padding=1)
+        self.blocks = nn.Sequential(*[ResBlock(width, width) for _ in range(blocks)])
+        self.norm_out = norm(width)
+        self.conv_out = nn.Conv2d(width, out_ch, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv_out(F.silu(self.norm_out(self.blocks(self.conv_in(x)))))
+
+
+class QuantizedDecodeGraph(nn.Module):
+    """Export-safe decode of a quantizer + conv decoder: ids [B, h, w] (int64 in [0, K); [B, h, w, levels] for a
+    residual quantizer) -> the quantizer's `export_vectors` -> decoder -> outputs clamped to [-1, 1]."""
+
+    def __init__(self, quantizer: nn.Module, decoder: nn.Module):
+        super().__init__()
+        self.quantizer, self.decoder = quantizer, decoder
+        self.input_dim = int(quantizer.input_dim)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        b, h, w = ids.shape[:3]
+        flat = ids.reshape(b * h * w, *ids.shape[3:])
+        z = self.quantizer.export_vectors(flat).reshape(b, h, w, self.input_dim).permute(0, 3, 1, 2)
+        return self.decoder(z).clamp(-1.0, 1.0)
+

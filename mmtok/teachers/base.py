@@ -10,6 +10,7 @@ unfrozen copy (TokenFlow's semantic encoder initialised from the teacher).
 from __future__ import annotations
 
 import copy
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -63,7 +64,7 @@ class Frozen(nn.Module):
         return other
 
 
-class Teacher(Frozen):
+class Teacher(Frozen, ABC):
     """Base class: subclasses set up the network, then call `_setup(...)`, and implement `features`."""
 
     name: str
@@ -95,9 +96,9 @@ class Teacher(Frozen):
         self.dim = int(patches.shape[1])
         self.grid = (int(patches.shape[2]), int(patches.shape[3]))
 
+    @abstractmethod
     def features(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """Preprocessed images [B, 3, R, R] -> (patch features [B, C, h, w], global embedding [B, C])."""
-        raise NotImplementedError
 
     def preprocess(self, x: Tensor) -> Tensor:
         """Images [B, 3, H, W] in [-1, 1] -> the network's input [B, 3, R, R] (float32, normalised)."""

@@ -20,7 +20,7 @@ from mmtok.errors import MmtokError
 from mmtok.families.conv_image import image_grid_meta
 from mmtok.families.output import TokenizerOutput
 from mmtok.families.sde.config import SDEConfig
-from mmtok.nn.conv import Decoder, Encoder, ResBlock, norm
+from mmtok.nn.conv import ConvHead, Decoder, Encoder, QuantizedDecodeGraph
 from mmtok.quantize import build_quantizer
 
 
@@ -36,22 +36,6 @@ class Projection(nn.Module):
 
     def forward(self, t: torch.Tensor) -> torch.Tensor:
         return self.net(t)
-
-
-class SemanticDecoder(nn.Module):
-    """z_q [B, z_channels, h, w] -> predicted teacher features [B, h*w, C_t] (row-major): a 3x3 conv in,
-    `layers` residual conv blocks, norm, SiLU, 1x1 conv out."""
-
-    def __init__(self, z_channels: int, width: int, layers: int, dim: int):
-        super().__init__()
-        self.conv_in = nn.Conv2d(z_channels, width, 3, padding=1)
-        self.blocks = nn.Sequential(*[ResBlock(width, width) for _ in range(layers)])
-        self.norm_out = norm(width)
-        self.conv_out = nn.Conv2d(width, dim, 1)
-
-    def forward(self, z_q: torch.Tensor) -> torch.Tensor:
-        h = self.blocks(self.conv_in(z_q))
-        return self.conv_out(F.silu(self.norm_out(h))).flatten(2).transpose(1, 2)
 
 
 def teacher_map(teacher: nn.Module, x: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
@@ -70,6 +54,11 @@ def latent(encoder: nn.Module, projection: nn.Module, x: torch.Tensor, t: torch.
     (no affine) so their scale (EfficientNet stages: std ~10) does not swamp the pixel encoder's at init."""
     t = F.layer_norm(t.permute(0, 2, 3, 1), t.shape[1:2]).permute(0, 3, 1, 2)
     return (projection(t.to(x.dtype)) + encoder(x)).permute(0, 2, 3, 1)
+
+
+def _rows(fmap: torch.Tensor) -> torch.Tensor:
+    """[B, C, h, w] -> [B, h*w, C] (row-major positions)."""
+    return fmap.flatten(2).transpose(1, 2)
 
 
 def semantic_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -98,7 +87,7 @@ class SDE(nn.Module):
         self.projection = Projection(self.teacher.dim, cfg.z_channels, cfg.projection)
         self.quantizer = build_quantizer(cfg.z_channels, cfg.quantizer, entropy_loss="entropy" in active_terms)
         self.decoder = Decoder(out_channels=cfg.in_channels, **common)
-        self.semantic_decoder = SemanticDecoder(cfg.z_channels, cfg.semantic_width, cfg.semantic_layers,
+        self.semantic_decoder = ConvHead(cfg.z_channels, cfg.semantic_width, cfg.semantic_layers,
                                                 self.teacher.dim)
 
     # ------------------------------------------------------------------------------------------- description
@@ -162,7 +151,7 @@ class SDE(nn.Module):
         recon = self.decoder(z_q)
         losses, stats = dict(q.losses), dict(q.stats)
         if "semantic" in self.active_terms or not self.training:
-            sem = semantic_loss(self.semantic_decoder(z_q), t.flatten(2).transpose(1, 2))
+            sem = semantic_loss(_rows(self.semantic_decoder(z_q)), t.flatten(2).transpose(1, 2))
             if "semantic" in self.active_terms:
                 losses["semantic"] = sem
             stats["semantic_cosine"] = (1 - sem).detach()
@@ -186,11 +175,11 @@ class SDE(nn.Module):
     def semantic_embedding(self, ids: torch.Tensor) -> torch.Tensor:
         """Ids [B, h, w] -> the semantic decoder's output [B, h*w, C_t] (row-major), in the teacher's feature
         space: what an understanding model is fed."""
-        return self.semantic_decoder(self._vectors(ids))
+        return _rows(self.semantic_decoder(self._vectors(ids)))
 
     def graph_modules(self) -> tuple[nn.Module, nn.Module]:
         """Export-safe (encode, decode) modules for torch.export / ONNX; encode includes the teacher."""
-        return EncodeGraph(self), DecodeGraph(self)
+        return EncodeGraph(self), QuantizedDecodeGraph(self.quantizer, self.decoder)
 
 
 class EncodeGraph(nn.Module):
@@ -208,18 +197,3 @@ class EncodeGraph(nn.Module):
         b, h, w, _ = z.shape
         ids = self.quantizer.export_ids(z.reshape(-1, self.input_dim).float())
         return ids.reshape(b, h, w, *ids.shape[1:])
-
-
-class DecodeGraph(nn.Module):
-    """Ids [B, h, w] (int64 in [0, K)) -> images [B, 3, R, R] clamped to [-1, 1]."""
-
-    def __init__(self, sde: SDE):
-        super().__init__()
-        self.decoder, self.quantizer = sde.decoder, sde.quantizer
-        self.input_dim = int(sde.quantizer.input_dim)
-
-    def forward(self, ids: torch.Tensor) -> torch.Tensor:
-        b, h, w = ids.shape[:3]
-        flat = ids.reshape(b * h * w, *ids.shape[3:])
-        z = self.quantizer.export_vectors(flat).reshape(b, h, w, self.input_dim).permute(0, 3, 1, 2)
-        return self.decoder(z).clamp(-1.0, 1.0)

@@ -15,7 +15,7 @@ from mmtok.families.conv_image import image_grid_meta
 from mmtok.families.output import TokenizerOutput
 from mmtok.families.tokenflow.config import TokenFlowConfig
 from mmtok.families.tokenflow.dual import DualCodebook
-from mmtok.nn.conv import Decoder, Encoder, ResBlock, norm
+from mmtok.nn.conv import ConvHead, Decoder, Encoder
 
 
 def _grid_features(patches: torch.Tensor, grid: tuple[int, int], size: int) -> torch.Tensor:
@@ -55,20 +55,6 @@ class SemanticHead(nn.Module):
         return self.fc2(torch.tanh(self.fc1(x)))
 
 
-class SemanticDecoder(nn.Module):
-    """Semantic codes [B, dim, h, w] -> teacher-space features [B, C, h, w]: conv in, res blocks, conv out."""
-
-    def __init__(self, dim: int, width: int, blocks: int, out_dim: int):
-        super().__init__()
-        self.conv_in = nn.Conv2d(dim, width, 3, padding=1)
-        self.blocks = nn.Sequential(*[ResBlock(width, width) for _ in range(blocks)])
-        self.norm_out = norm(width)
-        self.conv_out = nn.Conv2d(width, out_dim, 1)
-
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return self.conv_out(F.silu(self.norm_out(self.blocks(self.conv_in(z)))))
-
-
 class TokenFlow(nn.Module):
     def __init__(self, cfg: TokenFlowConfig, *, active_terms=(), pretrained: bool = True):
         """`active_terms`: the weighted loss terms ("semantic" is computed only when weighted); `pretrained=False`
@@ -90,7 +76,7 @@ class TokenFlow(nn.Module):
         dec_in = q.pix_dim + (q.sem_dim if cfg.pixel_decoder_input == "both" else 0)
         self.post_proj = nn.Linear(dec_in, cfg.z_channels)
         self.decoder = Decoder(out_channels=cfg.in_channels, **common)
-        self.semantic_decoder = SemanticDecoder(q.sem_dim, cfg.sem_decoder_width, cfg.sem_decoder_blocks, t_dim)
+        self.semantic_decoder = ConvHead(q.sem_dim, cfg.sem_decoder_width, cfg.sem_decoder_blocks, t_dim)
 
     # ------------------------------------------------------------------------------------------------ meta
 

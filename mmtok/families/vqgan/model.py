@@ -11,7 +11,7 @@ from mmtok.errors import MmtokError
 from mmtok.families.conv_image import image_grid_meta
 from mmtok.families.output import TokenizerOutput
 from mmtok.families.vqgan.config import VQGANConfig
-from mmtok.nn.conv import Decoder, Encoder
+from mmtok.nn.conv import Decoder, Encoder, QuantizedDecodeGraph
 from mmtok.quantize import build_quantizer
 
 
@@ -71,7 +71,7 @@ class VQGAN(nn.Module):
 
     def graph_modules(self) -> tuple[nn.Module, nn.Module]:
         """Export-safe (encode, decode) modules for torch.export / ONNX (mmtok.export.graphs)."""
-        return EncodeGraph(self), DecodeGraph(self)
+        return EncodeGraph(self), QuantizedDecodeGraph(self.quantizer, self.decoder)
 
 
 class EncodeGraph(nn.Module):
@@ -88,19 +88,3 @@ class EncodeGraph(nn.Module):
         b, _, h, w = z.shape
         ids = self.quantizer.export_ids(z.permute(0, 2, 3, 1).reshape(-1, self.input_dim).float())
         return ids.reshape(b, h, w, *ids.shape[1:])
-
-
-class DecodeGraph(nn.Module):
-    """Ids [B, h, w] (int64 in [0, K); [B, h, w, levels] for a residual quantizer) -> images [B, C, h*f, w*f]
-    clamped to [-1, 1]."""
-
-    def __init__(self, tokenizer: VQGAN):
-        super().__init__()
-        self.decoder, self.quantizer = tokenizer.decoder, tokenizer.quantizer
-        self.input_dim = int(tokenizer.quantizer.input_dim)
-
-    def forward(self, ids: torch.Tensor) -> torch.Tensor:
-        b, h, w = ids.shape[:3]
-        flat = ids.reshape(b * h * w, *ids.shape[3:])
-        z = self.quantizer.export_vectors(flat).reshape(b, h, w, self.input_dim).permute(0, 3, 1, 2)
-        return self.decoder(z).clamp(-1.0, 1.0)
