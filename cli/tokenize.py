@@ -1,0 +1,52 @@
+"""`mmtok tokenize`: a captioned image dataset encoded once into token shards for LM training."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+from typing_extensions import Annotated
+
+DEVICE_HELP = "cpu, gpu, gpu:N or auto (the GPU when there is one); cuda / cuda:N also work."
+
+
+def tokenize_command(
+    bundle: Annotated[Path, typer.Argument(help="Bundle directory (from `mmtok export`).")],
+    data: Annotated[str, typer.Option("--data", help="A folder of images (captions in name.txt beside them) or "
+                                      "webdataset shards such as 'shards/train-{000000..000009}.tar'.")],
+    out: Annotated[Path, typer.Option("--out", help="Directory for the token shards (resumes when it holds some).")],
+    shard_size: Annotated[int, typer.Option("--shard-size", min=1, help="Input samples per token shard.")] = 1000,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Images per forward pass.")] = 64,
+    device: Annotated[str, typer.Option("--device", help=DEVICE_HELP)] = "auto",
+):
+    """Encode a dataset into token shards: ids (uint32), captions and keys, with the bundle's checksum.
+
+    Killed and started again with the same command, it keeps the finished shards and redoes the rest.
+    With RANK / WORLD_SIZE set (torchrun, SLURM), rank R encodes shards N % WORLD_SIZE == R.
+    Unreadable or corrupt images are skipped, counted and named.
+
+    Example: [bold]mmtok tokenize bundles/quickstart --data stamps/ --out tokens/stamps[/bold]
+    """
+    from rich.console import Console
+    from rich.markup import escape
+
+    from mmtok.hardware import torch_device
+    from mmtok.lm.tokens import tokenize
+
+    import os
+
+    device = torch_device(device)  # before any work: a GPU that is not there is one line
+    if device == "cuda:0" and "LOCAL_RANK" in os.environ:  # one GPU per rank under torchrun / SLURM
+        device = f"cuda:{int(os.environ['LOCAL_RANK'])}"
+    report = tokenize(bundle, data, out, shard_size=shard_size, batch_size=batch_size, device=device)
+    console = Console()
+    console.print(f"[green]tokenized[/green] {report['samples']} samples of {escape(data)} -> {escape(str(out))}: "
+                  f"{report['encoded']} encoded now, {report['kept']} finished shard(s) kept, "
+                  f"{report['skipped']} skipped; {len(report['shards'])} shard(s)"
+                  + (f", {report['tokens_per_s']:.0f} tokens/s" if report["tokens_per_s"] else ""), soft_wrap=True)
+    for entry in report["bad"][:10]:
+        console.print(f"  [yellow]skipped[/yellow] {escape(entry)}", soft_wrap=True)
+    if report["skipped"] > 10:
+        console.print(f"  ... and {report['skipped'] - 10} more (each shard's 'bad' array names them)")
+    summary = {k: v for k, v in report.items() if k != "bad"}
+    (Path(out) / "tokenize_summary.json").write_text(json.dumps(summary, indent=2))

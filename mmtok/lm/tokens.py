@@ -1,0 +1,373 @@
+"""Token shards: a dataset of images (and their captions) encoded once by a bundle, for LM training.
+
+    tokenize("bundles/quickstart", "stamps/", "tokens/stamps")     # or webdataset shards 'data/train-*.tar'
+    ts = read_tokens("tokens/stamps")                             # ts.ids uint32 [N, h, w], ts.captions, ts.keys
+
+A token directory holds:
+  tokens.json           the bundle (path, checksum, token spec), the data source and the shard size
+  shard-NNNNNN.npz      input samples [N * shard_size, (N + 1) * shard_size): "ids" uint32 [n, *token_grid(, levels)]
+                        (codebook indices, no vocabulary offset), "keys" and "captions" (unicode arrays), "index"
+                        int64 [n] (position in the input), "skipped" (count) and "bad" ("NAME: REASON" each)
+  rank-R.json           written by rank R when it has finished: how many input samples there were
+Every file is written to a temporary name and renamed, so a killed run leaves only finished shards; running the
+same command again keeps them and redoes the rest. With RANK / WORLD_SIZE set, rank R takes shards N % WORLD == R.
+
+Inputs, in a fixed order: a folder of images (sorted; the caption is the text of `name.txt` beside `name.png`) or
+webdataset shards (in the order given; the caption is the sample's `txt`, or `caption` / `text` of its `json`).
+An image that cannot be read or decoded is skipped and counted, as in training.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from mmtok.errors import DataError
+
+HEADER = "tokens.json"
+FORMAT_VERSION = 1
+SPEC_KEYS = ("family", "modality", "token_grid", "tokens_per_sample", "codebook_size", "num_codebooks", "layout")
+
+
+# ------------------------------------------------------------------------------------------- reading inputs
+
+
+@dataclass
+class Item:
+    """One input sample: its position in the input, key, caption, and where its image is (`path` for a folder,
+    `data` for shards); `error` says why it cannot be used."""
+
+    index: int
+    key: str
+    caption: str
+    path: Path | None = None
+    data: bytes | None = None
+    error: str = ""
+
+    def read(self) -> bytes:
+        """The encoded image; ImageDecodeError when the file cannot be read."""
+        from mmtok.data.image import ImageDecodeError
+
+        if self.error:
+            raise ImageDecodeError(self.error)
+        if self.data is None:
+            try:
+                return Path(self.path).read_bytes()
+            except OSError as e:
+                raise ImageDecodeError(f"cannot read: {e.strerror or e}") from None
+        return self.data
+
+
+def iter_items(source: str) -> Iterator[Item]:
+    """The samples of a folder or shard source, in a fixed order (a folder's files are read only by `read`)."""
+    from mmtok.data.sources import source_kind
+
+    kind = source_kind(source)
+    if kind == "folder":
+        yield from _folder_items(Path(source))
+    elif kind == "shards":
+        yield from _shard_items(source)
+    else:
+        raise DataError(f"`mmtok tokenize` needs captioned data, not {source!r}",
+                        hint="give a folder of images with name.txt captions beside them, or webdataset shards")
+
+
+def _folder_items(root: Path) -> Iterator[Item]:
+    from mmtok.data.image import find_images
+
+    files = find_images(root)
+    if not files:
+        raise DataError(f"no image files in folder {root}", hint="put .jpg/.png/.webp files in it (searched recursively)")
+    for i, path in enumerate(files):
+        side = path.with_suffix(".txt")
+        caption, error = "", ""
+        try:
+            caption = side.read_text(encoding="utf-8").strip() if side.is_file() else ""
+        except (OSError, UnicodeDecodeError) as e:
+            error = f"cannot read its caption {side.name}: {getattr(e, 'strerror', None) or e}"
+        yield Item(i, str(path.relative_to(root)), caption, path=path, error=error)
+
+
+def _shard_items(source: str) -> Iterator[Item]:
+    import webdataset as wds
+
+    from mmtok.data.image import IMAGE_KEYS
+    from mmtok.data.sources import expand_shards
+
+    i = 0
+    for url in expand_shards(source):
+        broken: list[str] = []
+
+        def handler(exn: Exception) -> bool:
+            broken.append(f"{type(exn).__name__}: {str(exn).splitlines()[0][:160] if str(exn) else ''}")
+            return False  # stop reading this shard; the next one is read
+
+        for sample in wds.DataPipeline(wds.SimpleShardList([url]), wds.tarfile_to_samples(handler=handler)):
+            image = next((k for k in IMAGE_KEYS if k in sample), None)
+            error = "" if image else "no image entry (entries: " + ", ".join(
+                sorted(k for k in sample if not k.startswith("__"))) + ")"
+            yield Item(i, f"{sample.get('__key__')} in {url}", _caption(sample),
+                       data=sample[image] if image else None, error=error)
+            i += 1
+        if broken:
+            yield Item(i, url, "", error=f"unreadable shard data ({broken[0]})")
+            i += 1
+
+
+def _caption(sample: dict) -> str:
+    if "txt" in sample:
+        return sample["txt"].decode("utf-8", errors="replace").strip()
+    if "json" in sample:
+        try:
+            data = json.loads(sample["json"])
+        except ValueError:
+            return ""
+        if isinstance(data, dict):
+            return str(data.get("caption") or data.get("text") or "").strip()
+    return ""
+
+
+# ------------------------------------------------------------------------------------------- writing
+
+
+def _write_atomic(path: Path, write) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    write(tmp)
+    os.replace(tmp, path)
+
+
+def _save_npz(path: Path, **arrays) -> None:
+    def write(tmp: Path):
+        with open(tmp, "wb") as f:
+            np.savez(f, **arrays)
+
+    _write_atomic(path, write)
+
+
+def shard_name(n: int) -> str:
+    return f"shard-{n:06d}.npz"
+
+
+def _header(bundle, checksum: str, meta: dict, source: str, shard_size: int) -> dict:
+    import mmtok
+
+    return {"format_version": FORMAT_VERSION, "mmtok_version": mmtok.__version__, "bundle": str(bundle),
+            "bundle_checksum": checksum, "spec": {k: meta.get(k) for k in SPEC_KEYS}, "source": str(source),
+            "shard_size": shard_size}
+
+
+def _check_or_write_header(out: Path, header: dict) -> None:
+    path = out / HEADER
+    if path.is_file():
+        old = json.loads(path.read_text())
+        for key, what in (("bundle_checksum", "another bundle"), ("source", "other data"),
+                          ("shard_size", "another --shard-size")):
+            if old.get(key) != header[key]:
+                raise DataError(f"{out} holds tokens of {what} ({key} {old.get(key)!r}, now {header[key]!r})",
+                                hint="choose another --out, or delete it to start again")
+        return
+    out.mkdir(parents=True, exist_ok=True)
+    _write_atomic(path, lambda tmp: tmp.write_text(json.dumps(header, indent=2)))
+
+
+def tokenize(bundle: str | os.PathLike, source: str, out: str | os.PathLike, *, shard_size: int = 1000,
+             batch_size: int = 64, device: str = "cpu", rank: int | None = None, world: int | None = None,
+             progress: bool = True) -> dict:
+    """Encode `source` with `bundle` into token shards in `out` (module docstring); resumable.
+
+    Returns {"samples" (inputs seen), "encoded" (this call), "kept" (finished shards found and kept),
+    "skipped" (bad samples in all shards of this rank), "bad" (their "NAME: REASON"), "shards" (this rank's
+    files), "seconds", "tokens_per_s"} for this rank."""
+    import time
+
+    import mmtok
+    from mmtok.lm.layout import bundle_checksum
+
+    if shard_size < 1 or batch_size < 1:
+        raise DataError(f"bad settings: shard_size={shard_size}, batch_size={batch_size}", hint="both must be >= 1")
+    rank = int(os.environ.get("RANK", 0)) if rank is None else rank
+    world = int(os.environ.get("WORLD_SIZE", 1)) if world is None else world
+    out = Path(out)
+    from mmtok.data.sources import source_kind
+
+    source_kind(source)  # a source that names no data is one line, before the bundle is loaded
+    tok = mmtok.load(bundle, device=device)
+    if tok.meta.get("modality") != "image":
+        raise DataError(f"mmtok tokenize reads images; bundle {bundle} is a {tok.meta.get('modality')} tokenizer",
+                        hint="tokenize image bundles (other modalities: not yet)")
+    header = _header(bundle, bundle_checksum(bundle), tok.meta, source, shard_size)
+    _check_or_write_header(out, header)
+    for stale in out.glob("*.tmp"):
+        stale.unlink()
+
+    t0 = time.perf_counter()
+    stats = {"samples": 0, "encoded": 0, "kept": 0, "tokens": 0, "shards": []}
+    shard: _Shard | None = None
+    current = -1
+    with _progress(progress and rank == 0) as advance:
+        for item in iter_items(source):
+            stats["samples"] = item.index + 1
+            n = item.index // shard_size
+            if n != current:  # the first item of shard n
+                if shard is not None:
+                    stats["tokens"] += shard.finish(tok, batch_size)
+                current, shard = n, None
+                if n % world == rank:
+                    stats["shards"].append(shard_name(n))
+                    if (out / shard_name(n)).is_file():
+                        stats["kept"] += 1
+                    else:
+                        shard = _Shard(out / shard_name(n))
+            if shard is not None:
+                shard.add(item, tok, batch_size)
+                stats["encoded"] += 1
+            advance()
+        if shard is not None:
+            stats["tokens"] += shard.finish(tok, batch_size)
+    if stats["samples"] == 0:
+        raise DataError(f"no samples in {source}")
+    _write_atomic(out / f"rank-{rank}.json",
+                  lambda tmp: tmp.write_text(json.dumps({"samples": stats["samples"], "world": world}, indent=2)))
+    bad = []
+    for name in stats["shards"]:
+        with np.load(out / name, allow_pickle=False) as z:
+            bad += [str(b) for b in z["bad"]]
+    seconds = time.perf_counter() - t0
+    return {**stats, "skipped": len(bad), "bad": bad, "seconds": round(seconds, 2),
+            "tokens_per_s": round(stats["tokens"] / seconds, 1) if stats["tokens"] else None, "out": str(out)}
+
+
+class _Shard:
+    """One output shard being filled: images decoded as they come, encoded a batch at a time."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.ids: list[np.ndarray] = []
+        self.keys: list[str] = []
+        self.captions: list[str] = []
+        self.index: list[int] = []
+        self.bad: list[str] = []
+        self.pending: list = []  # decoded PIL images waiting for a batch
+
+    def add(self, item: Item, tok, batch_size: int) -> None:
+        from mmtok.data.image import ImageDecodeError, decode_image
+
+        try:
+            image = decode_image(item.read(), min_size=tok.resolution)
+        except ImageDecodeError as e:
+            self.bad.append(f"{item.key}: {e.message}")
+            return
+        self.pending.append(image)
+        self.keys.append(item.key)
+        self.captions.append(item.caption)
+        self.index.append(item.index)
+        if len(self.pending) >= batch_size:
+            self._encode(tok)
+
+    def _encode(self, tok) -> None:
+        if self.pending:
+            self.ids.append(tok.encode(self.pending).cpu().numpy().astype(np.uint32))
+            self.pending = []
+
+    def finish(self, tok, batch_size: int) -> int:
+        """Encode what is left and write the shard (atomically); returns the number of tokens in it."""
+        self._encode(tok)
+        grid = tuple(int(g) for g in tok.meta["token_grid"])
+        if tok.meta.get("layout") == "residual":
+            grid += (int(tok.meta["num_codebooks"]),)
+        ids = np.concatenate(self.ids) if self.ids else np.zeros((0, *grid), np.uint32)
+        _save_npz(self.path, ids=ids, keys=np.array(self.keys, dtype=str), captions=np.array(self.captions, dtype=str),
+                  index=np.array(self.index, dtype=np.int64), skipped=np.int64(len(self.bad)),
+                  bad=np.array(self.bad, dtype=str))
+        return int(ids.size)
+
+
+class _progress:
+    """A rich progress bar over input samples (total unknown), or nothing."""
+
+    def __init__(self, show: bool):
+        self.show = show
+
+    def __enter__(self):
+        if not self.show:
+            return lambda: None
+        from rich.console import Console
+        from rich.progress import Progress, TextColumn, TimeElapsedColumn
+
+        self.bar = Progress(TextColumn("[bold]tokenize"), TextColumn("{task.completed} samples"),
+                            TimeElapsedColumn(), console=Console(stderr=True))
+        self.bar.start()
+        task = self.bar.add_task("tokenize", total=None)
+        return lambda: self.bar.advance(task)
+
+    def __exit__(self, *exc):
+        if self.show:
+            self.bar.stop()
+        return False
+
+
+# ------------------------------------------------------------------------------------------- reading back
+
+
+@dataclass
+class TokenSet:
+    """A whole token directory in memory: `ids` uint32 [N, *grid(, levels)], `captions`, `keys` (N each),
+    `header` (tokens.json), `skipped` (bad input samples), `bad` ("NAME: REASON" each)."""
+
+    header: dict
+    ids: np.ndarray
+    captions: list[str]
+    keys: list[str]
+    skipped: int
+    bad: list[str]
+
+    @property
+    def bundle_checksum(self) -> str:
+        return self.header["bundle_checksum"]
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+
+def read_header(directory: str | os.PathLike) -> dict:
+    """tokens.json of a token directory; DataError when it is not one."""
+    path = Path(directory) / HEADER
+    if not path.is_file():
+        raise DataError(f"{directory} holds no token shards ({HEADER} missing)",
+                        hint="make them with `mmtok tokenize BUNDLE --data DATA --out DIR`")
+    try:
+        header = json.loads(path.read_text())
+    except ValueError as e:
+        raise DataError(f"{path} is not valid JSON ({e})") from None
+    if header.get("format_version") != FORMAT_VERSION:
+        raise DataError(f"{path} has format {header.get('format_version')}; this mmtok reads {FORMAT_VERSION}",
+                        hint="tokenize the data again with this mmtok")
+    return header
+
+
+def read_tokens(directory: str | os.PathLike) -> TokenSet:
+    """Every shard of a finished token directory; DataError when shards are missing (a run that has not
+    finished: run the same `mmtok tokenize` again)."""
+    directory = Path(directory)
+    header = read_header(directory)
+    ranks = sorted(directory.glob("rank-*.json"))
+    if not ranks:
+        raise DataError(f"tokenizing into {directory} has not finished", hint="run the same `mmtok tokenize` again")
+    samples = json.loads(ranks[0].read_text())["samples"]
+    expected = [shard_name(n) for n in range(-(-samples // header["shard_size"]))]
+    missing = [name for name in expected if not (directory / name).is_file()]
+    if missing:
+        raise DataError(f"{directory} misses {len(missing)} of {len(expected)} token shards (first: {missing[0]})",
+                        hint="run the same `mmtok tokenize` again (every rank) to finish them")
+    ids, captions, keys, bad = [], [], [], []
+    for name in expected:
+        with np.load(directory / name, allow_pickle=False) as z:
+            ids.append(z["ids"])
+            captions += [str(c) for c in z["captions"]]
+            keys += [str(k) for k in z["keys"]]
+            bad += [str(b) for b in z["bad"]]
+    return TokenSet(header, np.concatenate(ids).astype(np.uint32), captions, keys, len(bad), bad)

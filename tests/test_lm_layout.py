@@ -1,0 +1,132 @@
+"""The LM layout (torch-free) and the builders every LM test shares: a tiny random Llama with a word-level
+tokenizer made here, and a tiny VQGAN bundle (4x4 grid, 32 codes), each made once per session."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from mmtok.lm.layout import Layout, plan_layout
+
+WORDS = ("a the of photo cat dog bird red blue green yellow big small on in with and sky tree house car boat "
+         "flower sun moon star fish apple ball hat").split()
+SPECIALS = ["<unk>", "<s>", "</s>", "<pad>"]
+PADDED_ROWS = 48  # the tiny Llama's embedding rows: more than its 34 tokenizer entries (a padded vocabulary)
+
+
+def make_tokenizer():
+    """A word-level tokenizer (whitespace split) over WORDS, with <s>, </s>, <pad>, <unk>."""
+    from tokenizers import Tokenizer
+    from tokenizers.models import WordLevel
+    from tokenizers.pre_tokenizers import WhitespaceSplit
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {w: i for i, w in enumerate(SPECIALS + WORDS)}
+    tok = Tokenizer(WordLevel(vocab, unk_token="<unk>"))
+    tok.pre_tokenizer = WhitespaceSplit()
+    return PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>", bos_token="<s>", eos_token="</s>",
+                                   pad_token="<pad>")
+
+
+def make_llm(root: Path, tied: bool = False, seed: int = 0) -> Path:
+    """A tiny random Llama (2 layers, width 32) with the word-level tokenizer, saved to root/tiny-llm[-tied]."""
+    out = root / ("tiny-llm-tied" if tied else "tiny-llm")
+    if (out / "config.json").is_file():
+        return out
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(seed)
+    tok = make_tokenizer()
+    cfg = LlamaConfig(vocab_size=PADDED_ROWS, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
+                      tie_word_embeddings=tied, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+                      pad_token_id=tok.pad_token_id)
+    model = LlamaForCausalLM(cfg)
+    model.save_pretrained(str(out))
+    tok.save_pretrained(str(out))
+    return out
+
+
+def make_bundle(root: Path, seed: int = 0) -> Path:
+    """A tiny VQGAN bundle (preset test_f4: 16 px, 4x4 grid, 32 codes) of random weights, exported once under
+    root from a checkpoint written here (an untrained tokenizer still maps images to ids deterministically)."""
+    out = root / f"tiny-bundle-{seed}"
+    if (out / "checksums.json").is_file():
+        return out
+    import torch
+
+    from mmtok import config, families
+    from mmtok.export.bundle import export_bundle
+
+    recipe = config.load({"name": "tiny", "seed": seed, "model": {"preset": "test_f4"}})
+    torch.manual_seed(seed)
+    model = families.build_model(recipe.model, pretrained=False)
+    ckpt = root / f"tiny-{seed}.ckpt"
+    torch.save({"state_dict": {f"tokenizer.{k}": v for k, v in model.state_dict().items()}, "global_step": 0,
+                "mmtok": {"recipe": recipe.model_dump(mode="json"), "version": "test"}}, ckpt)
+    export_bundle(ckpt, out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_llm(tmp_path_factory) -> Path:
+    return make_llm(tmp_path_factory.getbasetemp())
+
+
+@pytest.fixture(scope="session")
+def tiny_bundle(tmp_path_factory) -> Path:
+    return make_bundle(tmp_path_factory.getbasetemp())
+
+
+# --------------------------------------------------------------------------------------------- layout tests
+
+
+def _meta(grid, k, layout="single", levels=1, modality="image"):
+    return {"modality": modality, "family": "toy", "token_grid": list(grid), "codebook_size": k, "layout": layout,
+            "num_codebooks": levels}
+
+
+def test_layout_blocks_follow_the_text_vocab_and_round_trip_through_json():
+    layout = plan_layout("llm", 100, 128, [("a", "c1", _meta([2, 3], 5)), ("b", "c2", _meta([2, 2], 4, "residual", 2)),
+                                           ("c", "c3", _meta([7], 6, "1d_causal"))])
+    img, img1, one_d = layout.modalities
+    assert (img.name, img.prefix, img.begin_id, img.end_id, img.eol_id, img.code_offset) == ("image", "img", 100, 101,
+                                                                                             102, 103)
+    assert img1.name == "image_1" and img1.prefix == "img1" and img1.begin_id == img.end_of_block == 108
+    assert img1.code_range(1) == (img1.code_offset + 4, img1.code_offset + 8)
+    assert one_d.eol_id is None and one_d.span_length == 7 + 2
+    assert layout.tokenizer_size == one_d.end_of_block and layout.model_vocab_size == 128
+    assert [len(m.tokens()) for m in layout.modalities] == [m.end_of_block - m.first_id for m in layout.modalities]
+    assert img1.tokens()[3] == "<img1_l0_00000>" and img.tokens()[:3] == ["<img>", "</img>", "<img_eol>"]
+    again = Layout.from_json(layout.to_json())
+    assert again == layout
+    json.loads(layout.to_json())  # plain JSON
+
+
+def test_spans_are_rows_with_end_of_line_and_invert_exactly():
+    layout = plan_layout("llm", 10, 10, [("a", "c", _meta([2, 2], 4, "residual", 2))])
+    m = layout.modalities[0]
+    codes = [0, 1, 2, 3, 3, 2, 1, 0]  # row 0: (0,1) (2,3); row 1: (3,2) (1,0)  -- levels innermost
+    span = m.span(codes)
+    lo0, lo1 = m.code_range(0)[0], m.code_range(1)[0]
+    assert span == [m.begin_id, lo0 + 0, lo1 + 1, lo0 + 2, lo1 + 3, m.eol_id,
+                    lo0 + 3, lo1 + 2, lo0 + 1, lo1 + 0, m.eol_id, m.end_id]
+    assert len(span) == m.span_length and m.codes(span) == codes
+    for j, i in enumerate(span):  # `allowed` describes exactly this span
+        lo, hi = m.allowed(j)
+        assert lo <= i < hi
+    bad = list(span)
+    bad[5] = lo0  # a code where the end of row belongs
+    with pytest.raises(ValueError, match="position 5"):
+        m.codes(bad)
+
+
+def test_ids_above_65535_and_a_padded_vocabulary_is_never_shrunk():
+    layout = plan_layout("llm", 60_000, 70_000, [("a", "c", _meta([4, 4], 8192))])
+    m = layout.modalities[0]
+    assert m.end_of_block - 1 > 65_535 and layout.model_vocab_size == 70_000  # rows kept: 60003 + 8192 < 70000
+    assert max(m.span([8191] * 16)) == 60_003 + 8191
+    padded = plan_layout("llm", 60_000, 60_000, [("a", "c", _meta([4, 4], 8192))], pad_to_multiple_of=64)
+    assert padded.model_vocab_size % 64 == 0 and padded.model_vocab_size >= padded.tokenizer_size
