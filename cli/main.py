@@ -24,6 +24,8 @@ from mmtok.cli import doctor as _doctor  # noqa: E402
 from mmtok.cli import eval as _eval  # noqa: E402
 from mmtok.cli import export as _export  # noqa: E402
 from mmtok.cli import runs as _runs  # noqa: E402
+from mmtok.cli import lm as _lm  # noqa: E402
+from mmtok.cli import tokenize as _tokenize  # noqa: E402
 
 
 def version_text() -> str:
@@ -64,6 +66,8 @@ app.command("encode")(guarded(_codec.encode_command))
 app.command("decode")(guarded(_codec.decode_command))
 app.command("doctor")(guarded(_doctor.doctor_command))
 app.command("runs")(guarded(_runs.runs_command))
+app.command("tokenize", help=_data._reflow(_tokenize.tokenize_command.__doc__))(guarded(_tokenize.tokenize_command))
+app.add_typer(_lm.lm_app, name="lm")
 use_mmtok_classes(app)
 
 
