@@ -7,40 +7,44 @@ from typing import Optional
 import typer
 from typing_extensions import Annotated
 
+DEFAULT_CLASSIFIER = "efficientnet_lite2"  # the image evaluator's default (mmtok.evaluation.runner)
+
 
 def eval_command(
     model: Annotated[Path, typer.Argument(help="Run directory, .ckpt file or exported bundle.")],
     data: Annotated[str, typer.Option(
-        "--data", help="Held-out images: 'demo', a folder, shards ('val-{000000..000004}.tar') or a pipe: URL.")],
+        "--data", help="Held-out data of the model's modality: 'demo', a folder, shards ('val-{000000..000004}.tar') or a pipe: URL.")],
     out: Annotated[Optional[Path], typer.Option(
         "--out", help="Output folder, absent or empty (default: a new numbered folder RUN/eval/001, 002, ... for a "
         "run, else ./eval-NAME/001, ...).")] = None,
     force: Annotated[bool, typer.Option("--force", help="Write into a non-empty --out, replacing its results.")] = False,
     num_samples: Annotated[Optional[int], typer.Option(
-        "--num-samples", min=1, help="Evaluate at most N images (default: the whole split; the protocol is 50k).")] = None,
+        "--num-samples", min=1, help="Evaluate at most N samples (default: the whole split; the protocol is 50k).")] = None,
     resolution: Annotated[Optional[int], typer.Option(
-        "--resolution", min=8, help="Image size: shorter side resized to R, centre crop R x R (default: the model's).")] = None,
-    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Images per batch and device.")] = 16,
+        "--resolution", min=8, help="Images only: size, shorter side resized to R, centre crop R x R (default: the model's).")] = None,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Samples per batch and device.")] = 16,
     devices: Annotated[int, typer.Option("--devices", min=1, help="Devices (GPUs, or CPU processes); >1 runs DDP.")] = 1,
     accelerator: Annotated[str, typer.Option("--accelerator", help="auto, cpu or gpu (cuda: the same as gpu).")] = "auto",
     num_workers: Annotated[int, typer.Option("--num-workers", min=0, help="Data loader workers per device.")] = 2,
     fid_weights: Annotated[Optional[Path], typer.Option(
-        "--fid-weights", help="FID Inception-v3 TorchScript file (default: the asset search, see `mmtok doctor`).")] = None,
+        "--fid-weights", help="Images only: FID Inception-v3 TorchScript file (default: the asset search, see `mmtok doctor`).")] = None,
     reference_stats: Annotated[Optional[Path], typer.Option(
-        "--reference-stats", help="Precomputed real-image statistics (.npz/.safetensors) instead of recomputing.")] = None,
+        "--reference-stats", help="Images only: precomputed real-image statistics (.npz/.safetensors) instead of recomputing.")] = None,
     save_reference_stats: Annotated[Optional[Path], typer.Option(
-        "--save-reference-stats", help="Save the real images' statistics here for later --reference-stats.")] = None,
+        "--save-reference-stats", help="Images only: save the real images' statistics here for later --reference-stats.")] = None,
     no_ema: Annotated[bool, typer.Option("--no-ema", help="Evaluate the live weights instead of the EMA.")] = False,
     no_rfid: Annotated[bool, typer.Option(
-        "--no-rfid", help="Skip rFID (its Inception pass and 2048-d Frechet distance are the slow part on CPU).")] = False,
+        "--no-rfid", help="Images only: skip rFID (its Inception pass and 2048-d Frechet distance are the slow part on CPU).")] = False,
     classifier: Annotated[str, typer.Option(
-        "--classifier", help="ImageNet classifier for top-1 agreement between originals and reconstructions "
-        "(efficientnet_lite2, efficientnet_lite0), or none.")] = "efficientnet_lite2",
+        "--classifier", help="Images only: ImageNet classifier for top-1 agreement between originals and reconstructions "
+        "(efficientnet_lite2, efficientnet_lite0), or none.")] = DEFAULT_CLASSIFIER,
 ):
-    """Evaluate a tokenizer: rFID, PSNR, SSIM, LPIPS, classifier agreement, semantic cosine, usage, throughput.
+    """Evaluate a tokenizer on held-out data with its modality's metrics (images: rFID, PSNR, SSIM, LPIPS,
+    classifier agreement, semantic cosine; audio and motion: see the README), codebook usage and throughput.
 
-    Writes metrics.json, report.md, reconstructions.png and codebook_usage.png into a new folder per
-    evaluation. An rFID from fewer than 5,000 images is flagged (below 500: not meaningful).
+    Writes metrics.json, report.md and pictures into a new folder per evaluation. The rFID, FID, resolution
+    and classifier options apply to image tokenizers only. An rFID from fewer than 5,000 images is flagged
+    (below 500: not meaningful).
     Example: [bold]mmtok eval runs/quickstart --data demo --num-samples 64[/bold]
     """
     from rich.console import Console
@@ -51,19 +55,25 @@ def eval_command(
     from mmtok.evaluation.report import metric_rows
 
     err = Console(stderr=True)
+    given = {}  # the image-only options given: another modality's evaluator refuses them by name
+    for key, value in (("resolution", resolution), ("fid_weights", fid_weights), ("reference_stats", reference_stats),
+                       ("save_reference_stats", save_reference_stats)):
+        if value is not None:
+            given[key] = value if key == "resolution" else str(value)
+    if no_rfid:
+        given["rfid"] = False
+    if classifier != DEFAULT_CLASSIFIER:
+        given["classifier"] = None if classifier.lower() == "none" else classifier
     result = evaluate(
-        model, data, out=out, force=force, num_samples=num_samples, resolution=resolution, batch_size=batch_size,
-        devices=devices, accelerator=accelerator, num_workers=num_workers, ema=not no_ema,
-        fid_weights=str(fid_weights) if fid_weights else None,
-        reference_stats=str(reference_stats) if reference_stats else None,
-        save_reference_stats=str(save_reference_stats) if save_reference_stats else None, rfid=not no_rfid,
-        classifier=None if classifier.lower() == "none" else classifier, console=err,
+        model, data, out=out, force=force, num_samples=num_samples, batch_size=batch_size,
+        devices=devices, accelerator=accelerator, num_workers=num_workers, ema=not no_ema, console=err, **given,
     )
     if "files" not in result:  # not global rank 0 under DDP: rank 0 prints and writes
         return
     proto = result["protocol"]
+    size = f" at {proto['resolution']}px" if "resolution" in proto else ""
     table = Table(title=f"mmtok eval: {result['model']['recipe_name']} ({result['model']['weights']} weights), "
-                        f"{proto['num_samples']} images at {proto['resolution']}px")
+                        f"{proto['num_samples']} samples{size}")
     table.add_column("metric")
     table.add_column("value", justify="right")
     reliability = result["metrics"].get("rfid_reliability", "ok")
@@ -80,5 +90,4 @@ def eval_command(
     if result["model"].get("note"):
         console.print(f"[yellow]note[/yellow]: {escape(result['model']['note'])}", soft_wrap=True)
     out_dir = Path(result["out"])
-    console.print(f"results: {out_dir / 'metrics.json'}, {out_dir / 'report.md'}, "
-                  f"{out_dir / 'reconstructions.png'}, {out_dir / 'codebook_usage.png'}", soft_wrap=True)
+    console.print("results: " + ", ".join(str(out_dir / name) for name in result["files"].values()), soft_wrap=True)

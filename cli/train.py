@@ -72,8 +72,9 @@ def train_command(
     val = (f"{100 * d.holdout_fraction:g}% of it held out (data.val=holdout)" if d.val == "holdout"
            else (escape(d.val) if d.val else "none"))
     if _is_global_zero():
+        size = f"{resolved.model.resolution}px, " if hasattr(resolved.model, "resolution") else ""
         Console(soft_wrap=True).print(f"[bold]mmtok train[/bold] {resolved.name} -> {run_dir}  ({resolved.model.family}, "
-                                      f"{resolved.model.resolution}px, data: {escape(d.train)}, validation: {val})")
+                                      f"{size}data: {escape(d.train)}, validation: {val})")
     summary = train(resolved, run_dir, resume=resume)
     if summary["is_global_zero"]:
         _report(Console(soft_wrap=True), summary, resolved, run_dir)

@@ -47,14 +47,15 @@ def model_kind(path: str | os.PathLike) -> str:
                           hint="give a run directory, a .ckpt file or an exported bundle directory")
 
 
-def read_checkpoint(path: str | os.PathLike) -> dict:
-    """The checkpoint dict at `path`, read with torch.load(weights_only=True) on CPU."""
+def read_checkpoint(path: str | os.PathLike, mmap: bool = False) -> dict:
+    """The checkpoint dict at `path`, read with torch.load(weights_only=True) on CPU (`mmap`: tensors stay in
+    the file until touched, for a quick look at the recipe)."""
     import pickle
 
     import torch
 
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except pickle.UnpicklingError as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise CheckpointError(
@@ -70,6 +71,26 @@ def read_checkpoint(path: str | os.PathLike) -> dict:
         raise CheckpointError(f"{path} was not written by mmtok (no recipe inside)",
                               hint="evaluate checkpoints from `mmtok train`")
     return ckpt
+
+
+def model_family(path: str | os.PathLike) -> str:
+    """The family name of the model at `path` (run directory, .ckpt or bundle) without building it."""
+    from mmtok import config
+
+    kind = model_kind(path)
+    if kind == "bundle":
+        from mmtok.export.load import CONFIG_FILE, read_json
+
+        family = read_json(Path(path) / CONFIG_FILE).get("family")
+        if not isinstance(family, str):
+            raise CheckpointError(f"{Path(path) / CONFIG_FILE} names no family", hint="re-export the bundle")
+        return family
+    file = Path(path) / "checkpoints" / "last.ckpt" if kind == "run" else Path(path)
+    recipe = read_checkpoint(file, mmap=True)["mmtok"]["recipe"]
+    model = recipe.get("model") or {}
+    if "family" in model:
+        return model["family"]
+    return config.load(recipe).model.family
 
 
 def load_model(path: str | os.PathLike, *, ema: bool = True, map_location: str = "cpu"):

@@ -327,5 +327,7 @@ def test_data_sources_are_keyed_by_modality_and_kind():
     from mmtok.errors import DataError
 
     assert {"image/demo", "image/folder", "image/shards"} <= set(DATA_SOURCES.names())
-    with pytest.raises(DataError, match="no demo data source for audio"):
-        build_dataset("demo", "val", 16, modality="audio")
+    from mmtok.errors import MmtokError
+
+    with pytest.raises(MmtokError, match="no modality 'smell'"):
+        build_dataset("demo", "val", 16, modality="smell")

@@ -292,14 +292,14 @@ def test_graphs_and_tokenizer_for_every_quantizer_kind(quantizer, tmp_path):
     from mmtok import config, families
     from mmtok.export.bundle import tokenizer_meta
     from mmtok.export.graphs import check_graphs, export_graphs
-    from mmtok.export.tokenizer import Tokenizer
+    from mmtok.export.tokenizer import ImageTokenizer
 
     recipe = config.load({"model": {"preset": "test_f4", "quantizer": quantizer}})
     torch.manual_seed(0)
     model = families.build_model(recipe.model).eval()
     export_graphs(model, tmp_path)
     check_graphs(model, tmp_path, _images(6, seed=2))  # raises on any difference
-    tok = Tokenizer(model, tokenizer_meta(model, recipe), {})
+    tok = ImageTokenizer(model, tokenizer_meta(model, recipe), {})
     ids = tok.encode(_images(2))
     levels = quantizer.get("levels") if quantizer["kind"] == "rvq" else None
     assert ids.shape == (2, 4, 4, *([levels] if levels else []))

@@ -76,11 +76,11 @@ def test_export_and_load_give_the_eager_ids_pixels_and_semantic_embedding(traine
     emb = tok.semantic_embedding(ids.flatten(1))  # flat row-major sequences, as an LM holds them
     assert emb.shape == (3, 16, 40) and torch.allclose(emb, eager.semantic_embedding(ids), atol=1e-5)
     from mmtok.errors import MmtokError
-    from mmtok.export.tokenizer import Tokenizer
+    from mmtok.export.tokenizer import ImageTokenizer
 
     plain = families.build_model(config.load({"model": {"preset": "test_f4"}}).model)
     with pytest.raises(MmtokError, match="this vqgan tokenizer has no semantic branch"):
-        Tokenizer(plain, plain.meta, {}).semantic_embedding(ids)
+        ImageTokenizer(plain, plain.meta, {}).semantic_embedding(ids)
     meta = json.loads((tmp_path / "bundle" / "tokenizer.json").read_text())
     sem = meta["semantic"]
     assert (sem["dim"], sem["grid"], sem["teacher_grid"], sem["layer"]) == (40, [4, 4], [4, 4], -3)

@@ -1,12 +1,14 @@
-"""One entry point for image data: `build_dataset` (an IterableDataset) and `make_loader` (its DataLoader).
+"""One entry point for data of every modality: `build_dataset` (an IterableDataset) and `make_loader` (its
+DataLoader). Sources are registered in DATA_SOURCES as "MODALITY/KIND" by the modality's module (see
+mmtok.modalities); the image sources are registered here.
 
 A source string is one of:
   "demo"                                 photographs bundled with scikit-image (mmtok.data.demo)
   "shards/train-{000000..000009}.tar"    webdataset shards: brace ranges, globs ("shards/*.tar"), "a::b"
   "pipe:curl -s https://host/x-{0..9}.tar"  or an http(s)://, gs://, s3:// ... URL, read by webdataset
-  "photos/"                              a folder of image files, searched recursively
-Each sample is {"image": float32 [3, R, R] in [-1, 1], "skipped": int, "bad": list[str]}; see
-mmtok.data.stream. `holdout` splits a folder or shards into train and held-out val (mmtok.data.holdout).
+  "photos/"                              a folder of files, searched recursively
+Each sample is {MODALITY: float32 tensor, "skipped": int, "bad": list[str], ...}; images are
+{"image": float32 [3, R, R] in [-1, 1], ...}, see mmtok.data.stream. `holdout` splits a folder or shards into train and held-out val (mmtok.data.holdout).
 """
 from __future__ import annotations
 
@@ -23,7 +25,7 @@ from mmtok.data.stream import DataStreamError
 from mmtok.errors import DataError
 from mmtok.registry import Registry
 
-DATA_SOURCES = Registry("data source")  # "MODALITY/KIND" -> builder(source, split, resolution, **options)
+DATA_SOURCES = Registry("data source")  # "MODALITY/KIND" -> builder(source, split, spec, **options)
 
 FORMS_HINT = ("give 'demo', a folder of images, shard files such as 'shards/train-{000000..000009}.tar' or "
               "'shards/*.tar', or a 'pipe:' URL")
@@ -91,11 +93,14 @@ def source_kind(source: str) -> str:
     raise DataError(f"no data at {source}", hint=FORMS_HINT)
 
 
-def build_dataset(source: str, split: str, resolution: int, *, modality: str = "image", shuffle_buffer: int = 1000,
+def build_dataset(source: str, split: str, spec, *, modality: str = "image", shuffle_buffer: int = 1000,
                   seed: int = 0, max_samples: int | None = None, holdout: float = 0.0):
     """An IterableDataset of `modality` samples from `source`: the builder registered in DATA_SOURCES as
-    "MODALITY/KIND" (KIND from `source_kind`: demo, shards, folder). For images: mmtok.data.stream.ImageStream
-    samples {"image": float32 [3, R, R] in [-1, 1], "skipped": int, "bad": list[str]}.
+    "MODALITY/KIND" (KIND from `source_kind`: demo, shards, folder), called as
+    builder(source, split, spec, seed=, max_samples=, shuffle_buffer=, holdout=). `spec` says what one sample
+    is: the recipe's model section (a family's validated config: resolution, sample rate, window, ...); for
+    images an int resolution R is enough. Image samples (mmtok.data.stream.ImageStream) are
+    {"image": float32 [3, R, R] in [-1, 1], "skipped": int, "bad": list[str]}.
 
     split "train": endless (with `max_samples`: that many in all, dealt over ranks and workers), shuffled,
     random crops, seeded by `seed`. split "val": one finite deterministic pass, centre crops, at most
@@ -110,28 +115,37 @@ def build_dataset(source: str, split: str, resolution: int, *, modality: str = "
     kind = source_kind(source)
     name = f"{modality}/{kind}"
     if name not in DATA_SOURCES:
+        from mmtok import modalities
+
+        modalities.get(modality)  # importing the modality's module registers its sources
+    if name not in DATA_SOURCES:
         have = [n for n in DATA_SOURCES.names() if n.startswith(modality + "/")]
         raise DataError(f"no {kind} data source for {modality}", hint="available: " + (", ".join(have) or "none"))
-    return DATA_SOURCES.get(name)(source, split, resolution, seed=seed, max_samples=max_samples,
+    return DATA_SOURCES.get(name)(source, split, spec, seed=seed, max_samples=max_samples,
                                   shuffle_buffer=shuffle_buffer, holdout=check_holdout(holdout))
 
 
-def _image_demo(source, split, resolution, *, holdout, **kwargs):
+def _resolution(spec) -> int:
+    """An image source's R from its spec: an int, or a model config with `resolution`."""
+    return int(spec) if isinstance(spec, int) else int(spec.resolution)
+
+
+def _image_demo(source, split, spec, *, holdout, **kwargs):
     if holdout:
         raise DataError("holdout does not apply to 'demo': its val split is already separate photographs",
                         hint="use split 'val' of 'demo' with holdout=0")
     from mmtok.data.demo import DemoStream
 
-    return DemoStream(split, resolution, **kwargs)
+    return DemoStream(split, _resolution(spec), **kwargs)
 
 
-def _image_shards(source, split, resolution, **kwargs):
+def _image_shards(source, split, spec, **kwargs):
     from mmtok.data.shards import ShardStream
 
-    return ShardStream(source, expand_shards(source), split, resolution, **kwargs)
+    return ShardStream(source, expand_shards(source), split, _resolution(spec), **kwargs)
 
 
-def _image_folder(source, split, resolution, **kwargs):
+def _image_folder(source, split, spec, **kwargs):
     from mmtok.data.folder import FolderStream
 
     files = find_images(source)
@@ -140,7 +154,7 @@ def _image_folder(source, split, resolution, **kwargs):
         hint = (f"it holds .tar shards: pass them as a pattern, e.g. '{Path(source) / '*.tar'}'" if tars
                 else "put .jpg/.png/.webp files in it (searched recursively)")
         raise DataError(f"no image files in folder {source}", hint=hint)
-    return FolderStream(source, files, split, resolution, **kwargs)
+    return FolderStream(source, files, split, _resolution(spec), **kwargs)
 
 
 DATA_SOURCES.register("image/demo", _image_demo)
@@ -149,32 +163,42 @@ DATA_SOURCES.register("image/folder", _image_folder)
 
 
 def collate_samples(samples: list[dict]) -> dict:
-    """A batch: "image" float32 [B, 3, R, R] in [-1, 1], "skipped" int64 [B] (sum it for the batch's drops),
-    "bad" list[str]: the samples' "bad" lists joined ("NAME: REASON" entries, usually empty)."""
-    return {"image": torch.stack([s["image"] for s in samples]),
-            "skipped": torch.tensor([int(s["skipped"]) for s in samples], dtype=torch.long),
-            "bad": [entry for s in samples for entry in s.get("bad", ())]}
+    """A batch of samples of one modality: tensors under one key stacked (e.g. "image" float32 [B, 3, R, R]),
+    "skipped" int64 [B] (sum it for the batch's drops), "bad" list[str]: the samples' "bad" lists joined
+    ("NAME: REASON" entries, usually empty); any other key (captions, names, ...) a list in sample order."""
+    batch = {"skipped": torch.tensor([int(s["skipped"]) for s in samples], dtype=torch.long),
+             "bad": [entry for s in samples for entry in s.get("bad", ())]}
+    for key in samples[0]:
+        if key in batch:
+            continue
+        values = [s[key] for s in samples]
+        batch[key] = torch.stack(values) if isinstance(values[0], torch.Tensor) else values
+    return batch
 
 
-def make_loader(source: str, split: str, resolution: int, batch_size: int, num_workers: int = 0,
+def make_loader(source: str, split: str, spec, batch_size: int, num_workers: int = 0,
                 shuffle_buffer: int = 1000, seed: int = 0, max_samples: int | None = None, holdout: float = 0.0,
                 modality: str = "image"):
-    """A DataLoader of batches {"image": float32 [B, 3, R, R] in [-1, 1], "skipped": int64 [B], "bad":
-    list[str]} (see collate_samples) over `build_dataset(source, ..., holdout=holdout)`; persistent workers
-    when num_workers > 0, pinned memory with CUDA. A val pass that yields no batch at all raises
-    DataStreamError."""
+    """A DataLoader of batches {MODALITY: float32 [B, ...], "skipped": int64 [B], "bad": list[str], ...} (see
+    collate_samples) over `build_dataset(source, split, spec, ..., holdout=holdout)`; for images
+    {"image": float32 [B, 3, R, R] in [-1, 1], ...}. Persistent workers when num_workers > 0, pinned memory
+    with CUDA. A val pass that yields no batch at all raises DataStreamError."""
     if batch_size < 1 or num_workers < 0:
         raise DataError(f"bad loader settings: batch_size={batch_size}, num_workers={num_workers}",
                         hint="batch_size must be >= 1 and num_workers >= 0")
-    dataset = build_dataset(source, split, resolution, modality=modality, shuffle_buffer=shuffle_buffer, seed=seed,
+    dataset = build_dataset(source, split, spec, modality=modality, shuffle_buffer=shuffle_buffer, seed=seed,
                             max_samples=max_samples, holdout=holdout)
-    return ImageLoader(dataset, batch_size=batch_size, num_workers=num_workers, collate_fn=collate_samples,
+    return SampleLoader(dataset, modality=modality, batch_size=batch_size, num_workers=num_workers, collate_fn=collate_samples,
                         persistent_workers=num_workers > 0, pin_memory=torch.cuda.is_available())
 
 
-class ImageLoader(DataLoader):
+class SampleLoader(DataLoader):
     """A DataLoader whose val passes must yield something: a worker cannot tell that the others found
     nothing either, so the check that the whole pass was empty happens here."""
+
+    def __init__(self, dataset, *, modality: str = "image", **kwargs):
+        super().__init__(dataset, **kwargs)
+        self.modality = modality
 
     def __iter__(self):
         it = super().__iter__()
@@ -190,5 +214,5 @@ class ImageLoader(DataLoader):
             if self.dataset.holdout:
                 hint = ("no held-out sample decoded, or none was held out: give validation data (data.val) "
                         "or a larger holdout fraction")
-            raise DataStreamError(f"validation data {self.dataset.describe()} yielded no decodable image in a "
+            raise DataStreamError(f"validation data {self.dataset.describe()} yielded no decodable {self.modality} in a "
                                   "full pass", hint=hint)

@@ -1,4 +1,4 @@
-"""`evaluate(model, data)`: one pass over held-out images with every reconstruction metric, on one or more
+"""`evaluate_images(model, data)` (the image modality's `mmtok eval`): one pass over held-out images with every reconstruction metric, on one or more
 devices (Lightning Fabric; `devices > 1` runs DDP and the torchmetrics states are summed across ranks).
 
 Protocol (REFERENCE.md section 1): the "val" split of mmtok.data (shorter side resized to R, centre crop R x R,
@@ -37,7 +37,7 @@ def default_out(model_path: str | os.PathLike) -> Path:
     return eval_base(model_path)
 
 
-def evaluate(model_path: str | os.PathLike, data: str, *, out: str | os.PathLike | None = None,
+def evaluate_images(model_path: str | os.PathLike, data: str, *, out: str | os.PathLike | None = None,
              force: bool = False, num_samples: int | None = None, resolution: int | None = None,
              batch_size: int = 16, devices: int = 1, accelerator: str = "auto", num_workers: int = 2,
              ema: bool = True, fid_weights: str | None = None, reference_stats: str | None = None,

@@ -30,18 +30,30 @@ PARTIAL_MARKER = ".mmtok-partial"
 
 
 def tokenizer_meta(model, recipe) -> dict:
-    """tokenizer.json: the model's `meta` (checked as a mmtok.families.spec.TokenSpec) plus everything a language
-    model needs to use the ids."""
+    """tokenizer.json: the model's `meta` (checked as a mmtok.families.spec.TokenSpec) plus what its modality
+    adds for a language model to use the ids (input preparation, id layout, vocabulary, special tokens)."""
+    from mmtok import modalities
     from mmtok.families.spec import TokenSpec
 
     meta = TokenSpec.from_meta(dict(model.meta)).to_meta()
+    meta["format_version"] = FORMAT_VERSION
+    meta.update(modalities.get(meta["modality"]).resolve("bundle_meta")(meta))
+    return meta
+
+
+def image_bundle_meta(meta: dict) -> dict:
+    """The image modality's tokenizer.json keys: input normalisation and resizing, row-major id layout, special
+    tokens."""
     k = int(meta["codebook_size"])
     levels = int(meta.get("num_codebooks", 1)) if meta.get("layout") == "residual" else 0
     ids_per_sample = int(meta["tokens_per_sample"]) * max(levels, 1)
     width = max(5, len(str(k - 1)))
     r = int(meta["input_size"][-1])
-    meta.update({
-        "format_version": FORMAT_VERSION,
+    one_d = len(meta["token_grid"]) == 1
+    order = ("in sequence order (1-D tokens; position i depends only on positions <= i for layout 1d_causal)"
+             if one_d else "row-major over the grid (raster order: left to right, then top to bottom); "
+             "flat index = row * width + col")
+    return {
         "input": {
             "shape": meta["input_size"], "layout": "[B, C, H, W], RGB, channels first", "dtype": "float32",
             "value_range": [-1.0, 1.0], "normalisation": "x = pixel / 127.5 - 1 for 8-bit pixels (0 -> -1, 255 -> 1)",
@@ -50,8 +62,7 @@ def tokenizer_meta(model, recipe) -> dict:
         },
         "ids": {
             "dtype": "int64", "shape": ["B", *meta["token_grid"], *([levels] if levels else [])], "range": [0, k],
-            "layout": "row-major over the grid (raster order: left to right, then top to bottom); "
-                      "flat index = row * width + col" + ("; residual levels innermost (coarse to fine)" if levels else ""),
+            "layout": order + ("; residual levels innermost (coarse to fine)" if levels else ""),
             "per_sample": ids_per_sample,
             "offset": 0,
             "offsets_note": "ids are codebook indices starting at 0; add your own vocabulary offset in the LM"
@@ -60,11 +71,11 @@ def tokenizer_meta(model, recipe) -> dict:
         "vocab_size": k,
         "special_tokens": {
             "begin": "<img>", "end": "</img>", "code_format": f"<img_{{:0{width}d}}>",
-            "note": f"suggested: one image = begin, then the {ids_per_sample} codes in row-major order "
-                    f"as code_format.format(id), then end; {k * max(levels, 1)} + 2 new tokens in all",
+            "note": f"suggested: one image = begin, then the {ids_per_sample} codes in "
+                    f"{'sequence' if one_d else 'row-major'} order as code_format.format(id), then end; "
+                    f"{k * max(levels, 1)} + 2 new tokens in all",
         },
-    })
-    return meta
+    }
 
 
 def find_evals(model_path: Path, source: str) -> list[Path]:
@@ -154,7 +165,7 @@ def export_bundle(model_path: str | os.PathLike, out_dir: str | os.PathLike, *, 
     """
     import mmtok
     from mmtok import config as recipes
-    from mmtok.export.card import model_card
+    from mmtok import modalities
     from mmtok.model_io import load_model, weights_fingerprint
 
     out = Path(out_dir)
@@ -194,6 +205,7 @@ def export_bundle(model_path: str | os.PathLike, out_dir: str | os.PathLike, *, 
         _write_graphs(model, recipe, tmp)
     if onnx:
         notes += _write_onnx(model, recipe, tmp)
+    model_card = modalities.get(meta["modality"]).resolve("card")
     (tmp / "README.md").write_text(model_card(cfg, meta, evaluation, recipes.dump(recipe), info,
                                               graphs=graphs, onnx=onnx, name=out.name))
     files = {p.name: sha256(p) for p in sorted(tmp.iterdir()) if p.is_file() and p.name != PARTIAL_MARKER}

@@ -174,8 +174,9 @@ def _build(path: str | os.PathLike, verify: bool = True):
     return model, recipe, info, cfg, meta
 
 
-def load(path: str | os.PathLike, device: str = "cpu", verify: bool = True) -> "Tokenizer":
-    """The bundle at `path` as a Tokenizer (see mmtok.export.tokenizer.Tokenizer) on `device` ("cpu", "gpu",
+def load(path: str | os.PathLike, device: str = "cpu", verify: bool = True) -> "BaseTokenizer":
+    """The bundle at `path` as its modality's tokenizer (mmtok.export.tokenizer.BaseTokenizer; images:
+    ImageTokenizer) on `device` ("cpu", "gpu",
     "gpu:N", "auto", or torch's "cuda" / "cuda:N"; mmtok.hardware.torch_device: a GPU without CUDA is an error).
 
     verify=True checks checksums.json: config.json, model.safetensors, tokenizer.json and the graphs must
@@ -183,10 +184,11 @@ def load(path: str | os.PathLike, device: str = "cpu", verify: bool = True) -> "
     the checksums entirely (checksums.json may be absent or stale): the files are used as they are. The
     format/version check and the strict weight loading (every key and shape must fit the model built from
     config.json) still apply."""
-    from mmtok.export.tokenizer import Tokenizer
+    from mmtok import modalities
     from mmtok.hardware import torch_device
 
     device = torch_device(device)  # before any file is read: a bad device name is one line
     model, _, _, cfg, meta = _build(path, verify=verify)
-    return Tokenizer(model, meta, cfg, path=Path(path)).to(device)
+    tokenizer = modalities.get(meta["modality"]).resolve("tokenizer")
+    return tokenizer(model, meta, cfg, path=Path(path)).to(device)
 

@@ -1,4 +1,5 @@
-"""`Tokenizer`: what `mmtok.load(bundle)` returns. Images in, ids out, and back, with every input checked.
+"""What `mmtok.load(bundle)` returns: a `BaseTokenizer` subclass chosen by the bundle's modality (see
+mmtok.modalities). `ImageTokenizer`: images in, ids out, and back, with every input checked.
 
     tok = mmtok.load("bundles/vq16")
     ids = tok.encode(["cat.jpg", pil_image])   # LongTensor [B, h, w], row-major grid, ids in [0, K)
@@ -20,36 +21,89 @@ from mmtok.errors import MmtokError
 RANGE_TOLERANCE = 1e-3  # float slack on the [-1, 1] check (e.g. values read back from fp16)
 
 
-class Tokenizer:
+class BaseTokenizer:
     """A loaded bundle: `encode`, `decode`, `meta`, `to(device)`. Wraps the model (`.model`), which stays in
-    eval mode; all calls run without gradients."""
+    eval mode; all calls run without gradients. A modality's subclass implements `preprocess` (any input form it
+    accepts -> the model's input tensor on this device, one-line MmtokError for bad input) and `check_ids`
+    (ids in any form it accepts -> int64 on this device), and may override `postprocess` (the model's decode
+    output -> what `decode` returns) or `encode` (extra options)."""
 
     def __init__(self, model: nn.Module, meta: dict, config: dict, path: Path | None = None):
         self.model = model.eval()
         self.meta = meta
         self.config = config
         self.path = path
-        size = meta["input_size"]
-        self.channels, self.resolution = int(size[0]), int(size[-1])
         self.token_grid = tuple(int(g) for g in meta["token_grid"])
         self.codebook_size = int(meta["codebook_size"])
         # a residual quantizer's ids carry a trailing level dimension
         self.levels = int(meta.get("num_codebooks", 1)) if meta.get("layout") == "residual" else 0
 
-    # ------------------------------------------------------------------------------------------- basics
-
     @property
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
 
-    def to(self, device: str | torch.device) -> "Tokenizer":
+    def to(self, device: str | torch.device) -> "BaseTokenizer":
         self.model.to(device)
         return self
 
     def __repr__(self) -> str:
         g = "x".join(str(s) for s in self.token_grid)
-        return (f"Tokenizer({self.meta.get('family', '?')}, {self.resolution}px -> {g} tokens, "
+        size = "x".join(str(s) for s in self.meta["input_size"])
+        return (f"{type(self).__name__}({self.meta.get('family', '?')}, {self.meta['modality']} {size} -> {g} tokens, "
                 f"{self.codebook_size} codes, path={str(self.path) if self.path else None!r})")
+
+    def preprocess(self, x: Any) -> torch.Tensor:
+        raise NotImplementedError
+
+    def check_ids(self, ids: Any) -> torch.Tensor:
+        raise NotImplementedError
+
+    def postprocess(self, out: torch.Tensor) -> torch.Tensor:
+        return out.float()
+
+    @torch.no_grad()
+    def encode(self, x: Any, **options) -> torch.Tensor:
+        """Token ids (int64) for `x` in any form `preprocess` takes (`options` go to `preprocess`)."""
+        return self.model.encode(self.preprocess(x, **options))
+
+    @torch.no_grad()
+    def decode(self, ids: Any) -> torch.Tensor:
+        """The model's reconstruction of ids in any form `check_ids` takes, through `postprocess`."""
+        return self.postprocess(self.model.decode(self.check_ids(ids)))
+
+    def as_id_tensor(self, ids: Any) -> torch.Tensor:
+        """ids from a tensor, array or nested list as an integer tensor; MmtokError for floats and other types."""
+        if isinstance(ids, (list, tuple)):
+            ids = np.asarray(ids)
+        if isinstance(ids, np.ndarray):
+            if ids.dtype.kind not in "iu":
+                raise MmtokError(f"decode got a {ids.dtype} array; token ids must be integers")
+            ids = torch.from_numpy(ids.astype(np.int64))
+        if not isinstance(ids, torch.Tensor):
+            raise MmtokError(f"decode cannot take a {type(ids).__name__}", hint="pass a LongTensor of ids")
+        if ids.is_floating_point() or ids.is_complex() or ids.dtype == torch.bool:
+            raise MmtokError(f"decode got a {str(ids.dtype).replace('torch.', '')} tensor; token ids must be integers")
+        return ids
+
+    def check_range(self, ids: torch.Tensor) -> torch.Tensor:
+        """ids (int64) on this device; MmtokError when any lies outside [0, codebook_size)."""
+        ids = ids.long()
+        k = self.codebook_size
+        if ids.numel():
+            lo, hi = int(ids.min()), int(ids.max())
+            if lo < 0 or hi >= k:
+                raise MmtokError(f"decode got ids in [{lo}, {hi}]; this codebook's ids lie in [0, {k})",
+                                 hint="strip special tokens and vocabulary offsets before decoding")
+        return ids.to(self.device)
+
+
+class ImageTokenizer(BaseTokenizer):
+    """An image bundle: `encode(images)` -> ids [B, h, w] (+ [levels]), `decode(ids)` -> images in [-1, 1]."""
+
+    def __init__(self, model: nn.Module, meta: dict, config: dict, path: Path | None = None):
+        super().__init__(model, meta, config, path)
+        size = meta["input_size"]
+        self.channels, self.resolution = int(size[0]), int(size[-1])
 
     # ------------------------------------------------------------------------------------------- encode
 
@@ -113,7 +167,7 @@ class Tokenizer:
         return x.clamp(-1, 1)
 
     @torch.no_grad()
-    def encode(self, images: Any, *, check_range: bool = True) -> torch.Tensor:
+    def encode(self, images: Any, *, check_range: bool = True) -> torch.Tensor:  # noqa: D102 (named options)
         """Token ids, LongTensor [B, h, w] (row-major grid, values in [0, K); [B, h, w, levels] for a residual
         quantizer), for `images` in any form `preprocess` takes."""
         return self.model.encode(self.preprocess(images, check_range=check_range))
@@ -121,47 +175,32 @@ class Tokenizer:
     # ------------------------------------------------------------------------------------------- decode
 
     def check_ids(self, ids: Any) -> torch.Tensor:
-        """ids as int64 [B, h, w] on this device from [B, h, w], [h, w] or flat row-major [B, h*w] integers
-        (residual quantizers: [B, h, w, n] with 1 <= n <= levels, [h, w, n], or flat [B, h*w*levels]);
-        MmtokError naming the problem for floats, a wrong grid or values outside [0, K)."""
-        if isinstance(ids, (list, tuple)):
-            ids = np.asarray(ids)
-        if isinstance(ids, np.ndarray):
-            if ids.dtype.kind not in "iu":
-                raise MmtokError(f"decode got a {ids.dtype} array; token ids must be integers")
-            ids = torch.from_numpy(ids.astype(np.int64))
-        if not isinstance(ids, torch.Tensor):
-            raise MmtokError(f"decode cannot take a {type(ids).__name__}", hint="pass a LongTensor [B, h, w] of ids")
-        if ids.is_floating_point() or ids.is_complex() or ids.dtype == torch.bool:
-            raise MmtokError(f"decode got a {str(ids.dtype).replace('torch.', '')} tensor; token ids must be integers")
-        h, w = self.token_grid
-        L = self.levels
-        per_sample = h * w * max(L, 1)
-        grid_dims = 3 if L else 2  # dims of one sample
-        if ids.dim() == grid_dims and tuple(ids.shape[:2]) == (h, w):
+        """ids as int64 [B, *grid] on this device (grid: [h, w], or [n] for 1-D tokens) from [B, *grid], [*grid]
+        or flat row-major [B, prod(grid)] integers (residual quantizers: [B, *grid, n] with 1 <= n <= levels,
+        [*grid, n], or flat [B, prod(grid) * levels]); MmtokError naming the problem for floats, a wrong grid or
+        values outside [0, K)."""
+        ids = self.as_id_tensor(ids)
+        grid, L = self.token_grid, self.levels
+        per_sample = int(np.prod(grid)) * max(L, 1)
+        sample_dims = len(grid) + (1 if L else 0)
+        if ids.dim() == sample_dims and tuple(ids.shape[:len(grid)]) == grid:
             ids = ids.unsqueeze(0)
-        elif ids.dim() == 2 and ids.shape[1] == per_sample:
-            ids = ids.reshape(-1, h, w, L) if L else ids.reshape(-1, h, w)  # flat sequences, row-major
-        ok = ids.dim() == grid_dims + 1 and tuple(ids.shape[1:3]) == (h, w)
+        elif ids.dim() == 2 and ids.shape[1] == per_sample and sample_dims > 1:
+            ids = ids.reshape(-1, *grid, *([L] if L else []))  # flat sequences, row-major
+        ok = ids.dim() == sample_dims + 1 and tuple(ids.shape[1:1 + len(grid)]) == grid
         if ok and L:
-            ok = 1 <= ids.shape[3] <= L
+            ok = 1 <= ids.shape[-1] <= L
         if not ok:
-            want = f"[B, {h}, {w}, n] (1 <= n <= {L})" if L else f"[B, {h}, {w}]"
-            raise MmtokError(f"decode got ids of shape {tuple(ids.shape)}; this tokenizer's grid is {h}x{w}",
-                             hint=f"pass {want} or flat [B, {per_sample}] row-major sequences")
-        ids = ids.long()
-        k = self.codebook_size
-        if ids.numel():
-            lo, hi = int(ids.min()), int(ids.max())
-            if lo < 0 or hi >= k:
-                raise MmtokError(f"decode got ids in [{lo}, {hi}]; this codebook's ids lie in [0, {k})",
-                                 hint="strip special tokens and vocabulary offsets before decoding")
-        return ids.to(self.device)
+            g = ", ".join(str(x) for x in grid)
+            want = f"[B, {g}, n] (1 <= n <= {L})" if L else f"[B, {g}]"
+            raise MmtokError(f"decode got ids of shape {tuple(ids.shape)}; this tokenizer's grid is "
+                             f"{'x'.join(str(x) for x in grid)}",
+                             hint=f"pass {want}" + (f" or flat [B, {per_sample}] row-major sequences"
+                                                    if sample_dims > 1 else ""))
+        return self.check_range(ids)
 
-    @torch.no_grad()
-    def decode(self, ids: Any) -> torch.Tensor:
-        """Images float32 [B, C, R, R] clamped to [-1, 1] for ids in any form `check_ids` takes."""
-        return self.model.decode(self.check_ids(ids)).float().clamp(-1, 1)
+    def postprocess(self, out: torch.Tensor) -> torch.Tensor:
+        return out.float().clamp(-1, 1)
 
     @torch.no_grad()
     def semantic_embedding(self, ids: Any) -> torch.Tensor:

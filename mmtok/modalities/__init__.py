@@ -1,1 +1,57 @@
-"""Per-modality objectives, metric suites and sample writers shared by the families of that modality."""
+"""Modalities: what the core needs to know about one kind of data, in one module per modality.
+
+`mmtok/modalities/<name>.py` (or a package of that name) defines `MODALITY = Modality(...)` and, on import,
+registers its data sources in `mmtok.data.sources.DATA_SOURCES` as "<name>/<kind>" (kind: demo, folder,
+shards). Families name their modality (`Family.modality`); `get(name)` imports the module, so no central
+file lists the modalities. The module also holds the modality's objectives, metric suites and sample writers
+that its families share (e.g. mmtok.modalities.image).
+
+Fields (callables, or "module:attribute" strings imported on first use):
+  evaluate(model_path, data, *, out, force, num_samples, batch_size, devices, accelerator, num_workers, ema,
+           console, progress, **modality_options) -> dict   `mmtok eval` (see mmtok.evaluation.evaluate)
+  tokenizer   a mmtok.export.tokenizer.BaseTokenizer subclass: what `mmtok.load(bundle)` returns
+  bundle_meta(meta) -> dict       keys merged into tokenizer.json: "input", "ids", "vocab_size",
+                                  "special_tokens" (and any flattening orders the modality offers)
+  card(cfg, meta, evaluation, recipe_yaml, info, *, graphs, name, onnx) -> str   the bundle's README.md
+  pack(...) or None               `mmtok data pack` for this modality (see mmtok.cli.data)
+"""
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from typing import Callable
+
+from mmtok.errors import MmtokError
+
+
+@dataclass(frozen=True)
+class Modality:
+    name: str
+    evaluate: str | Callable
+    tokenizer: str | Callable
+    bundle_meta: str | Callable
+    card: str | Callable
+    pack: str | Callable | None = None
+
+    def resolve(self, field: str):
+        """The callable behind `field` (imported when given as "module:attribute")."""
+        value = getattr(self, field)
+        if value is None or callable(value):
+            return value
+        module, _, attr = value.partition(":")
+        return getattr(importlib.import_module(module), attr)
+
+
+def get(name: str) -> Modality:
+    """The modality called `name`: `mmtok.modalities.<name>.MODALITY` (importing it registers its data sources)."""
+    try:
+        module = importlib.import_module(f"{__name__}.{name}")
+    except ModuleNotFoundError as e:
+        if e.name != f"{__name__}.{name}":
+            raise
+        raise MmtokError(f"no modality {name!r}: mmtok/modalities/{name}.py does not exist",
+                         hint="a family's `modality` must name a module under mmtok/modalities/") from None
+    found = getattr(module, "MODALITY", None)
+    if not isinstance(found, Modality):
+        raise MmtokError(f"mmtok.modalities.{name} defines no MODALITY = Modality(...)")
+    return found

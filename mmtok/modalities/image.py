@@ -1,5 +1,5 @@
-"""The image modality's objective: pixel terms (l1, l2), LPIPS (perceptual), a PatchGAN adversary (gan, lecam),
-the validation suite (PSNR on 8-bit levels, L2, codebook usage and perplexity) and reconstruction grids.
+"""The image modality (MODALITY, see mmtok.modalities) and its objective: pixel terms (l1, l2), LPIPS
+(perceptual), a PatchGAN adversary (gan, lecam), the validation suite (PSNR on 8-bit levels, L2, codebook usage and perplexity) and reconstruction grids.
 
 Images are float [B, C, H, W] in [-1, 1] under the batch key "image". Image families (VQGAN and the semantic
 families) use `ImageObjective` directly or add their own terms to it.
@@ -12,9 +12,8 @@ import torch
 import torch.nn.functional as F
 
 from mmtok.losses.adversarial import LeCam, PatchDiscriminator, adaptive_weight, d_loss, g_loss
+from mmtok.modalities import Modality
 from mmtok.train.objective import Adversary, MetricSuite, Objective
-
-MODALITY = "image"
 
 
 def to_8bit_levels(x: torch.Tensor) -> torch.Tensor:
@@ -101,7 +100,7 @@ class ImageObjective(Objective):
         return PatchGANAdversary(self.recipe, self.recipe.model.in_channels) if self.active("gan") else None
 
     def inputs(self, batch: dict) -> torch.Tensor:
-        return batch[MODALITY]
+        return batch["image"]
 
     def terms(self, x, out) -> dict[str, torch.Tensor]:
         recon, xf = out.recon.float(), x.float()
@@ -152,3 +151,13 @@ class SemanticImageObjective(ImageObjective):
     def metrics(self) -> SemanticImageMetrics:
         q = self.recipe.model.quantizer
         return SemanticImageMetrics(q.codebook_size, q.num_codebooks)
+
+
+MODALITY = Modality(
+    name="image",
+    evaluate="mmtok.evaluation.runner:evaluate_images",
+    tokenizer="mmtok.export.tokenizer:ImageTokenizer",
+    bundle_meta="mmtok.export.bundle:image_bundle_meta",
+    card="mmtok.export.card:model_card",
+    pack="mmtok.data.pack:pack_folder",
+)

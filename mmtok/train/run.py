@@ -240,14 +240,14 @@ def _loaders(recipe: Recipe):
     from mmtok import families
     from mmtok.data import make_loader
 
-    d, res = recipe.data, recipe.model.resolution
+    d, spec = recipe.data, recipe.model  # the model section says what one sample is (resolution, rate, ...)
     modality = families.get(recipe.model.family).modality  # data sources are keyed by modality and kind
     holdout = d.holdout_fraction if d.val == "holdout" else 0.0
-    train_loader = make_loader(d.train, "train", res, batch_size=d.batch_size, num_workers=d.num_workers,
+    train_loader = make_loader(d.train, "train", spec, batch_size=d.batch_size, num_workers=d.num_workers,
                                shuffle_buffer=d.shuffle_buffer, seed=recipe.seed, holdout=holdout, modality=modality)
     val_loader = None
     if d.val:
-        val_loader = make_loader(d.train if holdout else d.val, "val", res, batch_size=d.batch_size,
+        val_loader = make_loader(d.train if holdout else d.val, "val", spec, batch_size=d.batch_size,
                                  num_workers=min(d.num_workers, 1), shuffle_buffer=0, seed=recipe.seed,
                                  max_samples=d.val_samples, holdout=holdout, modality=modality)
     return train_loader, val_loader
