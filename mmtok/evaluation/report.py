@@ -45,7 +45,17 @@ def metric_rows(m: dict) -> list[tuple[str, str]]:
     for key, label in (("encode_samples_per_s", "encode (samples/s)"), ("decode_samples_per_s", "decode (samples/s)")):
         if key in m:
             rows.append((label, _fmt(m[key], ".1f")))
+    shown = {key for key, _, _ in table} | _SHOWN_INSIDE
+    for key, value in m.items():  # another modality's metrics: by name, in the evaluator's order
+        if key not in shown and isinstance(value, (int, float)) and not isinstance(value, bool):
+            rows.append((key, _fmt(value, ".4g")))
     return rows
+
+
+# keys shown as part of the rows above (or flags about them), not as rows of their own
+_SHOWN_INSIDE = {"codebook_usage_pct", "codebook_used", "codebook_size", "num_codebooks", "codebook_perplexity",
+                 "codebook_entropy_bits", "codebook_entropy_max_bits", "tokens_per_sample", "encode_samples_per_s",
+                 "decode_samples_per_s", "rfid_reliability", "rfid_num_images"}
 
 
 def _rfid_flag(m: dict) -> str:
