@@ -50,4 +50,71 @@ def extend_command(
                       f"{m.span_length} tokens per {m.modality}", soft_wrap=True)
 
 
+def train_command(
+    recipe: Annotated[Optional[str], typer.Argument(
+        help="An LM recipe: a YAML path or a shipped name (recipes/lm_*.yaml). Not needed with --resume --out.")] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", help="Run directory (default: runs/RECIPE).")] = None,
+    max_steps: Annotated[Optional[int], typer.Option("--max-steps", min=1, help="Stop after N optimizer steps.")] = None,
+    resume: Annotated[bool, typer.Option(
+        "--resume", help="Continue the run in --out from its last checkpoint, with the run's own recipe.yaml; "
+        "--set and --max-steps given now apply on top.")] = False,
+    overrides: Annotated[Optional[List[str]], typer.Option(
+        "--set", help="Override a recipe value, e.g. --set optim.lr=1e-4 (repeatable).")] = None,
+    print_config: Annotated[bool, typer.Option(
+        "--print-config", help="Print the resolved recipe and exit without training.")] = False,
+):
+    """Fine-tune an extended LM on token shards: caption -> image and image -> caption, packed.
+
+    Held-out image-token and caption losses are measured before training and at the end (summary.json); the
+    trained model (LoRA merged) is written to RUN/model for [bold]mmtok lm generate[/bold]. Ctrl-C or SIGTERM
+    saves a checkpoint and exits with 130 / 143; [bold]--resume[/bold] continues exactly.
+
+    Example: [bold]mmtok lm train recipes/lm_smollm2.yaml --out runs/lm_smollm2[/bold]
+    """
+    from rich.console import Console
+
+    from mmtok.errors import MmtokError
+    from mmtok.lm.recipe import dump_recipe, load_recipe
+    from mmtok.lm.train import resume_recipe, train
+
+    sets = list(overrides or []) + ([f"trainer.max_steps={max_steps}"] if max_steps is not None else [])
+    if resume:
+        if out is None:
+            raise MmtokError("--resume needs the run to continue", hint="give --out RUN_DIR")
+        resolved = resume_recipe(out, sets)
+    else:
+        if recipe is None:
+            raise MmtokError("which recipe?", hint="give a YAML path, e.g. mmtok lm train recipes/lm_smollm2.yaml")
+        resolved = load_recipe(recipe, sets)
+    if print_config:
+        typer.echo(dump_recipe(resolved), nl=False)
+        return
+    run_dir = out or Path("runs") / resolved.name
+    console = Console(soft_wrap=True)
+    console.print(f"[bold]mmtok lm train[/bold] {resolved.name} -> {run_dir}  (model {resolved.model.path}, "
+                  f"{'LoRA r=' + str(resolved.lora.r) if resolved.lora else 'full fine-tuning'}, "
+                  f"tokens: {resolved.data.train}, validation: {resolved.data.val})")
+    summary = train(resolved, run_dir, resume=resume)
+    if not summary["is_global_zero"]:
+        raise typer.Exit(code=summary["exit_code"])
+    b, f = summary["before"], summary["final"]
+    for name in ("image_loss", "caption_loss"):
+        if f"val/{name}" in f:
+            was = f" (before training {b[f'val/{name}']:.3f})" if f"val/{name}" in b else ""
+            console.print(f"held-out {name.replace('_', ' ')}: {f[f'val/{name}']:.3f}{was}")
+    console.print(f"summary: {run_dir / 'summary.json'}")
+    if summary["model"]:
+        console.print(f"trained model: {summary['model']}")
+    how = f"mmtok lm train --resume --out {run_dir}"
+    if summary["status"] == "finished":
+        console.print(f"[green]done[/green]: step {summary['step']} in {summary['seconds']:.0f} s "
+                      f"({summary['tokens_per_s']:.0f} tokens/s); checkpoint: {summary['checkpoint']}")
+    else:
+        console.print(f"[yellow]{summary['status']}[/yellow] at step {summary['step']} of {summary['max_steps']}; "
+                      f"checkpoint: {summary['checkpoint']}; continue with: {how}")
+    if summary["exit_code"]:
+        raise typer.Exit(code=summary["exit_code"])
+
+
 lm_app.command("extend", help=_reflow(extend_command.__doc__))(guarded(extend_command))
+lm_app.command("train", help=_reflow(train_command.__doc__))(guarded(train_command))

@@ -130,3 +130,37 @@ def test_ids_above_65535_and_a_padded_vocabulary_is_never_shrunk():
     assert max(m.span([8191] * 16)) == 60_003 + 8191
     padded = plan_layout("llm", 60_000, 60_000, [("a", "c", _meta([4, 4], 8192))], pad_to_multiple_of=64)
     assert padded.model_vocab_size % 64 == 0 and padded.model_vocab_size >= padded.tokenizer_size
+
+
+def make_pairs_folder(root: Path, n: int = 24, seed: int = 0) -> Path:
+    """n images with two-to-four-word captions: the colour word in the caption is the image's colour, so
+    captions and images are related (a model can learn it)."""
+    import numpy as np
+    from PIL import Image
+
+    out = root / f"pairs-{n}-{seed}"
+    if out.is_dir():
+        return out
+    out.mkdir(parents=True)
+    colours = {"red": (220, 30, 30), "blue": (30, 30, 220), "green": (30, 200, 30), "yellow": (230, 220, 30)}
+    things = ["cat", "dog", "bird", "house", "car", "boat"]
+    rng = np.random.default_rng(seed)
+    for i in range(n):
+        colour = list(colours)[i % 4]
+        img = np.full((20, 20, 3), colours[colour], np.uint8) + rng.integers(0, 25, (20, 20, 3), dtype=np.uint8)
+        Image.fromarray(img).save(out / f"p{i:03d}.png")
+        (out / f"p{i:03d}.txt").write_text(f"a {colour} {things[i % 6]}")
+    return out
+
+
+def make_extended(root: Path, bundle: Path, tied: bool = False) -> tuple[Path, Path]:
+    """(extended tiny Llama, token shards of make_pairs_folder) under root, made once."""
+    from mmtok.lm.extend import extend
+    from mmtok.lm.tokens import tokenize
+
+    ext, tok = root / f"ext-{int(tied)}", root / "pair-tokens"
+    if not (ext / "mmtok_layout.json").is_file():
+        extend(make_llm(root, tied=tied), [bundle], ext)
+    if not (tok / "rank-0.json").is_file():
+        tokenize(bundle, str(make_pairs_folder(root)), tok, progress=False)
+    return ext, tok
