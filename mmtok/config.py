@@ -31,6 +31,17 @@ class OptimConfig(Strict):
     min_lr_ratio: float = Field(0.1, ge=0, le=1, description="cosine decay ends at lr * this")
     grad_clip: Optional[float] = Field(1.0, gt=0)
     ema_decay: Optional[float] = Field(0.999, gt=0, lt=1, description="EMA copy of the weights (null: off)")
+    freeze: list[str] = Field(default_factory=list, description="globs of parameter names kept frozen (e.g. "
+                              "'qformer.*'); each must match a parameter")
+
+
+class InitConfig(Strict):
+    """Start training from existing weights of the same family (not applied on --resume: the checkpoint has them)."""
+
+    path: Optional[str] = Field(None, description="a run directory, .ckpt file or bundle to copy weights from")
+    weights: Literal["ema", "raw"] = Field("ema", description="which copy of a checkpoint's weights to take")
+    partial: list[str] = Field(default_factory=list, description="globs of keys that may be missing from the "
+                               "source, extra in it or of another shape (kept fresh / dropped); all else is strict")
 
 
 class DataConfig(Strict):
@@ -107,6 +118,7 @@ class Recipe(Strict):
     seed: int = 0
     model: Any = None
     loss: Any = None
+    init: InitConfig = Field(default_factory=InitConfig)
     optim: OptimConfig = Field(default_factory=OptimConfig)
     data: DataConfig = Field(default_factory=DataConfig)
     trainer: TrainerConfig = Field(default_factory=TrainerConfig)

@@ -52,9 +52,9 @@ def resume_recipe(out: Path, overrides: list[str] | tuple[str, ...] = ()) -> tup
     before = config.load(str(saved))
     after = config.load(str(saved), list(overrides))
     diff = recipe_diff(before, after)
-    model = [k for k, _, _ in diff if k.startswith("model.")]
+    model = [k for k, _, _ in diff if k.startswith("model.") or k == "optim.freeze"]
     if model:
-        raise RecipeError(f"cannot resume {out} with a different model ({', '.join(model)})",
+        raise RecipeError(f"cannot resume {out} with a different model or frozen set ({', '.join(model)})",
                           hint="only training settings may change on resume; start a new run in another --out")
     return after, diff
 
@@ -170,7 +170,7 @@ def _train(recipe: Recipe, out: Path, resume: bool, callbacks: list, request) ->
     quiet_lightning()
     L.seed_everything(recipe.seed, workers=True, verbose=False)
     train_loader, val_loader = _loaders(recipe)  # a bad data source fails here, before any model is built
-    task = TokenizerTask(recipe, run_dir=out)
+    task = TokenizerTask(recipe, run_dir=out, initialise=ckpt is None)  # a resumed run has its weights already
     if t.keep_best and t.keep_best not in task.val_metrics:
         raise RecipeError(f"trainer.keep_best: unknown validation metric {t.keep_best!r}",
                           hint="one of " + ", ".join(task.val_metrics))
@@ -204,6 +204,7 @@ def _train(recipe: Recipe, out: Path, resume: bool, callbacks: list, request) ->
         "stop_reason": reason_name(stopped.reason) if stopped is not None else None,
         "exit_code": exit_code(stopped.reason) if interrupted else 0,
         "bad_samples": bad, "skipped_samples": len(bad), "is_global_zero": trainer.is_global_zero, "curves": None,
+        "init": task.init_report, "frozen": task.freeze_report,
     }
     if trainer.is_global_zero:
         summary["curves"] = _curves(out)

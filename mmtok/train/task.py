@@ -38,7 +38,8 @@ def lr_lambda(warmup: int, total: int, min_ratio: float):
 
 
 class TokenizerTask(L.LightningModule):
-    def __init__(self, recipe: Recipe, run_dir: str | Path | None = None):
+    def __init__(self, recipe: Recipe, run_dir: str | Path | None = None, initialise: bool = True):
+        """`initialise`: copy `recipe.init.path`'s weights in (False when a checkpoint is about to be restored)."""
         super().__init__()
         self.recipe = recipe
         self.run_dir = Path(run_dir) if run_dir else None
@@ -46,6 +47,11 @@ class TokenizerTask(L.LightningModule):
         family = families.get(recipe.model.family)
         weighted = [t for t in family.loss_terms if recipe.loss.weight(t) > 0]
         self.tokenizer = family.build_model(recipe.model, weighted)
+        from mmtok.train.init import freeze, init_weights
+
+        self.init_report = (init_weights(self.tokenizer, recipe.init, recipe.model.family)
+                            if initialise and recipe.init.path else None)
+        self.freeze_report = freeze(self.tokenizer, recipe.optim.freeze) if recipe.optim.freeze else None
         self.ema = EMA(self.tokenizer, recipe.optim.ema_decay) if recipe.optim.ema_decay else None
         self.objective = family.build_objective(recipe)  # frozen helpers only: never saved
         self.adversary = self.objective.make_adversary()
@@ -61,7 +67,8 @@ class TokenizerTask(L.LightningModule):
     def configure_optimizers(self):
         o = self.recipe.optim
         sched = lr_lambda(o.warmup_steps, self.recipe.trainer.max_steps, o.min_lr_ratio)
-        opt_g = torch.optim.AdamW(self.tokenizer.parameters(), lr=o.lr, betas=o.betas, weight_decay=o.weight_decay)
+        trainable = [p for p in self.tokenizer.parameters() if p.requires_grad]  # optim.freeze and teachers left out
+        opt_g = torch.optim.AdamW(trainable, lr=o.lr, betas=o.betas, weight_decay=o.weight_decay)
         out = [{"optimizer": opt_g, "lr_scheduler": torch.optim.lr_scheduler.LambdaLR(opt_g, sched)}]
         if self.adversary is not None:
             opt_d = torch.optim.AdamW(self.adversary.parameters(), lr=self.adversary.lr or o.lr, betas=o.betas,
@@ -73,6 +80,16 @@ class TokenizerTask(L.LightningModule):
 
     def on_train_start(self):
         self.start_step = self.global_step
+        if self.init_report:
+            r = self.init_report
+            fresh = f"; kept fresh: {len(r['fresh'])} ({', '.join(r['fresh'][:4])}{', ...' if len(r['fresh']) > 4 else ''})"
+            dropped = f"; dropped: {len(r['dropped'])} ({', '.join(r['dropped'][:4])}{', ...' if len(r['dropped']) > 4 else ''})"
+            self.print(f"init from {r['path']} ({r['weights']} weights, step {r['step']}): loaded {r['loaded']} tensors"
+                       + (fresh if r["fresh"] else "") + (dropped if r["dropped"] else ""))
+        if self.freeze_report:
+            r = self.freeze_report
+            self.print(f"frozen: {r['tensors']} tensors ({r['params'] / 1e6:.2f}M parameters) matching "
+                       + ", ".join(r["patterns"]))
 
     def generator_loss(self, x: torch.Tensor, out, use_adversary: bool) -> tuple[torch.Tensor, dict, dict]:
         """(weighted generator loss, every unweighted term by name, logged-only stats)."""
