@@ -116,5 +116,82 @@ def train_command(
         raise typer.Exit(code=summary["exit_code"])
 
 
+def generate_command(
+    model: Annotated[Path, typer.Argument(help="A trained run directory (its model/), or any extended model directory.")],
+    out: Annotated[Path, typer.Option("--out", help="Directory for the PNGs, grid.png and generated.json.")],
+    prompt: Annotated[Optional[List[str]], typer.Option("--prompt", help="A caption to draw (repeatable).")] = None,
+    image: Annotated[Optional[List[Path]], typer.Option("--image", help="An image to caption (repeatable).")] = None,
+    tokenizer: Annotated[Optional[Path], typer.Option(
+        "--tokenizer", help="The bundle that decodes / encodes images (default: the one the model was extended "
+        "with, at the path recorded in its layout); its checksum must match.")] = None,
+    num: Annotated[int, typer.Option("--num", min=1, help="Images per prompt.")] = 4,
+    cfg: Annotated[float, typer.Option("--cfg", help="Classifier-free guidance scale (1: none).")] = 3.0,
+    temperature: Annotated[float, typer.Option("--temperature", min=0.0, help="Sampling temperature (0: greedy).")] = 1.0,
+    top_k: Annotated[int, typer.Option("--top-k", min=0, help="Keep the k most likely codes (0: all).")] = 0,
+    top_p: Annotated[float, typer.Option("--top-p", min=0.0, max=1.0, help="Nucleus sampling mass (1: off).")] = 1.0,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the sampling.")] = 0,
+    device: Annotated[str, typer.Option("--device", help="cpu, gpu, gpu:N or auto.")] = "auto",
+):
+    """Draw images from captions (classifier-free guidance) and write captions for images.
+
+    Inside an image only its code range is sampled and the end-of-row / end-of-image tokens are forced, so every
+    sample decodes. Each generated image is also captioned back by the model.
+
+    Example: [bold]mmtok lm generate runs/lm_smollm2 --prompt "a red apple" --out samples/[/bold]
+    """
+    import json
+
+    from rich.console import Console
+    from rich.markup import escape
+
+    import mmtok
+    from mmtok.errors import MmtokError
+    from mmtok.hardware import torch_device
+    from mmtok.lm.generate import caption_images, generate_images
+    from mmtok.lm.grid import save_rows
+    from mmtok.lm.llm import check_bundle, check_extended, load_extended, model_dir
+
+    if not prompt and not image:
+        raise MmtokError("nothing to do", hint='give --prompt "a caption" (text -> image) and/or --image FILE')
+    device = torch_device(device)
+    directory = model_dir(model)
+    m = check_extended(directory).modality("image")
+    bundle = tokenizer or Path(m.bundle)
+    check_bundle(bundle, m)
+    for path in image or []:
+        if not path.is_file():
+            raise MmtokError(f"no image at {path}", hint="give image files to --image")
+    console = Console(soft_wrap=True)
+    tok = mmtok.load(bundle, device=device)
+    llm, text_tok, layout = load_extended(directory)
+    llm.to(device)
+    out.mkdir(parents=True, exist_ok=True)
+    record = {"model": str(directory), "bundle": str(bundle), "settings": {"cfg": cfg, "temperature": temperature,
+              "top_k": top_k, "top_p": top_p, "seed": seed}, "images": [], "captions": []}
+    rows = []
+    for i, text in enumerate(prompt or []):
+        codes = generate_images(llm, text_tok, layout, [text] * num, cfg_scale=cfg, temperature=temperature,
+                                top_k=top_k or None, top_p=top_p, seed=seed + i)
+        pictures = tok.decode(codes)
+        back = caption_images(llm, text_tok, layout, codes)
+        rows.append((text, pictures))
+        for k, (pil, said) in enumerate(zip(tok.to_pil(pictures), back)):
+            name = f"prompt{i:02d}_{k:02d}.png"
+            pil.save(out / name)
+            record["images"].append({"prompt": text, "file": name, "captioned_back": said})
+        console.print(f"[green]{num} image(s)[/green] for {escape(repr(text))}; captioned back as: "
+                      + "; ".join(escape(repr(s)) for s in back))
+    if rows:
+        console.print(f"grid: {save_rows(rows, out / 'grid.png')}")
+    if image:
+        codes = tok.encode([str(p) for p in image])
+        for path, said in zip(image, caption_images(llm, text_tok, layout, codes)):
+            record["captions"].append({"image": str(path), "caption": said})
+            console.print(f"{escape(str(path))}: {escape(repr(said))}")
+    (out / "generated.json").write_text(json.dumps(record, indent=2))
+    console.print(f"record: {out / 'generated.json'}")
+
+
 lm_app.command("extend", help=_reflow(extend_command.__doc__))(guarded(extend_command))
 lm_app.command("train", help=_reflow(train_command.__doc__))(guarded(train_command))
+lm_app.command("generate", help=_reflow(generate_command.__doc__))(guarded(generate_command))

@@ -120,3 +120,24 @@ def load_extended(model_dir: str | os.PathLike, dtype: str = "auto"):
         raise CheckpointError(f"{directory}: the layout expects {layout.model_vocab_size} embedding rows, the model "
                               f"has {rows}", hint="re-run `mmtok lm extend`")
     return model, tokenizer, layout
+
+
+def model_dir(path: str | os.PathLike) -> Path:
+    """An extended model directory, or the `model/` a `mmtok lm train` run directory wrote."""
+    from mmtok.lm.layout import LAYOUT_FILE
+
+    p = Path(path)
+    if not (p / LAYOUT_FILE).is_file() and (p / "model" / LAYOUT_FILE).is_file():
+        return p / "model"
+    return p
+
+
+def check_bundle(bundle: str | os.PathLike, m) -> None:
+    """CheckpointError unless `bundle` is the very bundle the model's modality `m` was extended with."""
+    from mmtok.lm.layout import bundle_checksum
+
+    digest = bundle_checksum(bundle)
+    if digest != m.bundle_checksum:
+        raise CheckpointError(f"bundle {bundle} (checksum {digest[:12]}) is not the one the model was extended with "
+                              f"({m.bundle}, checksum {m.bundle_checksum[:12]})",
+                              hint="decode with the model's own bundle; its ids mean nothing to another tokenizer")
