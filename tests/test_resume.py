@@ -34,7 +34,7 @@ def test_resume_recipe_applies_overrides_on_the_runs_recipe_and_refuses_model_ch
     recipe, diff = resume_recipe(run, ["trainer.max_steps=5", "optim.lr=2e-3"])
     assert recipe.trainer.max_steps == 5 and recipe.data.batch_size == 2  # the run's own values survive
     assert ("trainer.max_steps", 2, 5) in diff and ("optim.lr", 0.001, 0.002) in diff and len(diff) == 2
-    with pytest.raises(RecipeError, match=r"different model \(model.quantizer.codebook_size\)"):
+    with pytest.raises(RecipeError, match=r"different model or frozen set \(model.quantizer.codebook_size\)"):
         resume_recipe(run, ["model.quantizer.codebook_size=64"])
 
 
