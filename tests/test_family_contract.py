@@ -167,8 +167,8 @@ def test_every_test_preset_runs_the_contract(family, preset, tmp_path):
     fam = families.get(family)
     torch.manual_seed(0)
     model = fam.build_model(recipe.model, fam.loss_terms)  # every term on
-    c, r = recipe.model.in_channels, recipe.model.resolution
-    x = torch.rand(2, c, r, r) * 2 - 1
+    lo, hi = model.meta["value_range"]  # inputs of any modality, from the token spec
+    x = lo + (hi - lo) * torch.rand(2, *model.meta["input_size"])
     out = model(x)
     assert out.recon.shape == x.shape and out.ids.dtype == torch.long
     objective = fam.build_objective(config.load({"model": {"preset": preset}, "loss": {
