@@ -149,10 +149,11 @@ def recipe_dir():
 
 
 def shipped_recipes() -> dict[str, str]:
-    """Shipped recipe name -> its first comment line (the command that runs it, or a description)."""
+    """Shipped tokenizer recipe name -> its first comment line (the command that runs it, or a description).
+    Recipes named lm_*.yaml are the LLM stage's (`mmtok lm train`, mmtok.lm), not tokenizer recipes."""
     out = {}
     for entry in sorted(recipe_dir().iterdir(), key=lambda e: e.name):
-        if entry.name.endswith(".yaml"):
+        if entry.name.endswith(".yaml") and not entry.name.startswith("lm_"):
             out[entry.name[:-5]] = _describe(entry.read_text())
     return out
 
