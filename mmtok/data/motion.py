@@ -105,8 +105,9 @@ class MotionStream(IterableDataset):
 
     # ------------------------------------------------------------------------------------------- clips
 
-    def runs(self, path: str, skips: SkipCounter) -> list[np.ndarray]:
-        """The finite runs of at least one window of the clip at `path` (cached), [] when it is dropped; a
+    def runs(self, path: str, skips: SkipCounter) -> list[tuple[int, np.ndarray]]:
+        """(first frame, features) of the finite runs of at least one window of the clip at `path` (cached), []
+        when it is dropped; a
         dropped clip, or one with non-finite frames, is passed to `skips` with the reason."""
         if path not in self._cache:
             self._cache[path] = self._load(path)
@@ -115,7 +116,7 @@ class MotionStream(IterableDataset):
             skips.skip(self.name(path), reason)
         return runs
 
-    def _load(self, path: str) -> tuple[list[np.ndarray], str | None]:
+    def _load(self, path: str) -> tuple[list[tuple[int, np.ndarray]], str | None]:
         try:
             feats = read_clip(path, self.spec)
         except FeatureDimError:
@@ -129,7 +130,7 @@ class MotionStream(IterableDataset):
                 start = i
             elif not ok and start is not None:
                 if i - start >= self.window:
-                    runs.append(np.ascontiguousarray(feats[start:i]))
+                    runs.append((start, np.ascontiguousarray(feats[start:i])))
                 start = None
         bad = int((~finite).sum())
         if not runs:
@@ -161,9 +162,11 @@ class MotionStream(IterableDataset):
             held["bad"] = held["bad"] + new
             yield held
 
-    def _sample(self, path: str, run: np.ndarray, start: int) -> dict:
-        x = torch.from_numpy(run[start:start + self.window].copy())
-        return {"motion": x, "clip": self.name(path), "start": int(start)}
+    def _sample(self, path: str, run: tuple[int, np.ndarray], start: int) -> dict:
+        """The window at `start` of a run; "start" counts frames from the clip's first."""
+        offset, feats = run
+        x = torch.from_numpy(feats[start:start + self.window].copy())
+        return {"motion": x, "clip": self.name(path), "start": int(offset + start)}
 
     def _train_windows(self, place: Place, rng: random.Random, skips: SkipCounter) -> Iterator[dict]:
         mine = self.files[place.index::place.total] or self.files
@@ -175,9 +178,9 @@ class MotionStream(IterableDataset):
                 runs = self.runs(path, skips)
                 if not runs:
                     continue
-                run = rng.choices(runs, weights=[len(r) - self.window + 1 for r in runs])[0]
+                run = rng.choices(runs, weights=[len(r) - self.window + 1 for _, r in runs])[0]
                 good += 1
-                yield self._sample(path, run, rng.randint(0, len(run) - self.window))
+                yield self._sample(path, run, rng.randint(0, len(run[1]) - self.window))
             if good == 0:
                 if len(mine) == len(self.files):
                     raise self._nothing(skips)
@@ -187,7 +190,7 @@ class MotionStream(IterableDataset):
         count = 0
         for path in self.files:
             for run in self.runs(path, skips):
-                for start in range(0, len(run) - self.window + 1, self.window):
+                for start in range(0, len(run[1]) - self.window + 1, self.window):
                     if self.max_samples is not None and count >= self.max_samples:
                         return
                     if count % place.total == place.index:

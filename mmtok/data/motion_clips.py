@@ -226,13 +226,13 @@ SMPL_ALIASES = {
     "pelvis": ("pelvis", "hips", "hip", "root"),
     "left_hip": ("left_hip", "l_hip", "leftupleg", "lefthip", "leftthigh", "upperleg_l", "lhip"),
     "right_hip": ("right_hip", "r_hip", "rightupleg", "righthip", "rightthigh", "upperleg_r", "rhip"),
-    "spine1": ("spine1", "spine", "lowerback", "spine_01", "spine0"),
+    "spine1": ("spine_01", "spine0"),
     "left_knee": ("left_knee", "l_knee", "leftleg", "leftknee", "leftshin", "lowerleg_l", "lknee"),
     "right_knee": ("right_knee", "r_knee", "rightleg", "rightknee", "rightshin", "lowerleg_r", "rknee"),
-    "spine2": ("spine2", "spine1", "spine_02", "chest"),
+    "spine2": ("spine_02", "chest"),
     "left_ankle": ("left_ankle", "l_ankle", "leftfoot", "leftankle", "foot_l", "lankle"),
     "right_ankle": ("right_ankle", "r_ankle", "rightfoot", "rightankle", "foot_r", "rankle"),
-    "spine3": ("spine3", "spine2", "spine_03", "chest2", "upperchest"),
+    "spine3": ("spine_03", "chest2", "upperchest"),
     "left_foot": ("left_foot", "l_foot", "lefttoebase", "lefttoe", "toe_l", "ltoe"),
     "right_foot": ("right_foot", "r_foot", "righttoebase", "righttoe", "toe_r", "rtoe"),
     "neck": ("neck", "neck1", "neck_01"),
@@ -246,6 +246,11 @@ SMPL_ALIASES = {
     "left_wrist": ("left_wrist", "l_wrist", "lefthand", "leftwrist", "hand_l", "lwrist"),
     "right_wrist": ("right_wrist", "r_wrist", "righthand", "rightwrist", "hand_r", "rwrist"),
 }
+
+
+# The spine's three joints go by overlapping names, so they are matched as a whole first: SMPL's own names,
+# Mixamo's (Spine, Spine1, Spine2), then CMU's (LowerBack, Spine, Spine1).
+SPINE_CONVENTIONS = (("spine1", "spine2", "spine3"), ("spine", "spine1", "spine2"), ("lowerback", "spine", "spine1"))
 
 
 def _plain(name: str) -> str:
@@ -262,6 +267,13 @@ def map_smpl_joints(names: list[str], joint_map: dict[str, str] | None = None) -
         if _plain(bvh_name) in plain:
             chosen[smpl] = plain.index(_plain(bvh_name))
     used = set(chosen.values())
+    spine = ("spine1", "spine2", "spine3")
+    if not any(j in chosen for j in spine):
+        for names3 in SPINE_CONVENTIONS:
+            if all(n in plain and plain.index(n) not in used for n in names3):
+                chosen.update({j: plain.index(n) for j, n in zip(spine, names3)})
+                used.update(chosen[j] for j in spine)
+                break
     for smpl in SMPL_JOINTS:
         if smpl in chosen:
             continue

@@ -45,10 +45,20 @@ def qrot(q: np.ndarray, v: np.ndarray) -> np.ndarray:
 
 
 def qbetween(u: np.ndarray, v: np.ndarray) -> np.ndarray:
-    """The shortest-arc unit quaternion taking direction u [..., 3] to direction v [..., 3]."""
+    """The shortest-arc unit quaternion taking direction u [..., 3] to direction v [..., 3]; for opposite
+    directions, the half turn about an axis perpendicular to u (the vertical one when u is horizontal)."""
     w = np.sqrt((u * u).sum(-1, keepdims=True) * (v * v).sum(-1, keepdims=True)) + (u * v).sum(-1, keepdims=True)
     q = np.concatenate([w, np.cross(u, v)], axis=-1)
-    return q / np.linalg.norm(q, axis=-1, keepdims=True).clip(1e-12)
+    norm = np.linalg.norm(q, axis=-1, keepdims=True)
+    opposite = norm[..., 0] < 1e-9 * np.maximum(1.0, np.linalg.norm(u, axis=-1) * np.linalg.norm(v, axis=-1))
+    if np.any(opposite):
+        axis = np.cross(u, np.array([1.0, 0.0, 0.0]))
+        small = np.linalg.norm(axis, axis=-1, keepdims=True) < 1e-6 * np.linalg.norm(u, axis=-1, keepdims=True)
+        axis = np.where(small, np.cross(u, np.array([0.0, 1.0, 0.0])), axis)
+        axis = axis / np.linalg.norm(axis, axis=-1, keepdims=True).clip(1e-12)
+        q = np.where(opposite[..., None], np.concatenate([np.zeros_like(w), axis], axis=-1), q)
+        norm = np.linalg.norm(q, axis=-1, keepdims=True)
+    return q / norm.clip(1e-12)
 
 
 def quat_to_matrix(q: np.ndarray) -> np.ndarray:
