@@ -28,6 +28,7 @@ from mmtok.evaluation.report import UNAVAILABLE
 from mmtok.evaluation.timing import progress_bar, throughput
 
 GRID_IMAGES = 8
+NO_PIXELS = "no pixel decoder: this tokenizer's ids decode to embeddings, not images"
 CROP = "shorter side resized to {r} (bicubic, antialiased), centre crop {r}x{r}"
 SPLIT = "val"
 
@@ -109,6 +110,12 @@ def evaluate_images(model_path: str | os.PathLike, data: str, *, out: str | os.P
                          hint=f"use a multiple of {f} (the model was trained at {trained})")
     crop = CROP.format(r=res)
     warnings_: list[str] = []
+    pixels = bool(spec.get("pixels", True))  # a tokenizer without a pixel decoder (seed) gives no reconstructions
+    if not pixels:
+        if reference_stats or save_reference_stats:
+            raise MmtokError("--reference-stats / --save-reference-stats: this tokenizer has no pixel decoder, so no "
+                             "rFID", hint="drop the flag")
+        fid_path, fid_why = None, NO_PIXELS
     network = fid_protocol.network_identity(fid_path) if fid_path else None
     ref_meta = None
     if reference_stats:  # fid_path is set: _find_fid refused otherwise
@@ -135,11 +142,14 @@ def evaluate_images(model_path: str | os.PathLike, data: str, *, out: str | os.P
             from rich.markup import escape
 
             console.print(f"[yellow]rFID unavailable[/yellow]: {escape(fid_why)}", soft_wrap=True)
-    lpips = {net: _make_lpips(net, res, unavailable) for net in ("vgg", "alex")}
+    lpips = {net: _make_lpips(net, res, unavailable) if pixels else None for net in ("vgg", "alex")}
     k, n_books = int(spec["codebook_size"]), int(spec["num_codebooks"])
     # the validation suite (PSNR on 8-bit levels, l2, codebook usage): the same numbers training reports
     metrics = {"suite": ImageMetrics(k, n_books)}
-    if res >= 11:
+    if not pixels:
+        unavailable.update({"psnr": NO_PIXELS, "ssim": NO_PIXELS, "lpips_vgg": NO_PIXELS, "lpips_alex": NO_PIXELS})
+        classifier = None
+    elif res >= 11:
         metrics["ssim"] = SSIM()
     else:
         unavailable["ssim"] = f"SSIM's 11x11 window needs images of at least 11 px (evaluating at {res} px)"
@@ -166,7 +176,7 @@ def evaluate_images(model_path: str | os.PathLike, data: str, *, out: str | os.P
             ids = model.encode(x)
             sync()
             t1 = time.perf_counter()
-            recon = model.decode(ids)
+            recon = model.decode(ids) if pixels else None
             sync()
             t2 = time.perf_counter()
             if i == 0:  # warm-up batch: timed apart, used only when it is the only one
@@ -175,11 +185,14 @@ def evaluate_images(model_path: str | os.PathLike, data: str, *, out: str | os.P
                 times["encode"] += t1 - t0
                 times["decode"] += t2 - t1
                 times["n"] += x.shape[0]
-            recon = to_8bit_levels(recon)  # the one PSNR protocol, shared with validation
-            _update(metrics, x, recon, ids, fid_real=reference_stats is None)
+            if pixels:
+                recon = to_8bit_levels(recon)  # the one PSNR protocol, shared with validation
+                _update(metrics, x, recon, ids, fid_real=reference_stats is None)
+            else:
+                metrics["suite"].usage.update(ids if n_books == 1 else ids.movedim(-1, 1))
             if "semantic_cosine" in metrics:
                 metrics["semantic_cosine"].update(model.teacher_features(x), model.semantic_embedding(ids))
-            if is_main and len(grid_in) * batch_size < GRID_IMAGES:
+            if pixels and is_main and len(grid_in) * batch_size < GRID_IMAGES:
                 grid_in.append(x[:GRID_IMAGES].cpu())
                 grid_out.append(recon[:GRID_IMAGES].cpu())
             bar.advance(task, x.shape[0])
@@ -189,7 +202,7 @@ def evaluate_images(model_path: str | os.PathLike, data: str, *, out: str | os.P
     n_total = int(usage["num_samples"])
     counts = metrics["suite"].usage.histogram()  # [codebooks, K]
     results: dict = {}
-    results["psnr"] = _value(metrics["suite"].psnr)
+    results["psnr"] = _value(metrics["suite"].psnr) if pixels else UNAVAILABLE
     if "ssim" in metrics:
         results["ssim"] = _value(metrics["ssim"])
     for net in ("vgg", "alex"):

@@ -205,11 +205,20 @@ class ImageTokenizer(BaseTokenizer):
     @torch.no_grad()
     def semantic_embedding(self, ids: Any) -> torch.Tensor:
         """The semantic branch's features of ids, float32 [B, h*w, C] (row-major; what an understanding model is
-        fed), for tokenizers with one (meta["semantic"] names the teacher and its preprocessing)."""
+        fed; [B, N, C] causal embeddings for 1-D tokens), for tokenizers with one (meta["semantic"] says what)."""
         if not hasattr(self.model, "semantic_embedding"):
             raise MmtokError(f"this {self.meta.get('family', '?')} tokenizer has no semantic branch",
                              hint="semantic families (e.g. sde) give one; decode(ids) gives pixels")
         return self.model.semantic_embedding(self.check_ids(ids)).float()
+
+    @torch.no_grad()
+    def generation_embedding(self, ids: Any) -> torch.Tensor:
+        """SEED's generation embedding of ids, float32 [B, C] (the teacher's global-embedding space), for tokenizers
+        with one (the seed family)."""
+        if not hasattr(self.model, "generation_embedding"):
+            raise MmtokError(f"this {self.meta.get('family', '?')} tokenizer has no generation embedding",
+                             hint="the seed family gives one")
+        return self.model.generation_embedding(self.check_ids(ids)).float()
 
     @staticmethod
     def to_pil(images: torch.Tensor) -> list:
