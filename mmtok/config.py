@@ -42,6 +42,8 @@ class InitConfig(Strict):
     weights: Literal["ema", "raw"] = Field("ema", description="which copy of a checkpoint's weights to take")
     partial: list[str] = Field(default_factory=list, description="globs of keys that may be missing from the "
                                "source, extra in it or of another shape (kept fresh / dropped); all else is strict")
+    exclude: list[str] = Field(default_factory=list, description="globs of keys never copied (kept fresh), e.g. "
+                               "'quantizer.*' to re-initialise a codebook")
 
 
 class DataConfig(Strict):

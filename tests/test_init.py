@@ -49,6 +49,14 @@ def test_init_refuses_a_missing_path_another_family_and_other_shapes(tiny_run, t
     task = TokenizerTask(_recipe(f"init.path={tiny_run}", "model.quantizer.codebook_size=64",
                                  "init.partial=['quantizer.*']"))
     assert task.init_report["fresh"] and all(k.startswith("quantizer.") for k in task.init_report["fresh"])
+    # init.exclude: matching keys are never copied, even when they fit
+    torch.manual_seed(0)
+    fresh = TokenizerTask(_recipe("init.exclude=['decoder.*']"))
+    torch.manual_seed(0)
+    task = TokenizerTask(_recipe(f"init.path={tiny_run}", "init.exclude=['decoder.*']"))
+    own = task.tokenizer.state_dict()
+    assert all(k.startswith("decoder.") for k in task.init_report["fresh"]) and task.init_report["fresh"]
+    assert all(torch.equal(own[k], fresh.tokenizer.state_dict()[k]) for k in task.init_report["fresh"])
 
 
 def test_freeze_keeps_matching_parameters_fixed_and_rejects_a_pattern_matching_nothing(tiny_run, tmp_path):

@@ -4,7 +4,8 @@
 family into a freshly built model: strict by default (every key of the model must come from the source with
 its shape, and every key of the source must land), except keys matching `init.partial` globs, which may be
 missing from the source (they keep their fresh initialisation), be unexpected (dropped) or differ in shape
-(left fresh). Returns a report of what was loaded, kept fresh and dropped.
+(left fresh), and keys matching `init.exclude` globs, which are never copied (e.g. a codebook to re-initialise
+by k-means on the new features). Returns a report of what was loaded, kept fresh and dropped.
 
 `freeze(model, patterns)` turns off gradients of the parameters whose names match any glob (fnmatch, e.g.
 "qformer.*"); a pattern that matches nothing is an error. The optimizer then leaves them out.
@@ -41,6 +42,9 @@ def init_weights(model, init, family: str) -> dict:
         raise CheckpointError(f"init.path {init.path} holds a {source_family!r} model; this recipe trains {family!r}",
                               hint=f"start from a {family} run or bundle, or drop init.path")
     own = model.state_dict()
+    fresh_by_choice = sorted(k for k in own if _matches(k, init.exclude))
+    own = {k: v for k, v in own.items() if k not in fresh_by_choice}
+    state = {k: v for k, v in state.items() if not _matches(k, init.exclude)}
     partial = list(init.partial)
     missing = sorted(k for k in own if k not in state)
     unexpected = sorted(k for k in state if k not in own)
@@ -63,7 +67,7 @@ def init_weights(model, init, family: str) -> dict:
     loaded = {k: v for k, v in state.items() if k in own and k not in shapes}
     model.load_state_dict(loaded, strict=False)
     return {"path": str(init.path), "weights": info["weights"], "step": info["step"], "loaded": len(loaded),
-            "fresh": sorted(set(missing) | set(shapes)), "dropped": unexpected}
+            "fresh": sorted(set(missing) | set(shapes) | set(fresh_by_choice)), "dropped": unexpected}
 
 
 def freeze(model, patterns) -> dict:
