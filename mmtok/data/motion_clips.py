@@ -4,7 +4,7 @@
 
 - `.npy` [T, D]: features already in the layout (HumanML3D's new_joint_vecs at 20 fps). They are taken to be at
   `spec.fps` as they are: their velocity rows are per frame, so they cannot be resampled.
-- `.bvh`: parsed with pybvh (forward kinematics to joint positions; a Z-up file is turned Y-up), scaled to metres
+- `.bvh`: parsed with pybvh (forward kinematics to joint positions; taken as Y-up, the format's convention), scaled to metres
   (`spec.bvh_scale`, or a standing height of 1.7 m when unset), resampled to `spec.fps`, then made features:
   for "humanml3d" the 22 SMPL joints are picked by name (`spec.joint_map`, else common SMPL / Mixamo / CMU names)
   and retargeted to HumanML3D's skeleton as the dataset does; a skeleton without them raises BVHMappingError
@@ -221,7 +221,9 @@ def deepmimic_positions(path: str | Path, kind: str) -> tuple[np.ndarray, float]
 # ------------------------------------------------------------------------------------------------ BVH
 
 # SMPL joint -> names it goes by in common BVH skeletons (SMPL exports, Mixamo, CMU / cgspeed, Bandai-Namco,
-# LAFAN1), compared case-insensitively after dropping a "namespace:" prefix. The first present name wins.
+# LAFAN1), compared case-insensitively after dropping a "namespace:" prefix. Joints are matched in SMPL order and
+# the first present, unused name wins (so a skeleton with LeftCollar and LeftShoulder maps both, and Mixamo's
+# LeftShoulder, which is a collar, goes to left_collar when no LeftCollar exists).
 SMPL_ALIASES = {
     "pelvis": ("pelvis", "hips", "hip", "root"),
     "left_hip": ("left_hip", "l_hip", "leftupleg", "lefthip", "leftthigh", "upperleg_l", "lhip"),
@@ -236,11 +238,13 @@ SMPL_ALIASES = {
     "left_foot": ("left_foot", "l_foot", "lefttoebase", "lefttoe", "toe_l", "ltoe"),
     "right_foot": ("right_foot", "r_foot", "righttoebase", "righttoe", "toe_r", "rtoe"),
     "neck": ("neck", "neck1", "neck_01"),
-    "left_collar": ("left_collar", "l_collar", "leftshoulder", "leftcollar", "shoulder_l", "lcollar"),
-    "right_collar": ("right_collar", "r_collar", "rightshoulder", "rightcollar", "shoulder_r", "rcollar"),
+    "left_collar": ("left_collar", "l_collar", "leftcollar", "lcollar", "leftshoulder", "shoulder_l"),
+    "right_collar": ("right_collar", "r_collar", "rightcollar", "rcollar", "rightshoulder", "shoulder_r"),
     "head": ("head",),
-    "left_shoulder": ("left_shoulder", "l_shoulder", "leftarm", "leftupperarm", "upperarm_l", "lshoulder"),
-    "right_shoulder": ("right_shoulder", "r_shoulder", "rightarm", "rightupperarm", "upperarm_r", "rshoulder"),
+    "left_shoulder": ("left_shoulder", "l_shoulder", "leftarm", "leftupperarm", "upperarm_l", "lshoulder",
+                      "leftshoulder"),
+    "right_shoulder": ("right_shoulder", "r_shoulder", "rightarm", "rightupperarm", "upperarm_r", "rshoulder",
+                       "rightshoulder"),
     "left_elbow": ("left_elbow", "l_elbow", "leftforearm", "leftelbow", "lowerarm_l", "lelbow"),
     "right_elbow": ("right_elbow", "r_elbow", "rightforearm", "rightelbow", "lowerarm_r", "relbow"),
     "left_wrist": ("left_wrist", "l_wrist", "lefthand", "leftwrist", "hand_l", "lwrist"),
@@ -303,14 +307,14 @@ def bvh_skeleton(path: str | Path):
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            return pybvh.read_bvh_file(path)
+            return pybvh.read_bvh_file(path, world_up="+y")
     except Exception as e:  # pybvh raises ValueError, IndexError, KeyError ... on malformed files
         raise ClipError(f"not a readable BVH file ({type(e).__name__}: {str(e).splitlines()[0][:120] if str(e) else ''})") from None
 
 
 def bvh_positions(path: str | Path, spec) -> tuple[np.ndarray, float]:
-    """(joint positions [T, J, 3] in metres with Y up, fps) of a BVH file: the 22 SMPL joints for "humanml3d",
-    every joint for "positions"."""
+    """(joint positions [T, J, 3] in metres with Y up, fps) of a BVH file (Y up): the 22 SMPL joints for
+    "humanml3d", every joint (end sites excluded) for "positions"."""
     bvh = bvh_skeleton(path)
     names = list(bvh.joint_names)
     if spec.features == "humanml3d":
@@ -325,11 +329,6 @@ def bvh_positions(path: str | Path, spec) -> tuple[np.ndarray, float]:
         raise ClipError(f"{bvh.frame_count} frame(s), frame time {bvh.frame_time}")
     pos = np.asarray(bvh.joint_positions(), dtype=np.float64)
     rest = np.asarray(bvh.rest_pose_positions(), dtype=np.float64)
-    up = str(getattr(bvh, "world_up", "+y"))
-    if up.endswith("z"):  # Z-up -> Y-up (x, y, z) -> (x, z, -y); a "-z" up flips too
-        sign = -1.0 if up.startswith("-") else 1.0
-        pos = np.stack([pos[..., 0], sign * pos[..., 2], -sign * pos[..., 1]], axis=-1)
-        rest = np.stack([rest[..., 0], sign * rest[..., 2], -sign * rest[..., 1]], axis=-1)
     if spec.bvh_scale:
         scale = float(spec.bvh_scale)
     else:
