@@ -211,6 +211,18 @@ def test_bvh_maps_to_the_humanml3d_layout_or_names_the_missing_joints(tmp_path):
     assert renamed.shape == feats.shape
 
 
+def test_a_mirrored_clip_is_the_original_reflected_with_left_and_right_swapped(tmp_path):
+    path = write_deepmimic(tmp_path / "walk.txt", deepmimic_frames(40, seed=2))
+    layout = layout_for("deepmimic")
+    plain = recover_joints(torch.from_numpy(read_clip(path, spec())), layout).numpy()
+    mirrored = recover_joints(torch.from_numpy(read_clip(path, spec(), mirror=True)), layout).numpy()
+    expected = plain[:, DEEPMIMIC.mirror] * np.array([-1.0, 1.0, 1.0])
+    np.testing.assert_allclose(mirrored, expected, atol=1e-4)
+    np.save(tmp_path / "f.npy", np.zeros((20, 215), np.float32))
+    with pytest.raises(DataError, match="can be mirrored"):
+        read_clip(tmp_path / "f.npy", spec(), mirror=True)
+
+
 # ----------------------------------------------------------------------------------------------- the stream
 
 

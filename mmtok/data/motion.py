@@ -10,7 +10,7 @@ Sources (registered by mmtok.modalities.motion as "motion/folder" and "motion/de
 Samples are {"motion": float32 [window, D] raw features (not normalised: the model normalises with the
 statistics it carries), "clip": the clip's name, "start": first frame, "skipped": int, "bad": list[str]}.
 train: endless; each pass visits this worker's clips in a fresh random order and takes one random window of
-`spec.window` frames from each (seeded). val: one deterministic pass over every clip (sorted by name, clip i
+`spec.window` frames from each (seeded), mirrored left-right half the time with `spec.mirror`. val: one deterministic pass over every clip (sorted by name, clip i
 read by worker i mod workers), each cut into consecutive non-overlapping windows from its first frame.
 A clip is dropped, counted in "skipped" and named once in "bad" when it cannot be read, has fewer frames than a
 window, or has no finite run of that length; non-finite frames split a clip and only its finite runs of at
@@ -83,7 +83,7 @@ class MotionStream(IterableDataset):
         self.files = list(files)
         self.source = source or (root or "motion clips")
         self.window = int(spec.window)
-        self._cache: dict[str, np.ndarray] = {}
+        self._cache: dict[tuple[str, bool], tuple] = {}  # (path, mirrored) -> (runs, reason)
         self._named: set[str] = set()
         self._passes = 0
 
@@ -105,20 +105,21 @@ class MotionStream(IterableDataset):
 
     # ------------------------------------------------------------------------------------------- clips
 
-    def runs(self, path: str, skips: SkipCounter) -> list[tuple[int, np.ndarray]]:
+    def runs(self, path: str, skips: SkipCounter, mirror: bool = False) -> list[tuple[int, np.ndarray]]:
         """(first frame, features) of the finite runs of at least one window of the clip at `path` (cached), []
-        when it is dropped; a
-        dropped clip, or one with non-finite frames, is passed to `skips` with the reason."""
-        if path not in self._cache:
-            self._cache[path] = self._load(path)
-        runs, reason = self._cache[path]
-        if reason:
+        when it is dropped; a dropped clip, or one with non-finite frames, is passed to `skips` with the reason.
+        `mirror`: of the clip mirrored left-right ([] when it cannot be, nothing reported)."""
+        key = (path, mirror)
+        if key not in self._cache:
+            self._cache[key] = self._load(path, mirror)
+        runs, reason = self._cache[key]
+        if reason and not mirror:
             skips.skip(self.name(path), reason)
         return runs
 
-    def _load(self, path: str) -> tuple[list[tuple[int, np.ndarray]], str | None]:
+    def _load(self, path: str, mirror: bool = False) -> tuple[list[tuple[int, np.ndarray]], str | None]:
         try:
-            feats = read_clip(path, self.spec)
+            feats = read_clip(path, self.spec, mirror=mirror)
         except FeatureDimError:
             raise
         except DataError as e:
@@ -178,6 +179,8 @@ class MotionStream(IterableDataset):
                 runs = self.runs(path, skips)
                 if not runs:
                     continue
+                if getattr(self.spec, "mirror", False) and rng.random() < 0.5:
+                    runs = self.runs(path, skips, mirror=True) or runs
                 run = rng.choices(runs, weights=[len(r) - self.window + 1 for _, r in runs])[0]
                 good += 1
                 yield self._sample(path, run, rng.randint(0, len(run[1]) - self.window))

@@ -53,12 +53,16 @@ def layout_of(spec):
     return layout_for(spec.features, spec.num_joints)
 
 
-def read_clip(path: str | Path, spec) -> np.ndarray:
+def read_clip(path: str | Path, spec, *, mirror: bool = False) -> np.ndarray:
     """float32 features [T, D] of the clip at `path` in `spec`'s layout and fps (may hold non-finite rows,
-    which the stream drops). Raises ClipError / BVHMappingError."""
+    which the stream drops). `mirror`: of the clip mirrored left-right (positions reflected through a vertical
+    plane, left and right joints swapped), for sources with joint positions and a named skeleton only.
+    Raises ClipError / BVHMappingError."""
     path = Path(path)
     suffix = path.suffix.lower()
     layout = layout_of(spec)
+    if mirror and (suffix == ".npy" or layout.skeleton is None):
+        raise ClipError("only clips with joint positions and a named skeleton can be mirrored")
     if suffix == ".npy":
         return read_feature_file(path, layout.dim)
     if suffix == ".bvh":
@@ -73,6 +77,8 @@ def read_clip(path: str | Path, spec) -> np.ndarray:
         positions = positions[_longest_run(finite)]
         if len(positions) < 2:
             raise ClipError("no two consecutive finite frames")
+    if mirror:
+        positions = positions[:, layout.skeleton.mirror] * np.array([-1.0, 1.0, 1.0])
     uniform = layout.kind == "humanml3d" and suffix == ".bvh"
     return features(positions, layout, float(spec.fps), uniform=uniform)
 

@@ -51,6 +51,14 @@ class Skeleton:
         return len(self.joints)
 
     @property
+    def mirror(self) -> list[int]:
+        """Joint permutation of a left-right mirror: each left_* joint swapped with its right_* twin."""
+        index = {n: i for i, n in enumerate(self.joints)}
+        swap = {"left": "right", "right": "left"}
+        return [index.get(swap[n.split("_", 1)[0]] + "_" + n.split("_", 1)[1], i)
+                if n.split("_", 1)[0] in swap else i for i, n in enumerate(self.joints)]
+
+    @property
     def bones(self) -> list[tuple[int, int]]:
         """(parent, child) pairs, for stick figures."""
         return [(p, j) for j, p in enumerate(self.parents) if p >= 0]

@@ -36,6 +36,9 @@ class MotionVQConfig(Strict):
                                        "pose to 1.7 m tall)")
     fps: float = Field(20.0, gt=0, description="frames per second of the features (HumanML3D: 20)")
     window: int = Field(64, ge=4, description="frames per training / validation window")
+    mirror: bool = Field(False, description="training windows are mirrored left-right half the time (BVH and "
+                         "DeepMimic clips: positions reflected, left and right joints swapped; feature files are "
+                         "used as they are)")
     stats: Optional[str] = Field(None, description="the Mean/Std of the training features: a folder with "
                                  "Mean.npy and Std.npy (HumanML3D's, or written by `mmtok data pack`), an .npz "
                                  "with mean and std, 'demo' (the built-in clips' training split) or 'identity' "
