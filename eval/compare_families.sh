@@ -10,8 +10,13 @@ work=${2:-runs/compare_families}
 results="$here/results/families_cpu"
 mkdir -p "$work" "$results"
 mmtok data pack "$heldout" "$work/shards/heldout-%06d.tar" --shard-size 100000
-for recipe in quickstart sde_quickstart tokenflow_quickstart; do
-  mmtok train "$recipe" --out "$work/$recipe"
+# SEED's two stages: stage 2 starts from stage 1's run (init.path)
+mmtok train seed_quickstart_stage1 --out "$work/seed_quickstart_stage1"
+cp "$work/seed_quickstart_stage1/summary.json" "$results/seed_quickstart_stage1.summary.json"
+for recipe in quickstart sde_quickstart tokenflow_quickstart seed_quickstart_stage2; do
+  extra=()
+  [ "$recipe" = seed_quickstart_stage2 ] && extra=(--set "init.path=$work/seed_quickstart_stage1")
+  mmtok train "$recipe" --out "$work/$recipe" "${extra[@]}"
   mmtok eval "$work/$recipe" --data "$work/shards/heldout-000000.tar" --out "$work/$recipe/eval_heldout" --force
   cp "$work/$recipe/summary.json" "$results/$recipe.summary.json"
   cp "$work/$recipe/eval_heldout/metrics.json" "$results/$recipe.eval.json"
