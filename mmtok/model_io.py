@@ -134,6 +134,12 @@ def load_model(path: str | os.PathLike, *, ema: bool = True, map_location: str =
             note = "no EMA weights in the checkpoint (trained with optim.ema_decay: null): the live weights are used"
     weights_sd = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
     model = families.build_model(recipe.model, pretrained=False)  # every weight comes from the file
+    if prefix == EMA_PREFIX:  # frozen teachers are stored once, under the live model (mmtok.train.ema.frozen_keys)
+        from mmtok.train.ema import frozen_keys
+
+        for key in frozen_keys(model):
+            if key not in weights_sd and RAW_PREFIX + key in state:
+                weights_sd[key] = state[RAW_PREFIX + key]
     load_strict(model, weights_sd, f"{file} ({prefix}*)")
     model.eval().requires_grad_(False)
     info = {"path": str(path), "source": kind, "checkpoint": str(file), "weights": weights, "note": note,

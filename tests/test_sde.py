@@ -49,13 +49,18 @@ def test_trains_with_the_semantic_term_and_saves_the_frozen_teacher(trained):
         rows = list(csv.DictReader(f))
     semantic = [float(r["train/semantic"]) for r in rows if r.get("train/semantic")]
     assert len(semantic) == 4 and all(math.isfinite(v) and 0 <= v <= 2 for v in semantic)
-    # the teacher's weights are in the checkpoint (tokenizer and EMA copies), unchanged by training
+    # the teacher's weights are in the checkpoint once (under tokenizer.*, not again in the EMA copy), unchanged
     state = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)["state_dict"]
     fresh = build().teacher.state_dict()
-    for prefix in ("tokenizer.teacher.", "ema.module.teacher."):
-        saved = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
-        assert saved.keys() == fresh.keys()
-        assert all(torch.equal(saved[k], fresh[k]) for k in fresh)
+    saved = {k[len("tokenizer.teacher."):]: v for k, v in state.items() if k.startswith("tokenizer.teacher.")}
+    assert saved.keys() == fresh.keys() and all(torch.equal(saved[k], fresh[k]) for k in fresh)
+    assert not any(k.startswith("ema.module.teacher.") for k in state)
+    assert any(k.startswith("ema.module.encoder.") for k in state)
+    from mmtok.model_io import load_model
+
+    ema_model, _, info = load_model(run, ema=True)  # the EMA weights with the teacher restored from tokenizer.*
+    assert info["weights"] == "ema"
+    assert all(torch.equal(ema_model.teacher.state_dict()[k], fresh[k]) for k in fresh)
 
 
 def test_export_and_load_give_the_eager_ids_pixels_and_semantic_embedding(trained, tmp_path):
@@ -197,3 +202,18 @@ def test_a_bundle_is_self_contained_the_teachers_file_is_not_needed_to_load_it(t
     weights.unlink()  # the model team has no teacher file
     tok = mmtok.load(tmp_path / "bundle")
     assert torch.equal(tok.encode(x), want)
+
+
+def test_a_run_with_a_teacher_resumes_with_its_ema_teacher_restored(tmp_path):
+    from mmtok.model_io import load_model
+    from mmtok.train.run import train
+
+    fast = ["data.val_samples=8", "data.batch_size=4", "data.num_workers=0", "trainer.val_every=2",
+            "trainer.ckpt_every=2"]
+    train(config.load({"model": {"preset": "test_sde"}}, fast + ["trainer.max_steps=2"]), tmp_path / "run")
+    summary = train(config.load({"model": {"preset": "test_sde"}}, fast + ["trainer.max_steps=4"]), tmp_path / "run",
+                    resume=True)
+    assert summary["status"] == "finished" and summary["step"] == 4
+    ema, _, _ = load_model(tmp_path / "run", ema=True)
+    raw, _, _ = load_model(tmp_path / "run", ema=False)
+    assert all(torch.equal(v, raw.teacher.state_dict()[k]) for k, v in ema.teacher.state_dict().items())

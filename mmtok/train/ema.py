@@ -29,3 +29,16 @@ class EMA(nn.Module):
             ema_p.lerp_(p.detach().to(ema_p.dtype), 1.0 - decay)
         for ema_b, b in zip(self.module.buffers(), model.buffers()):
             ema_b.copy_(b)
+
+
+def frozen_keys(model: nn.Module) -> set[str]:
+    """State-dict keys of `model`'s frozen networks (teachers: mmtok.teachers.base.Frozen with `frozen` set). They
+    never change in training, so checkpoints store them once (under the live model) and the EMA copy's are
+    restored from there."""
+    from mmtok.teachers.base import Frozen
+
+    keys: set[str] = set()
+    for name, module in model.named_modules():
+        if isinstance(module, Frozen) and module.frozen:
+            keys |= {f"{name}.{k}" if name else k for k in module.state_dict()}
+    return keys

@@ -194,6 +194,11 @@ class TokenizerTask(L.LightningModule):
         state = checkpoint["state_dict"]
         for key in [k for k in state if k.split(".", 1)[0] in self.FROZEN]:
             del state[key]
+        if self.ema is not None:  # a teacher is stored once, under tokenizer.*, not again in the EMA copy
+            from mmtok.train.ema import frozen_keys
+
+            for key in frozen_keys(self.tokenizer):
+                state.pop(f"ema.module.{key}", None)
         checkpoint["mmtok"] = {"version": mmtok.__version__, "recipe": self.recipe.model_dump(mode="json"),
                                "seed": self.recipe.seed, "skipped": self.skipped, "bad": self.bad.entries}
 
@@ -206,6 +211,12 @@ class TokenizerTask(L.LightningModule):
         self.skipped = int(checkpoint.get("mmtok", {}).get("skipped", 0))
         self.bad = BadSamples(checkpoint.get("mmtok", {}).get("bad", ()))
         own, saved = self.state_dict(), checkpoint["state_dict"]
+        if self.ema is not None:
+            from mmtok.train.ema import frozen_keys
+
+            for key in frozen_keys(self.tokenizer):  # stored once: see on_save_checkpoint
+                if f"ema.module.{key}" not in saved and f"tokenizer.{key}" in saved:
+                    saved[f"ema.module.{key}"] = saved[f"tokenizer.{key}"]
         groups = lambda keys: {k.split(".", 1)[0] for k in keys}  # noqa: E731
         restored, fresh, dropped = [], [], []
         for name in sorted(groups(own) | groups(saved)):
