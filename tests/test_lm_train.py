@@ -55,12 +55,17 @@ def test_packed_rows_match_each_sequence_alone(setup):
 
 def test_training_lowers_held_out_losses_and_writes_a_model(setup, tmp_path):
     ext, tokens = setup
-    summary = train(_recipe(ext, tokens), tmp_path / "run")
+    summary = train(_recipe(ext, tokens, trainer__val_every=20), tmp_path / "run")  # a validation during fit too
     before, after = summary["before"], summary["final"]
     assert summary["status"] == "finished" and summary["step"] == 40
     assert after["val/image_loss"] < before["val/image_loss"] - 0.5
     assert after["val/caption_loss"] < before["val/caption_loss"] - 0.5
     assert summary["train_pairs"] + summary["val_pairs"] == 24 and summary["val_pairs"] >= 1
+    import csv
+
+    with open(tmp_path / "run" / "logs" / "version_0" / "metrics.csv") as f:
+        val_steps = [int(row["step"]) for row in csv.DictReader(f) if row["val/image_loss"]]
+    assert val_steps[:3] == [0, 19, 39]  # before training, during fit (val_every 20), after
     from mmtok.lm.llm import load_extended
 
     model, _, layout = load_extended(summary["model"])

@@ -52,8 +52,12 @@ def load_model(directory: Path, gguf_file: str | None = None, dtype: str = "auto
     import torch
     from transformers import AutoModelForCausalLM
 
-    kwargs = {"gguf_file": gguf_file} if gguf_file else {}
-    dtype = torch.float32 if gguf_file and dtype == "auto" else dtype
+    kwargs = {}
+    if gguf_file:  # dequantised to dense float32 weights: trainable and saved as safetensors
+        from transformers import GgufConfig
+
+        kwargs = {"gguf_file": gguf_file, "quantization_config": GgufConfig(gguf_file=gguf_file, dequantize=True)}
+        dtype = torch.float32 if dtype == "auto" else dtype
     try:
         model = AutoModelForCausalLM.from_pretrained(str(directory), dtype=dtype, **kwargs)
     except Exception as e:
@@ -61,6 +65,9 @@ def load_model(directory: Path, gguf_file: str | None = None, dtype: str = "auto
                               f"{type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}",
                               hint="give a directory of a Hugging Face causal LM (or a .gguf file) that "
                               "AutoModelForCausalLM.from_pretrained loads") from None
+    quantizer = getattr(model, "hf_quantizer", None)
+    if gguf_file and quantizer is not None:
+        quantizer.remove_quantization_config(model)  # every weight is a dense tensor now: a plain model
     return model.eval()
 
 

@@ -58,7 +58,7 @@ class LMTask(L.LightningModule):
         self.model = apply_lora(model, recipe.lora, layout) if recipe.lora else model
         w = recipe.loss
         self.register_buffer("kind_weight", torch.tensor([0.0, w.image, w.image, w.text]), persistent=False)
-        self.val_image, self.val_caption, self.val_struct = MeanMetric(), MeanMetric(), MeanMetric()
+        self._val: dict = {}  # made afresh for every validation pass (on_validation_epoch_start)
         self.start_step = 0
 
     # ------------------------------------------------------------------------------------------- losses
@@ -130,17 +130,17 @@ class LMTask(L.LightningModule):
 
     # ------------------------------------------------------------------------------------------- validation
 
+    def on_validation_epoch_start(self):
+        self._val = {name: MeanMetric().to(self.device) for name in ("image_loss", "caption_loss", "structure_loss")}
+
     def validation_step(self, batch, batch_idx):
         ce, kinds = self.token_losses(batch)
-        for metric, kind in ((self.val_image, CODE), (self.val_caption, TEXT), (self.val_struct, STRUCT)):
+        for name, kind in (("image_loss", CODE), ("caption_loss", TEXT), ("structure_loss", STRUCT)):
             if (kinds == kind).any():
-                metric.update(ce[kinds == kind])
+                self._val[name].update(ce[kinds == kind])
 
     def on_validation_epoch_end(self):
-        self.log_dict({"val/image_loss": self.val_image.compute(), "val/caption_loss": self.val_caption.compute(),
-                       "val/structure_loss": self.val_struct.compute()})
-        for m in (self.val_image, self.val_caption, self.val_struct):
-            m.reset()
+        self.log_dict({f"val/{name}": metric.compute() for name, metric in self._val.items()})
 
     # ------------------------------------------------------------------------------------------- checkpoints
 
