@@ -48,13 +48,13 @@ def main() -> None:
 
     model, _, info = load_model(args.run)
     results = {"run": args.run, "step": info.get("step")}
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, tempfile.TemporaryDirectory() as outs:
         for name in DEMO_TRAIN:
             link = Path(tmp) / f"{name}.txt"
             link.parent.mkdir(parents=True, exist_ok=True)
             os.symlink(demo_dir() / f"{name}.txt", link)
         for split, source in (("held_out", "demo"), ("train", tmp)):
-            r = evaluate(args.run, source, out=Path(tmp) / f"eval_{split}", num_workers=0, progress=False)
+            r = evaluate(args.run, source, out=Path(outs) / split, num_workers=0, progress=False)
             keep = ("mpjpe_mm", "pa_mpjpe_mm", "accel_error_mm", "codebook_usage_pct", "codebook_used",
                     "codebook_perplexity")
             results[split] = {**{k: r["metrics"][k] for k in keep}, "windows": r["protocol"]["num_samples"],
