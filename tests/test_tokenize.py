@@ -104,3 +104,16 @@ def test_tokens_of_another_bundle_or_source_are_refused(tiny_bundle, tmp_path): 
                                  "--device", "cpu"])
     assert result.exit_code == 0, result.output
     assert "tokenized 2 samples" in result.stdout and read_tokens(tmp_path / "t3").ids.shape == (2, 4, 4)
+
+
+def test_ranks_split_the_shards_and_together_give_the_single_rank_result(tiny_bundle, tmp_path):  # noqa: F811
+    data = _folder(tmp_path / "data", corrupt=())
+    tokenize(tiny_bundle, str(data), tmp_path / "one", shard_size=2, progress=False)
+    r0 = tokenize(tiny_bundle, str(data), tmp_path / "two", shard_size=2, rank=0, world=2, progress=False)
+    assert r0["shards"] == ["shard-000000.npz", "shard-000002.npz"] and r0["encoded"] == 4
+    with pytest.raises(DataError, match="misses 2 of 4 token shards"):
+        read_tokens(tmp_path / "two")
+    tokenize(tiny_bundle, str(data), tmp_path / "two", shard_size=2, rank=1, world=2, progress=False)
+    one, two = read_tokens(tmp_path / "one"), read_tokens(tmp_path / "two")
+    np.testing.assert_array_equal(one.ids, two.ids)
+    assert one.keys == two.keys and one.captions == two.captions

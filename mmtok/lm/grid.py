@@ -12,8 +12,12 @@ from PIL import Image, ImageDraw
 from mmtok.modalities.grid import font, to_uint8, upscale_factor
 
 
-def save_rows(rows: list[tuple[str, torch.Tensor]], path: str | Path, min_cell: int = 128, label_width: int = 360) -> Path:
-    """Write rows of (label, images float [N, 3, H, W] in [-1, 1]) as one PNG, atomically; returns the path."""
+def save_rows(rows: list[tuple[str, torch.Tensor]], path: str | Path, min_cell: int = 128, max_label: int = 360) -> Path:
+    """Write rows of (label, images float [N, 3, H, W] in [-1, 1]) as one PNG, atomically; returns the path.
+    Labels longer than `max_label` px are wrapped."""
+    fnt = font(14)
+    probe = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    label_width = min(max_label, int(max(probe.textlength(label, font=fnt) for label, _ in rows)) + 12)
     h, w = rows[0][1].shape[-2:]
     s = upscale_factor(h, w, min_cell)
     ch, cw, gap = h * s, w * s, 6
@@ -25,7 +29,7 @@ def save_rows(rows: list[tuple[str, torch.Tensor]], path: str | Path, min_cell: 
             x = label_width + gap + i * (cw + gap)
             canvas[y:y + ch, x:x + cw] = img.repeat(s, 0).repeat(s, 1)
     image = Image.fromarray(canvas)
-    draw, fnt = ImageDraw.Draw(image), font(14)
+    draw = ImageDraw.Draw(image)
     for r, (label, _) in enumerate(rows):
         words, lines = label.split(), [""]
         for word in words:  # wrap the label to the label column
