@@ -42,6 +42,8 @@ class ResidualVQConfig(QuantizerConfig):
     levels: int = Field(8, ge=1, description="number of residual codebooks (n_q)")
     quantizer_dropout: float = Field(0.0, ge=0, le=1, description="probability that a training batch uses only "
                                      "the first n ~ U[1, levels] levels (bitrate scalability, as DAC/EnCodec)")
+    dropout_per: Literal["batch", "sample"] = Field("batch", description="quantizer dropout draws one n per batch "
+                                                    "(EnCodec) or one per sample, along the first dimension (DAC)")
 
     @property
     def num_codebooks(self) -> int:
@@ -49,7 +51,7 @@ class ResidualVQConfig(QuantizerConfig):
 
     def level_config(self) -> QuantizerConfig:
         """The plain VQ config each level is built from."""
-        return QuantizerConfig(**self.model_dump(exclude={"kind", "levels", "quantizer_dropout"}))
+        return QuantizerConfig(**self.model_dump(exclude={"kind", "levels", "quantizer_dropout", "dropout_per"}))
 
 
 class FSQConfig(Strict):

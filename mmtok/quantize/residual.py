@@ -13,6 +13,9 @@ only the first n ~ U{1..levels} levels. The draw comes from a private generator 
 every rank uses the same n. All levels still run (their ids, statistics and EMA / restart state come from their
 true residual inputs, which do not depend on later levels); the dropped levels' outputs and losses are
 multiplied by zero, which keeps every parameter in the graph (DDP needs no find_unused_parameters).
+With `cfg.dropout_per == "sample"` (DAC) each sample (index along the first dimension) draws its own n, from
+the same private generator: sample b keeps the first n_b levels, and each level's losses are scaled by the share
+of samples that keep it (the mean of DAC's per-sample masked losses when the samples' losses are alike).
 Evaluation always uses all levels; decode from fewer with `lookup(ids[..., :n])`.
 """
 from __future__ import annotations
@@ -80,14 +83,19 @@ class ResidualVQ(nn.Module):
             out = out + self.quantizers[i].lookup(ids[..., i])
         return out
 
-    def levels_in_use(self) -> int:
+    def levels_in_use(self, batch: int = 1) -> int | torch.Tensor:
         """How many leading levels this forward uses: all in eval or without dropout; in training, with
-        probability quantizer_dropout a uniform draw from 1..levels (the same on every rank)."""
+        probability quantizer_dropout a uniform draw from 1..levels (the same on every rank). With
+        dropout_per "sample": a LongTensor [batch] of such draws, one per sample."""
         L, p = len(self.quantizers), self.cfg.quantizer_dropout
         if not self.training or p == 0:
             return L
         gen = torch.Generator().manual_seed(int(self.dropout_seed) + int(self.dropout_step))
         self.dropout_step.add_(1)
+        if self.cfg.dropout_per == "sample":
+            drop = torch.rand(batch, generator=gen) < p
+            n = torch.where(drop, torch.randint(1, L + 1, (batch,), generator=gen), torch.full((batch,), L))
+            return n.to(self.dropout_step.device)
         n = int(torch.randint(1, L + 1, (), generator=gen)) if float(torch.rand((), generator=gen)) < p else L
         return int(broadcast_from_rank0(torch.tensor(n, device=self.dropout_step.device)))
 
@@ -95,23 +103,29 @@ class ResidualVQ(nn.Module):
         if z.shape[-1:] != (self.input_dim,) or not z.is_floating_point():
             raise ValueError(f"ResidualVQ expects a float tensor [..., {self.input_dim}], "
                              f"got {z.dtype} {tuple(z.shape)}")
-        n = self.levels_in_use()
+        n = self.levels_in_use(z.shape[0] if z.dim() > 1 else 1)
         residual = z.float()
         z_q = None
         ids, losses, stats = [], {}, {}
         for i, quantizer in enumerate(self.quantizers):
             out = quantizer(residual)  # fp32 in, fp32 out
-            keep = i < n
-            contribution = out.z_q if keep else 0.0 * out.z_q  # dropped: in the graph, worth nothing
+            if isinstance(n, torch.Tensor):  # per sample: sample b keeps level i when i < n[b]
+                mask = (n > i).to(out.z_q.dtype)
+                contribution = out.z_q * mask.view(-1, *([1] * (out.z_q.dim() - 1)))
+                scale = mask.mean()  # the share of samples that keep this level
+            else:
+                scale = None if i < n else 0.0  # dropped: in the graph, worth nothing
+                contribution = out.z_q if scale is None else 0.0 * out.z_q
             z_q = contribution if z_q is None else z_q + contribution
             residual = residual - out.z_q
             ids.append(out.ids)
             for name, value in out.losses.items():
-                term = value if keep else 0.0 * value
+                term = value if scale is None else scale * value
                 losses[name] = losses[name] + term if name in losses else term
             for name in _MEAN_STATS:
                 stats[name] = stats.get(name, 0.0) + out.stats[name] / len(self.quantizers)
             stats[f"usage_l{i}"] = out.stats["usage"]
             stats["restarts"] = stats.get("restarts", 0.0) + out.stats["restarts"]
-        stats["levels_used"] = torch.tensor(float(n), device=z.device)
+        stats["levels_used"] = (n.float().mean() if isinstance(n, torch.Tensor)
+                                else torch.tensor(float(n), device=z.device))
         return QuantizeOutput(z_q=z_q.to(z.dtype), ids=torch.stack(ids, dim=-1), losses=losses, stats=stats)

@@ -42,6 +42,13 @@ def rotate_to(x: torch.Tensor, q: torch.Tensor, eps: float = 1e-12) -> torch.Ten
     return rotated * (q_norm / x_norm).detach()
 
 
+def normalize_rows(x: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
+    """F.normalize(x, dim=1) (bitwise the same for rows of norm > eps), but an all-zero row (digital silence
+    through a bias-free encoder) stays zero with gradient 1 instead of F.normalize's 1 / eps = 1e12."""
+    norm = x.norm(dim=1, keepdim=True)
+    return x / torch.where(norm > eps, norm, torch.ones_like(norm))
+
+
 @torch.no_grad()
 def kmeans(x: torch.Tensor, k: int, iters: int, *, l2_norm: bool, generator: torch.Generator | None = None):
     """Centroids [k, D] of x [N, D] by Lloyd's algorithm (spherical when l2_norm), starting from k rows of x
@@ -114,7 +121,7 @@ class VectorQuantizer(nn.Module):
         control flow (torch.export): ||c||^2 - 2 x.c in one addmm, min over codes (ties to the lowest index)."""
         h = _linear(self.proj_in, x)
         if self.cfg.l2_norm:
-            h = F.normalize(h, dim=1)
+            h = normalize_rows(h)
         c = self.codebook.float()
         c = F.normalize(c, dim=1) if self.cfg.l2_norm else c
         d = torch.addmm((c * c).sum(1).unsqueeze(0), h, c.T, beta=1.0, alpha=-2.0)
@@ -134,7 +141,7 @@ class VectorQuantizer(nn.Module):
         with torch.autocast(device_type=z.device.type, enabled=False):
             x = _linear(self.proj_in, z.reshape(-1, self.input_dim).float())  # [N, dim]
             if self.cfg.l2_norm:
-                x = F.normalize(x, dim=1)
+                x = normalize_rows(x)
             if self.training and not bool(self.initted):
                 self._kmeans_init(x.detach())
             codes = self.codes()

@@ -1,0 +1,274 @@
+"""Audio streams: folders of audio files, webdataset shards and the built-in demo speech, with the same worker /
+rank placement, seeding, shuffling and skip accounting as the image streams (mmtok.data.stream).
+
+Every sample is {"audio": float32 [C, S] in [-1, 1], "text": str, "skipped": int, "bad": list[str]}: S samples
+at the model's sample rate (mmtok.data.audio.AudioSpec), "text" the transcript (a sidecar NAME.txt beside a
+file, a shard's "txt" entry) or "".
+train: endless, one random segment per file visit (a file shorter than the segment is zero-padded), files
+reshuffled every pass (shards: resampled), seeded per (seed, pass, rank, worker), a shuffle buffer over segments.
+val: one deterministic pass over consecutive, non-overlapping segments of every file in sorted order (a file
+shorter than one segment gives one padded segment), at most `max_samples` segments in all, segment i read by
+worker i mod workers.
+A file that cannot be read, does not decode or is silent is skipped, counted and named (mmtok.data.stream).
+When no file of the data is as long as one segment, the stream stops with one DataStreamError saying so.
+"""
+from __future__ import annotations
+
+import random
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+from torch.utils.data import IterableDataset
+
+from mmtok.data.audio import (AUDIO_KEYS, AudioDecodeError, AudioSpec, audio_frames, decode_audio, fixed_segment,
+                              prepare, random_segment, read_audio, segment_count)
+from mmtok.data.holdout import check_holdout, is_held_out, split_files
+from mmtok.data.stream import DataStreamError, Place, SkipCounter, _shuffled, _share, _take, strided
+from mmtok.errors import DataError
+
+_HINT = "the files are truncated, corrupt, silent or not audio; check a few with an audio player"
+
+
+class AudioStream(IterableDataset):
+    """Base of the audio sources: subclasses implement `_segments(place, rng, skips)`, yielding
+    (float32 [C, S] array, text) and calling `skips.skip(name, reason)` for each file they drop."""
+
+    def __init__(self, split: str, spec: AudioSpec, *, seed: int = 0, max_samples: int | None = None,
+                 shuffle_buffer: int = 0, holdout: float = 0.0):
+        super().__init__()
+        if split not in ("train", "val"):
+            raise DataError(f"unknown split {split!r}", hint="use 'train' or 'val'")
+        if max_samples is not None and max_samples < 0:
+            raise DataError(f"max_samples must be >= 0, got {max_samples}")
+        self.split, self.spec, self.seed = split, spec, int(seed)
+        self.max_samples, self.shuffle_buffer = max_samples, int(shuffle_buffer)
+        self.holdout = check_holdout(holdout)
+        self.source = ""
+        self._passes = 0
+        self._named: set[str] = set()
+
+    @property
+    def train(self) -> bool:
+        return self.split == "train"
+
+    def describe(self) -> str:
+        if not self.holdout:
+            return self.source
+        part = "held-out" if self.split == "val" else "training"
+        return f"the {part} part of {self.source} (holdout {self.holdout:g})"
+
+    def _segments(self, place: Place, rng: random.Random, skips: SkipCounter) -> Iterator:
+        raise NotImplementedError
+
+    def __iter__(self) -> Iterator[dict]:
+        place = Place.current()
+        rng = random.Random(f"{self.seed}-{self._passes}-{place.rank}-{place.worker}")
+        self._passes += 1
+        skips = SkipCounter(self._named, distinct=self.train)
+        items = self._segments(place, rng, skips)
+        if self.train and self.max_samples is not None:
+            items = _take(items, _share(self.max_samples, place))
+        if self.train and self.shuffle_buffer > 1:
+            items = _shuffled(items, self.shuffle_buffer, rng)
+        held, held_skips = None, (0, [])
+        for item in items:  # hold one back so skips after the last segment still reach the caller
+            if held is not None:
+                yield _sample(held, *held_skips)
+            held, held_skips = item, skips.take()
+        if held is not None:
+            n, bad = skips.take()
+            yield _sample(held, held_skips[0] + n, held_skips[1] + bad)
+
+    def _too_short(self, longest: float) -> DataStreamError:
+        return DataStreamError(
+            f"the {self.spec.seconds:g} s segment is longer than every audio file of {self.describe()} (longest "
+            f"{longest:.2f} s)", hint="shorten model.segment_seconds, or give longer recordings")
+
+
+def _sample(item, skipped: int, bad: list[str]) -> dict:
+    import torch
+
+    wave, text = item
+    return {"audio": torch.from_numpy(np.ascontiguousarray(wave, dtype=np.float32)), "text": text,
+            "skipped": skipped, "bad": bad}
+
+
+def sidecar_text(path: Path) -> str:
+    """The transcript beside an audio file (NAME.txt, UTF-8, stripped), or ""."""
+    txt = path.with_suffix(".txt")
+    if not txt.is_file():
+        return ""
+    return txt.read_text(encoding="utf-8", errors="replace").strip()
+
+
+class AudioFileStream(AudioStream):
+    """Audio from a list of files (a folder searched by the caller, or the demo's clips). With `holdout`, the
+    files are split by their path relative to `root` (mmtok.data.holdout)."""
+
+    def __init__(self, root: str, files: list, split: str, spec: AudioSpec, *, source: str | None = None, **kwargs):
+        super().__init__(split, spec, **kwargs)
+        self.root = str(root)
+        train_files, val_files = split_files(root, [str(f) for f in files], self.holdout)
+        self.files = val_files if self.holdout and split == "val" else train_files
+        self.source = source or self.root
+
+    def _decoded(self, path: str, skips: SkipCounter):
+        """(prepared wave [C, N], transcript), or None after counting the file as skipped."""
+        try:
+            wave, sr = read_audio(path)
+        except AudioDecodeError as e:
+            skips.skip(path, e.message)
+            return None
+        return prepare(wave, sr, self.spec), sidecar_text(Path(path))
+
+    def _segments(self, place: Place, rng: random.Random, skips: SkipCounter) -> Iterator:
+        seg = self.spec.segment
+        state = {"good": 0, "longest": 0.0}
+        if self.train:
+            mine = self.files[place.index::place.total] or self.files
+            while True:
+                before = state["good"]
+                order = list(mine)
+                rng.shuffle(order)
+                for path in order:
+                    item = self._decoded(path, skips)
+                    if item is None:
+                        continue
+                    state["good"] += 1
+                    state["longest"] = max(state["longest"], item[0].shape[1] / self.spec.sample_rate)
+                    yield random_segment(item[0], seg, rng), item[1]
+                everything = len(mine) == len(self.files)
+                if state["good"] == before == 0:
+                    if everything:
+                        raise self._nothing(skips)
+                    mine = self.files  # this slice is all bad: try everything before giving up
+                elif state["longest"] < self.spec.seconds:
+                    if everything:
+                        raise self._too_short(state["longest"])
+                    mine = self.files  # this slice is all short: look at everything before giving up
+        yield from self._val_segments(place, skips, state)
+        if place.total == 1 and self.max_samples != 0:
+            if state["good"] == 0:
+                raise self._nothing(skips)
+            if state["longest"] < self.spec.seconds:
+                raise self._too_short(state["longest"])
+
+    def _val_segments(self, place: Place, skips: SkipCounter, state: dict) -> Iterator:
+        """Segment i of the pass goes to worker i mod workers; each worker decodes only the files it needs."""
+        cache: tuple[str, object] | None = None
+        for _, (path, k) in strided(self._segment_index(), place, self.max_samples):
+            if cache is None or cache[0] != path:
+                cache = (path, self._decoded(path, skips))
+                if cache[1] is not None:
+                    state["good"] += 1
+                    state["longest"] = max(state["longest"], cache[1][0].shape[1] / self.spec.sample_rate)
+            if cache[1] is not None:
+                yield fixed_segment(cache[1][0], self.spec.segment, k), cache[1][1]
+
+    def _segment_index(self) -> Iterator[tuple[str, int]]:
+        """(file, segment number) over every file in order, counted from the file headers (a file whose header
+        does not read gives one entry, where decoding then names the problem)."""
+        for path in self.files:
+            info = audio_frames(path)
+            n = 1 if info is None else segment_count(int(info[0] * self.spec.sample_rate / info[1]), self.spec.segment)
+            for k in range(n):
+                yield path, k
+
+    def _nothing(self, skips: SkipCounter) -> DataStreamError:
+        return DataStreamError(f"no decodable audio among the {len(self.files)} file(s) of {self.describe()} "
+                               f"({skips.total} dropped: {skips.describe()})", hint=_HINT)
+
+
+class AudioShardStream(AudioStream):
+    """Audio from webdataset shards `urls` (expanded and checked by the caller): a sample's first entry among
+    AUDIO_KEYS is decoded, its "txt" entry (if any) is the transcript. train: shards resampled with replacement;
+    val: one ordered pass, sample i (before segmenting) decoded by worker i mod workers."""
+
+    def __init__(self, source: str, urls: list[str], split: str, spec: AudioSpec, **kwargs):
+        super().__init__(split, spec, **kwargs)
+        self.source, self.urls = source, list(urls)
+
+    def _segments(self, place: Place, rng: random.Random, skips: SkipCounter) -> Iterator:
+        import webdataset as wds
+
+        state = {"good": 0, "longest": 0.0, "kept": 0}
+
+        def handler(exn: Exception) -> bool:
+            skips.skip(self.source, f"unreadable shard data ({type(exn).__name__}: {str(exn)[:200]})")
+            return True
+
+        def mine_only(src):
+            for sample in src:
+                if not self.holdout or is_held_out(str(sample.get("__key__")), self.holdout) == (not self.train):
+                    state["kept"] += 1
+                    yield sample
+
+        if self.train:
+            shards = wds.ResampledShards(self.urls, seed=rng.randrange(2**62), worker_seed=lambda: 0,
+                                         deterministic=True)
+            samples = wds.DataPipeline(shards, self._coverage_guard(state, skips),
+                                       wds.tarfile_to_samples(handler=handler), mine_only)
+            for wave, text in self._decoded(iter(samples), skips, state):
+                yield random_segment(wave, self.spec.segment, rng), text
+            return
+        samples = wds.DataPipeline(wds.SimpleShardList(self.urls), wds.tarfile_to_samples(handler=handler), mine_only)
+        count = 0
+        for _, sample in strided(iter(samples), place, None):
+            for wave, text in self._decoded(iter([sample]), skips, state):
+                for k in range(segment_count(wave.shape[1], self.spec.segment)):
+                    if self.max_samples is not None and count >= _share(self.max_samples, place):
+                        return
+                    count += 1
+                    yield fixed_segment(wave, self.spec.segment, k), text
+        if place.total == 1 and self.max_samples != 0:
+            if state["good"] == 0:
+                raise self._nothing(skips, state["kept"])
+            if state["longest"] < self.spec.seconds:
+                raise self._too_short(state["longest"])
+
+    def _decoded(self, samples: Iterator[dict], skips: SkipCounter, state: dict) -> Iterator:
+        for sample in samples:
+            key = next((k for k in AUDIO_KEYS if k in sample), None)
+            where = f"{sample.get('__key__')} in {sample.get('__url__')}"
+            if key is None:
+                keys = ", ".join(sorted(k for k in sample if not k.startswith("__"))) or "none"
+                skips.skip(where, f"no audio entry (entries: {keys})")
+                continue
+            try:
+                wave, sr = decode_audio(sample[key])
+            except AudioDecodeError as e:
+                skips.skip(where, e.message)
+                continue
+            wave = prepare(wave, sr, self.spec)
+            state["good"] += 1
+            state["longest"] = max(state["longest"], wave.shape[1] / self.spec.sample_rate)
+            text = sample.get("txt", b"")
+            yield wave, text.decode("utf-8", errors="replace").strip() if isinstance(text, bytes) else str(text)
+
+    def _coverage_guard(self, state: dict, skips: SkipCounter):
+        """Over the resampled shard URLs: once every shard was read in full, stop with one error when no audio
+        decoded, or when none was as long as a segment."""
+        everything = set(self.urls)
+
+        def guard(src):
+            seen = set()
+            for item in src:
+                if seen >= everything:
+                    if state["good"] == 0:
+                        raise self._nothing(skips, state["kept"])
+                    if state["longest"] < self.spec.seconds:
+                        raise self._too_short(state["longest"])
+                seen.add(item["url"])
+                yield item
+
+        return guard
+
+    def _nothing(self, skips: SkipCounter, kept: int) -> DataStreamError:
+        if self.holdout and kept == 0:
+            return DataStreamError(f"{self.describe()} is empty: no sample key of its {len(self.urls)} shard(s) "
+                                   "falls in it", hint="give validation data (data.val) or a larger holdout fraction")
+        return DataStreamError(f"no decodable audio in the {len(self.urls)} shard(s) of {self.describe()} "
+                               f"({skips.total} sample(s) dropped: {skips.describe()})",
+                               hint="samples need an audio entry (flac, wav, ogg, mp3); rebuild them with "
+                               "`mmtok data pack FOLDER OUT_PATTERN`")

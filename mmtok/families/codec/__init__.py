@@ -1,0 +1,1 @@
+"""The codec family (audio): SEANet encoder / decoder around a residual VQ."""
