@@ -1,4 +1,9 @@
-"""`mmtok data ...`: prepare image data. Heavy modules (PIL, webdataset, torch) load inside the commands."""
+"""`mmtok data ...`: prepare data. Heavy modules (PIL, soundfile, webdataset, torch) load inside the commands.
+
+`mmtok data pack` packs a folder into webdataset shards for the modality `--modality` names, or the one the folder
+holds (images or audio files). A modality plugs its packer in as `Modality.pack` (mmtok.modalities):
+pack(src, out_pattern, shard_size=, val_fraction=, seed=, progress=) -> mmtok.data.pack.PackReport.
+"""
 from __future__ import annotations
 
 import inspect
@@ -10,13 +15,13 @@ import typer
 
 from mmtok.cli.common import guarded
 
-data_app = typer.Typer(help="Prepare image data: pack a folder of images into webdataset shards.",
+data_app = typer.Typer(help="Prepare data: pack a folder of images or audio into webdataset shards.",
                        no_args_is_help=True, rich_markup_mode="rich", add_completion=False)
 
 
 @data_app.callback()
 def data_callback() -> None:
-    """Prepare image data: pack a folder of images into webdataset shards."""
+    """Prepare data: pack a folder of images or audio into webdataset shards."""
 
 SHOWN_SKIPS = 5
 
@@ -28,24 +33,30 @@ def pack_command(
     val_fraction: float = typer.Option(0.0, "--val-fraction", help="Share of the images held out in validation shards (0 to <1)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the sample order and of the validation draw."),
     min_side: int = typer.Option(256, "--min-side", help="Warn about images whose shorter side is below this (px)."),
+    modality: str = typer.Option("auto", "--modality", help="image, audio, or auto: what the folder holds."),
 ) -> None:
-    """Pack a folder of images into webdataset tar shards for `mmtok train`.
+    """Pack a folder of images into webdataset tar shards for `mmtok train` (or a folder of audio files).
 
-    Every image is decoded first: corrupt files are skipped and listed, and images with a shorter side below
-    --min-side (256 px) are counted in one warning. JPEG, PNG and WebP bytes are stored as they are, other
-    formats as PNG; a sidecar caption (photo.jpg + photo.txt) becomes the sample's "txt". With --val-fraction, a
-    seeded share of the images goes to validation shards named with "-val" (shards/photos-%06d.tar ->
-    shards/photos-val-%06d.tar). Ends with the command that trains on the shards, and writes the summary as JSON
-    beside them.
+    Every file is decoded first: corrupt (and, for audio, silent) files are skipped and listed. Images: JPEG, PNG
+    and WebP bytes are stored as they are, other formats as PNG, and images with a shorter side below --min-side
+    (256 px) are counted in one warning. Audio: WAV, FLAC, OGG, Opus and MP3 bytes are stored as they are, other
+    formats as FLAC. A sidecar text file (photo.jpg + photo.txt, take1.wav + take1.txt) becomes the sample's "txt"
+    (caption or transcript). With --val-fraction, a seeded share of the files goes to validation shards named with
+    "-val" (shards/photos-%06d.tar -> shards/photos-val-%06d.tar). Ends with the command that trains on the shards,
+    and writes the summary as JSON beside them.
 
     Example: mmtok data pack ~/photos 'shards/photos-%06d.tar' --val-fraction 0.05
     """
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from mmtok.data.pack import check_pattern, pack_folder
+    from mmtok.data.pack import check_pattern
 
     check_pattern(out_pattern)
+    name = _modality(src, modality)
+    packer, options = _packer(name), {}
+    if name == "image":
+        options["min_side"] = min_side
     columns = (TextColumn("packing"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
                TextColumn("{task.description}"))
     bar: list = []  # started on the first file, so that argument errors print one clean line
@@ -58,12 +69,42 @@ def pack_command(
         bar[0].update(bar[1], completed=done, description=name[-40:])
 
     try:
-        report = pack_folder(src, out_pattern, shard_size=shard_size, val_fraction=val_fraction, seed=seed,
-                             progress=step, min_side=min_side)
+        report = packer(src, out_pattern, shard_size=shard_size, val_fraction=val_fraction, seed=seed,
+                        progress=step, **options)
     finally:
         if bar:
             bar[0].stop()
     _summary(report, out_pattern)
+
+
+def _modality(src: Path, modality: str) -> str:
+    """The modality to pack `src` as: `modality` unless "auto", else what the folder holds (images or audio)."""
+    from mmtok.errors import DataError
+
+    if modality != "auto":
+        return modality
+    from mmtok.data.audio import find_audio
+    from mmtok.data.image import find_images
+    from mmtok.data.pack import check_source
+
+    folder = check_source(src)
+    images, audio = len(find_images(folder)), len(find_audio(folder))
+    if images and audio:
+        raise DataError(f"{src} holds {images} image and {audio} audio files", hint="say which to pack with "
+                        "--modality image or --modality audio")
+    return "audio" if audio else "image"  # a folder with neither gets the image packer's "no image files" error
+
+
+def _packer(name: str):
+    """The modality's pack hook (mmtok.modalities); DataError when it has none in the shard form."""
+    from mmtok import modalities
+    from mmtok.errors import DataError
+
+    pack = modalities.get(name).resolve("pack")
+    if pack is None or "out_pattern" not in inspect.signature(pack).parameters:
+        raise DataError(f"`mmtok data pack` cannot pack {name} data into shards",
+                        hint="image and audio folders pack into shards; see the README for this modality's data")
+    return pack
 
 
 def _summary(report, out_pattern: str) -> None:
@@ -77,7 +118,9 @@ def _summary(report, out_pattern: str) -> None:
     table.add_row("train samples", str(report.train_written))
     table.add_row("val samples", str(report.val_written))
     table.add_row("skipped", str(report.skipped_count))
-    table.add_row("with caption", str(report.captions))
+    table.add_row("with transcript" if report.modality == "audio" else "with caption", str(report.captions))
+    if report.modality == "audio":
+        table.add_row("duration", f"{report.seconds / 60:.1f} min")
     table.add_row("other files ignored", str(report.ignored))
     table.add_row("train shards", f"{len(report.train_shards)}  {report.train_pattern or '-'}")
     table.add_row("val shards", f"{len(report.val_shards)}  {report.val_pattern or '-'}")
@@ -100,7 +143,8 @@ def _summary(report, out_pattern: str) -> None:
     if not report.train_pattern:
         typer.echo("no train samples were written: nothing to train on")
         return
-    command = f"mmtok train quickstart --data {_quote(report.train_pattern)}"
+    recipe = "audio_quickstart" if report.modality == "audio" else "quickstart"
+    command = f"mmtok train {recipe} --data {_quote(report.train_pattern)}"
     if report.val_pattern:
         command += f" --set data.val={_quote(report.val_pattern)}"
     typer.echo("train on them with:")

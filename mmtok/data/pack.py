@@ -1,4 +1,5 @@
-"""Pack a folder of images into webdataset tar shards: `pack_folder(src, "shards/photos-%06d.tar", ...)`.
+"""Pack a folder of images into webdataset tar shards: `pack_folder(src, "shards/photos-%06d.tar", ...)`; the
+shared machinery (`pack_files`) packs other modalities' files too (audio: mmtok.data.audio_pack).
 
 Each sample is `{"__key__": sanitised relative path, "<ext>": image bytes, "txt": caption}`:
 - JPEG (and camera MPO), PNG (8-bit) and WebP files are stored byte for byte, under "jpg", "png", "webp";
@@ -36,6 +37,7 @@ class PackReport:
     None when nothing was written to that split."""
 
     src: str
+    modality: str = "image"
     train_written: int = 0
     val_written: int = 0
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (path relative to src, reason)
@@ -48,6 +50,7 @@ class PackReport:
     stale: list[str] = field(default_factory=list)  # older shard files just past the range written
     min_side: int = 256
     small: list[tuple[str, int, int]] = field(default_factory=list)  # (path, width, height), shorter side < min_side
+    seconds: float = 0.0  # audio: the packed duration
 
     @property
     def skipped_count(self) -> int:
@@ -152,21 +155,56 @@ def pack_folder(src: str | os.PathLike, out_pattern: str, shard_size: int = 1000
     `val_pattern(out_pattern) % i` (val), `shard_size` samples each. `progress(done, total, file)` is called
     after each file. Images with a shorter side below `min_side` are listed in the report's `small`.
     Raises DataError for a missing folder, a folder without images or a bad pattern."""
-    import webdataset as wds
+    src = check_source(src)
+    check_options(out_pattern, shard_size, val_fraction)
+    files = find_images(src)
+    if not files:
+        raise DataError(f"no image files in {src}", hint="put .jpg/.png/.webp files in it (searched recursively)")
+    report = PackReport(src=str(src), min_side=int(min_side))
 
-    src = Path(src)
-    if not src.is_dir():
-        what = "is a file, not a folder" if src.exists() else "does not exist"
-        raise DataError(f"source folder {src} {what}", hint="give the folder that holds your images")
+    def encode(path: Path, rel: Path) -> dict:
+        ext, data, (w, h) = _encode(path.read_bytes())
+        if min(w, h) < report.min_side:
+            report.small.append((rel.as_posix(), w, h))
+        return {ext: data}
+
+    pack_files(src, files, out_pattern, encode, report, shard_size=shard_size, val_fraction=val_fraction, seed=seed,
+               progress=progress)
+    report.small.sort()
+    return report
+
+
+def check_options(out_pattern: str, shard_size: int, val_fraction: float) -> None:
+    """DataError for a bad shard pattern (check_pattern), shard size or validation fraction."""
     check_pattern(out_pattern)
     if shard_size < 1:
         raise DataError(f"shard size must be at least 1, got {shard_size}", hint="e.g. --shard-size 1000")
     if not 0.0 <= val_fraction < 1.0:
         raise DataError(f"val fraction must be in [0, 1), got {val_fraction}", hint="e.g. --val-fraction 0.05")
-    files = find_images(src)
-    if not files:
-        raise DataError(f"no image files in {src}", hint="put .jpg/.png/.webp files in it (searched recursively)")
 
+
+def check_source(src: str | os.PathLike) -> Path:
+    """`src` as a Path; DataError unless it is an existing folder."""
+    src = Path(src)
+    if not src.is_dir():
+        what = "is a file, not a folder" if src.exists() else "does not exist"
+        raise DataError(f"source folder {src} {what}", hint="give the folder that holds your files")
+    return src
+
+
+def pack_files(src: Path, files: list[Path], out_pattern: str, encode: Callable[[Path, Path], dict],
+               report: PackReport, *, shard_size: int = 1000, val_fraction: float = 0.0, seed: int = 0,
+               progress: Callable[[int, int, str], None] | None = None) -> PackReport:
+    """The packing every modality shares: `files` (under `src`) in a seeded random order, a seeded share of them
+    (`val_fraction`) into validation shards, each sample {"__key__": sample_key(...), **encode(path, rel),
+    "txt": sidecar caption / transcript (NAME.txt beside the file) if any}. `encode` returns the sample's entries
+    ({extension: bytes}) or raises for a file that must be skipped (its MmtokError message, or the exception
+    described, becomes the reason in `report.skipped`). Fills and returns `report`."""
+    import webdataset as wds
+
+    from mmtok.errors import MmtokError
+
+    check_options(out_pattern, shard_size, val_fraction)
     n = len(files)
     order = list(range(n))
     random.Random(seed).shuffle(order)
@@ -175,20 +213,17 @@ def pack_folder(src: str | os.PathLike, out_pattern: str, shard_size: int = 1000
     patterns = {"train": out_pattern, "val": val_pattern(out_pattern) if n_val else None}
     Path(out_pattern % 0).parent.mkdir(parents=True, exist_ok=True)
 
-    report = PackReport(src=str(src), min_side=int(min_side))
     captions_used, taken, done = set(), set(), 0
     for split, ids in (("train", train_ids), ("val", val_ids)):
         writer = None
         for i in ids:
             path, rel = files[i], files[i].relative_to(src)
             try:
-                ext, data, (w, h) = _encode(path.read_bytes())
+                entries = encode(path, rel)
             except Exception as e:  # unreadable or undecodable: skip it, say why
-                report.skipped.append((rel.as_posix(), describe_error(e)))
+                report.skipped.append((rel.as_posix(), e.message if isinstance(e, MmtokError) else describe_error(e)))
             else:
-                if min(w, h) < report.min_side:
-                    report.small.append((rel.as_posix(), w, h))
-                sample = {"__key__": sample_key(rel, taken), ext: data}
+                sample = {"__key__": sample_key(rel, taken), **entries}
                 caption = path.with_suffix(".txt")
                 if caption.is_file():
                     sample["txt"] = caption.read_text(encoding="utf-8", errors="replace").strip()
@@ -210,7 +245,6 @@ def pack_folder(src: str | os.PathLike, out_pattern: str, shard_size: int = 1000
             while os.path.exists(patterns[split] % k):
                 report.stale.append(patterns[split] % k)
                 k += 1
-    report.small.sort()
     report.ignored = _count_ignored(src, set(files) | captions_used)
     return report
 
