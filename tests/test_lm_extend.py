@@ -77,3 +77,15 @@ def test_bad_inputs_fail_before_loading(tiny_llm, tiny_bundle, tmp_path):  # noq
     (ext / LAYOUT_FILE).write_text(json.dumps(data))
     with pytest.raises(CheckpointError, match="embedding rows"):
         load_extended(ext)
+
+
+def test_two_bundles_get_two_blocks(tiny_llm, tiny_bundle, tmp_path):  # noqa: F811
+    from test_lm_layout import make_bundle
+
+    other = make_bundle(tmp_path, seed=1)
+    layout = extend(tiny_llm, [tiny_bundle, other], tmp_path / "ext")
+    a, b = layout.modalities
+    assert (a.name, b.name) == ("image", "image_1") and b.begin_id == a.end_of_block
+    assert a.bundle_checksum != b.bundle_checksum == bundle_checksum(other)
+    _, tok, _ = load_extended(tmp_path / "ext")
+    assert tok.convert_ids_to_tokens([b.begin_id, b.end_of_block - 1]) == ["<img1>", "<img1_00031>"]
