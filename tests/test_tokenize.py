@@ -57,7 +57,7 @@ def test_a_killed_run_keeps_finished_shards_and_redoes_the_rest(tiny_bundle, tmp
     tokenize(tiny_bundle, str(data), out, shard_size=2, progress=False)
     before = read_tokens(out)
     # a kill: shard 2 was never renamed into place (a .tmp is left), the rank's completion file is missing
-    (out / "shard-000002.npz").rename(out / "shard-000002.npz.tmp")
+    (out / "shard-000002.npz").rename(out / "shard-000002.npz.12345.tmp")
     (out / "rank-0.json").unlink()
     with pytest.raises(DataError, match="has not finished"):
         read_tokens(out)

@@ -135,7 +135,7 @@ def _caption(sample: dict) -> str:
 
 
 def _write_atomic(path: Path, write) -> None:
-    tmp = path.with_name(path.name + ".tmp")
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")  # ranks writing at once never share a temporary file
     write(tmp)
     os.replace(tmp, path)
 
@@ -201,14 +201,15 @@ def tokenize(bundle: str | os.PathLike, source: str, out: str | os.PathLike, *, 
                         hint="tokenize image bundles (other modalities: not yet)")
     header = _header(bundle, bundle_checksum(bundle), tok.meta, source, shard_size)
     _check_or_write_header(out, header)
-    for stale in out.glob("*.tmp"):
-        stale.unlink()
+    for stale in out.glob("shard-*.npz.*.tmp"):  # this rank's shards left half-written by a killed run
+        if int(stale.name[6:12]) % world == rank:
+            stale.unlink(missing_ok=True)
 
     t0 = time.perf_counter()
     stats = {"samples": 0, "encoded": 0, "kept": 0, "tokens": 0, "shards": []}
     shard: _Shard | None = None
     current = -1
-    with _progress(progress and rank == 0) as advance:
+    with _Progress(progress and rank == 0) as advance:
         for item in iter_items(source):
             stats["samples"] = item.index + 1
             n = item.index // shard_size
@@ -286,7 +287,7 @@ class _Shard:
         return int(ids.size)
 
 
-class _progress:
+class _Progress:
     """A rich progress bar over input samples (total unknown), or nothing."""
 
     def __init__(self, show: bool):
