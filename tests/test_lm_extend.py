@@ -89,3 +89,21 @@ def test_two_bundles_get_two_blocks(tiny_llm, tiny_bundle, tmp_path):  # noqa: F
     assert a.bundle_checksum != b.bundle_checksum == bundle_checksum(other)
     _, tok, _ = load_extended(tmp_path / "ext")
     assert tok.convert_ids_to_tokens([b.begin_id, b.end_of_block - 1]) == ["<img1>", "<img1_00031>"]
+
+
+def test_a_gguf_file_is_extended_into_a_plain_model(tiny_bundle, tmp_path):  # noqa: F811
+    from test_lm_layout import make_gguf
+
+    from mmtok.lm.llm import load_model, load_tokenizer
+
+    gguf = make_gguf(tmp_path)
+    before_model, before_tok = load_model(gguf.parent, gguf.name), load_tokenizer(gguf.parent, gguf.name)
+    layout = extend(gguf, [tiny_bundle], tmp_path / "ext")  # the .gguf file itself
+    assert extend(gguf.parent, [tiny_bundle], tmp_path / "ext2") == layout  # or its folder
+    model, tok, _ = load_extended(tmp_path / "ext")
+    assert not (tmp_path / "ext" / "tiny.gguf").exists() and getattr(model, "hf_quantizer", None) is None
+    assert layout.text_vocab_size == len(before_tok) and len(tok) == layout.tokenizer_size
+    assert tok(TEXT)["input_ids"] == before_tok(TEXT)["input_ids"]
+    rows = before_model.get_input_embeddings().num_embeddings
+    torch.testing.assert_close(_logits(model, tok, TEXT[:1])[..., :rows], _logits(before_model, before_tok, TEXT[:1]),
+                               rtol=0, atol=1e-6)

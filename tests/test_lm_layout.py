@@ -164,3 +164,55 @@ def make_extended(root: Path, bundle: Path, tied: bool = False) -> tuple[Path, P
     if not (tok / "rank-0.json").is_file():
         tokenize(bundle, str(make_pairs_folder(root)), tok, progress=False)
     return ext, tok
+
+
+def make_gguf(root: Path) -> Path:
+    """A tiny random Llama with a byte-level BPE tokenizer as a float32 GGUF file (root/tiny-gguf/tiny.gguf),
+    written with the `gguf` package the way llama.cpp lays one out."""
+    path = root / "tiny-gguf" / "tiny.gguf"
+    if path.is_file():
+        return path
+    import gguf
+    import numpy as np
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    V, D, L, F, H, KV = 64, 32, 2, 64, 4, 2
+    w = gguf.GGUFWriter(str(path), "llama")
+    w.add_context_length(128)
+    w.add_embedding_length(D)
+    w.add_block_count(L)
+    w.add_feed_forward_length(F)
+    w.add_head_count(H)
+    w.add_head_count_kv(KV)
+    w.add_rope_dimension_count(D // H)
+    w.add_layer_norm_rms_eps(1e-6)
+    w.add_vocab_size(V)
+    merges = [("c", "a"), ("ca", "t"), ("d", "o"), ("do", "g"), ("Ġ", "cat"), ("Ġ", "dog")]
+    tokens = ["<unk>", "<s>", "</s>"] + [chr(c) for c in range(97, 123)] + ["Ġ"] + [a + b for a, b in merges]
+    tokens += [f"<x{i}>" for i in range(V - len(tokens))]
+    w.add_tokenizer_model("gpt2")
+    w.add_token_list(tokens)
+    w.add_token_types([1] * len(tokens))
+    w.add_token_merges([f"{a} {b}" for a, b in merges])
+    w.add_bos_token_id(1)
+    w.add_eos_token_id(2)
+    w.add_unk_token_id(0)
+    rng = np.random.default_rng(0)
+
+    def t(*shape):
+        return (rng.standard_normal(shape) * 0.05).astype(np.float32)
+
+    w.add_tensor("token_embd.weight", t(V, D))
+    w.add_tensor("output_norm.weight", np.ones(D, np.float32))
+    w.add_tensor("output.weight", t(V, D))
+    for i in range(L):
+        for name, shape in (("attn_q", (D, D)), ("attn_k", (D * KV // H, D)), ("attn_v", (D * KV // H, D)),
+                            ("attn_output", (D, D)), ("ffn_gate", (F, D)), ("ffn_up", (F, D)), ("ffn_down", (D, F))):
+            w.add_tensor(f"blk.{i}.{name}.weight", t(*shape))
+        w.add_tensor(f"blk.{i}.attn_norm.weight", np.ones(D, np.float32))
+        w.add_tensor(f"blk.{i}.ffn_norm.weight", np.ones(D, np.float32))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    return path

@@ -56,7 +56,7 @@ def extend(llm: str | os.PathLike, bundles: Sequence[str | os.PathLike], out: st
 
     text_vocab = len(tokenizer)
     rows = model.get_input_embeddings().num_embeddings
-    layout = plan_layout(str(llm), text_vocab, rows, metas, pad_to_multiple_of)
+    layout = plan_layout(str(directory / gguf) if gguf else str(directory), text_vocab, rows, metas, pad_to_multiple_of)
     new = [AddedToken(t, special=True, normalized=False) for m in layout.modalities for t in m.tokens()]
     clash = [t.content for t in new[:3] if t.content in tokenizer.get_vocab()]
     if clash:
