@@ -17,7 +17,7 @@ TEXT = ["a photo of a red cat", "the big dog on a small boat with a hat"]
 
 
 def _logits(model, tok, texts):
-    ids = tok(texts, return_tensors="pt", padding=True)
+    ids = tok(texts, return_tensors="pt", padding=len(texts) > 1)
     with torch.no_grad():
         return model(**ids).logits
 
