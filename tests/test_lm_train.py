@@ -119,3 +119,22 @@ def test_bad_inputs_are_one_line_before_any_work(setup, tmp_path):
     result = CliRunner().invoke(app, ["lm", "train", str(recipe), "--out", str(tmp_path / "r4")])
     assert result.exit_code == 2 and result.stderr.count("\n") == 1 and "made with bundle" in result.stderr
     assert not (tmp_path / "r4").exists()
+
+
+def test_cli_trains_prints_held_out_losses_and_resumes(setup, tmp_path):
+    import yaml
+
+    from mmtok.cli.main import app
+
+    ext, tokens = setup
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(yaml.safe_dump(_recipe(ext, tokens, trainer__max_steps=2).model_dump(mode="json")))
+    runner = CliRunner()
+    result = runner.invoke(app, ["lm", "train", str(recipe), "--out", str(tmp_path / "run")])
+    assert result.exit_code == 0, result.output
+    assert "held-out image loss" in result.stdout and "(before training" in result.stdout
+    result = runner.invoke(app, ["lm", "train", "--resume", "--out", str(tmp_path / "run"), "--max-steps", "3"])
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "run" / "summary.json").read_text())["step"] == 3
+    result = runner.invoke(app, ["lm", "train", str(recipe), "--out", str(tmp_path / "run")])
+    assert result.exit_code == 2 and "already holds a run" in result.stderr
