@@ -11,6 +11,7 @@ import io
 import math
 import os
 import random
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -60,6 +61,7 @@ def decode_audio(data: bytes) -> tuple[np.ndarray, int]:
         wave, sr = sf.read(io.BytesIO(data), dtype="float32", always_2d=True)
     except Exception as e:  # libsndfile raises LibsndfileError / RuntimeError / TypeError for bad bytes
         text = str(e).splitlines()[0] if str(e) else type(e).__name__
+        text = re.sub(r"^Error opening <[^>]*>: ", "", text)  # libsndfile names the in-memory buffer
         raise AudioDecodeError(f"cannot decode audio: {text[:200]}",
                                hint="the file is truncated, corrupt or not audio") from None
     wave = np.ascontiguousarray(wave.T)

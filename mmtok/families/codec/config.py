@@ -108,12 +108,13 @@ PRESETS = {
                    "quantizer": _rvq(levels=8, codebook_size=1024, dim=8, l2_norm=True, ema=True, kmeans_init=True,
                                      restart_after=25, quantizer_dropout=0.5, dropout_per="sample")},
     # Sized for a few CPU minutes on 16 kHz speech: hop 320 (50 frames/s) reached by 4 strided blocks at 16 to
-    # 128 channels, no sequence model, 8 x 256 cosine codes of dim 8 with EMA, k-means init and fast dead-code
-    # restarts (so every level stays in use), quantizer dropout per sample (one model, 1-8 levels, 0.4-3.2 kbps).
+    # 128 channels, no sequence model, 8 x 256 codes of dim 8 (Euclidean: at 2 CPU minutes they kept every level
+    # at >= 93% usage on held-out speech, cosine codes at >= 89%, same mel distance) with EMA, k-means init and fast
+    # dead-code restarts, quantizer dropout per sample (one model, 1-8 levels, 0.4-3.2 kbps).
     "audio_small_16k": dict(sample_rate=16000, segment_seconds=0.5, ch=16, strides=[2, 4, 5, 8], res_units=1,
                             dilation_base=2, kernel_size=7, residual_kernel_size=3, activation="elu", latent_dim=64,
                             bottleneck="none",
-                            quantizer=_rvq(levels=8, codebook_size=256, dim=8, l2_norm=True, ema=True,
+                            quantizer=_rvq(levels=8, codebook_size=256, dim=8, l2_norm=False, ema=True,
                                            ema_decay=0.95, kmeans_init=True, restart_after=20,
                                            quantizer_dropout=0.5, dropout_per="sample")),
     # Tiny presets for tests: a forward/backward in well under a second on CPU.

@@ -30,23 +30,29 @@ def log_mel(wave: torch.Tensor, sample_rate: int, n_mels: int = 80) -> np.ndarra
 def spectrogram_picture(originals: torch.Tensor, recons: torch.Tensor, sample_rate: int, path: str | os.PathLike,
                         *, height: int = 160) -> Path:
     """Write a PNG of log-mel spectrograms of clips [N, C, T] (channels averaged): originals in the top row,
-    reconstructions in the bottom row, low frequencies at the bottom, colours over an 80 dB range below the
-    loudest value in the picture. Written atomically; returns the path."""
+    reconstructions in the bottom row (see spectrogram_rows). Returns the path."""
+    return spectrogram_rows([("original", originals), ("reconstruction", recons)], sample_rate, path, height=height)
+
+
+def spectrogram_rows(rows: list[tuple[str, torch.Tensor]], sample_rate: int, path: str | os.PathLike, *,
+                     height: int = 160) -> Path:
+    """Write a PNG with one titled row of log-mel spectrograms per (title, clips [N, C, T]) pair, one column per
+    clip, low frequencies at the bottom, colours over an 80 dB range below the loudest value in the picture.
+    Written atomically; returns the path."""
     from PIL import Image, ImageDraw
 
     from mmtok.evaluation.plots import _font
 
-    originals, recons = originals.detach().float().cpu(), recons.detach().float().cpu()
-    rows = [[log_mel(c.mean(0), sample_rate) for c in clips] for clips in (originals, recons)]
-    top = max(float(m.max()) for row in rows for m in row)
+    mels = [[log_mel(c.detach().float().cpu().mean(0), sample_rate) for c in clips] for _, clips in rows]
+    top = max(float(m.max()) for row in mels for m in row)
     pad, label = 6, 18
-    widths = [m.shape[1] for m in rows[0]]
+    widths = [m.shape[1] for m in mels[0]]
     scale = max(1, round(240 / max(widths)))  # at least ~240 px per clip
     w = sum(x * scale for x in widths) + pad * (len(widths) + 1)
-    h = 2 * (height + label) + pad * 3
+    h = len(rows) * (height + label + pad) + pad
     img = Image.new("RGB", (w, h), "white")
     draw = ImageDraw.Draw(img)
-    for r, (row, title) in enumerate(zip(rows, ("original", "reconstruction"))):
+    for r, (row, (title, _)) in enumerate(zip(mels, rows)):
         y = pad + r * (height + label + pad)
         draw.text((pad, y), title, fill=(30, 30, 30), font=_font(13))
         x = pad
