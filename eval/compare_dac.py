@@ -130,7 +130,7 @@ def reserved_folder(root: Path) -> Path:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--mmtok-run", help="a finished audio_quickstart run (default: train one into OUT-run)")
+    parser.add_argument("--mmtok-run", help="a finished audio_quickstart run (default: train one into runs/NAME, NAME = OUT's)")
     parser.add_argument("--out", default="eval/results/audio_compare_dac", help="OUT.json and OUT.png are written")
     parser.add_argument("--minutes", type=float, help="training budget of each side (default: the recipe's "
                         "trainer.max_minutes)")
@@ -153,7 +153,7 @@ def main() -> None:
     spec, sr = recipe.model, recipe.model.sample_rate
     q = spec.quantizer
 
-    run = Path(args.mmtok_run) if args.mmtok_run else out.with_name(out.name + "-run")
+    run = Path(args.mmtok_run) if args.mmtok_run else Path("runs") / out.name
     if not args.mmtok_run:
         from mmtok.train.run import train
 

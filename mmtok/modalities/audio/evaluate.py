@@ -6,7 +6,8 @@ shorter than one segment zero-padded); EMA weights unless told otherwise; ids fr
 each reconstruction decoded from the first n levels (n in `levels`, default 1, 2, 4, ... and all) and clamped to
 [-1, 1]. Per n: DAC's mel distance (7 scales, windows 32..2048, 5..320 mel bands, log10 of mel magnitudes clamped
 at 1e-5) and STFT distance (windows 2048 and 512: log10 power L1 + magnitude L1), SI-SDR (dB, zero-mean), bitrate
-n * log2(K) * frame rate. With all levels: wide-band PESQ (at 16 kHz) and STOI when their packages are installed.
+n * log2(K) * frame rate. With all levels: wide-band PESQ (at 16 kHz) and STOI when their packages are installed,
+on each batch's segments joined end to end (both measures need seconds of speech, a segment is a fraction of one).
 Codebook usage, perplexity and entropy of each level over the whole pass on all ranks; encode and decode
 throughput (segments/s) timed apart. Results go to a new folder per evaluation (mmtok.evaluation.output):
 metrics.json, report.md, spectrogram.png (originals above, all-level reconstructions below), clips/*.wav,
@@ -136,7 +137,8 @@ def evaluate(model_path: str | os.PathLike, data: str, *, out: str | os.PathLike
                 metric.update(x, recon if n == total else model.decode(ids[..., :n]).float().clamp(-1, 1))
             per_level.update(ids)
             usage.update(ids.movedim(-1, 1))
-            flat_x, flat_r = x.reshape(-1, x.shape[-1]), recon.reshape(-1, recon.shape[-1])
+            # PESQ and STOI need seconds of speech: each batch's segments joined end to end, per channel
+            flat_x, flat_r = x.transpose(0, 1).reshape(x.shape[1], -1), recon.transpose(0, 1).reshape(x.shape[1], -1)
             for metric in extra.values():
                 metric.update(flat_r, flat_x)
             if is_main and len(kept_x) * batch_size < CLIPS:
@@ -199,7 +201,8 @@ def evaluate(model_path: str | os.PathLike, data: str, *, out: str | os.PathLike
             "distances": "DAC's mel distance (windows 32..2048, 5..320 mel bands, L1 of log10 mel clamped at 1e-5) "
                          "and STFT distance (windows 2048 and 512, L1 of log10 power + L1 of magnitude), per signal, "
                          "averaged; SI-SDR in dB, zero-mean; reconstructions clamped to [-1, 1]",
-            "pesq_stoi": "all levels; PESQ wide band after resampling to 16 kHz; STOI at the model's rate",
+            "pesq_stoi": "all levels, on each batch's segments joined end to end (both need seconds of speech); "
+                         "PESQ wide band after resampling to 16 kHz; STOI at the model's rate",
             "throughput": "segments/s over all devices, first batch excluded as warm-up, encode and decode apart",
         },
         "metrics": metrics,
