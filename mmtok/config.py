@@ -180,8 +180,21 @@ def read_recipe_text(source: str) -> tuple[str, str]:
 
 def load(source: str | dict, overrides: list[str] | tuple[str, ...] = ()) -> Recipe:
     """A validated Recipe from a shipped name, a YAML path or a dict, with `KEY=VALUE` overrides applied."""
+    raw = read_raw(source, overrides)
+    cls = recipe_class(_expand_preset(raw))
+    try:
+        return cls.model_validate(raw)
+    except ValidationError as e:
+        problems = describe_errors(e, cls)
+        label = source if isinstance(source, str) else "recipe"
+        raise RecipeError(f"recipe {label!r} has {len(problems)} problem(s):", problems) from None
+
+
+def read_raw(source: str | dict, overrides: list[str] | tuple[str, ...] = ()) -> dict:
+    """The unvalidated recipe dict of a shipped name, a YAML path or a dict (copied), overrides applied; the
+    name defaults to the file's stem. RecipeError for unreadable YAML or a non-mapping."""
     if isinstance(source, dict):
-        name, raw = source.get("name", "custom"), copy.deepcopy(source)
+        raw = copy.deepcopy(source)
     else:
         name, text = read_recipe_text(source)
         try:
@@ -194,13 +207,7 @@ def load(source: str | dict, overrides: list[str] | tuple[str, ...] = ()) -> Rec
         raw.setdefault("name", name)
     for item in overrides:
         apply_override(raw, item)
-    cls = recipe_class(_expand_preset(raw))
-    try:
-        return cls.model_validate(raw)
-    except ValidationError as e:
-        problems = describe_errors(e, cls)
-        label = source if isinstance(source, str) else "recipe"
-        raise RecipeError(f"recipe {label!r} has {len(problems)} problem(s):", problems) from None
+    return raw
 
 
 def apply_override(raw: dict, item: str) -> None:

@@ -13,15 +13,14 @@ The same rules as tokenizer recipes: unknown keys are errors with a did-you-mean
 """
 from __future__ import annotations
 
-import copy
 from typing import Literal, Optional, Union
 
 import yaml
 from pydantic import Field, ValidationError
 
-from mmtok.config import TrainerConfig, apply_override, read_recipe_text
+from mmtok.config import TrainerConfig, read_raw
 from mmtok.errors import RecipeError
-from mmtok.recipe_errors import describe_errors, yaml_where
+from mmtok.recipe_errors import describe_errors
 from mmtok.schema import Strict
 
 
@@ -83,20 +82,7 @@ class LMRecipe(Strict):
 
 def load_recipe(source: str | dict, overrides: list[str] | tuple[str, ...] = ()) -> LMRecipe:
     """A validated LMRecipe from a shipped name (recipes/lm_*.yaml), a YAML path or a dict, overrides applied."""
-    if isinstance(source, dict):
-        raw = copy.deepcopy(source)
-    else:
-        name, text = read_recipe_text(source)
-        try:
-            raw = yaml.safe_load(text) or {}
-        except yaml.YAMLError as e:
-            raise RecipeError(f"recipe {source!r} is not valid YAML{yaml_where(e)}",
-                              hint="check the indentation, colons and brackets there") from None
-        if not isinstance(raw, dict):
-            raise RecipeError(f"recipe {source!r} must be a mapping of sections, got {type(raw).__name__}")
-        raw.setdefault("name", name)
-    for item in overrides:
-        apply_override(raw, item)
+    raw = read_raw(source, overrides)
     try:
         return LMRecipe.model_validate(raw)
     except ValidationError as e:
