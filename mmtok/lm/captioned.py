@@ -48,7 +48,7 @@ def iter_items(source: str) -> Iterator[Item]:
     if kind == "folder":
         yield from _folder_items(Path(source))
     elif kind == "shards":
-        yield from _shard_items(source)
+        yield from shard_items(source)
     else:
         raise DataError(f"`mmtok tokenize` needs captioned data, not {source!r}",
                         hint="give a folder of images with name.txt captions beside them, or webdataset shards")
@@ -70,11 +70,15 @@ def _folder_items(root: Path) -> Iterator[Item]:
         yield Item(i, str(path.relative_to(root)), caption, path=path, error=error)
 
 
-def _shard_items(source: str) -> Iterator[Item]:
+def shard_items(source: str, entries: tuple[str, ...] | None = None, what: str = "image") -> Iterator[Item]:
+    """Webdataset samples in order; `data` is the sample's first entry among `entries` (default: the image
+    keys), `what` names it in the error of a sample without one (mmtok.lm.inputs reads audio shards this way)."""
     import webdataset as wds
 
     from mmtok.data.image import IMAGE_KEYS
     from mmtok.data.sources import expand_shards
+
+    entries = entries or IMAGE_KEYS
 
     i = 0
     for url in expand_shards(source):
@@ -85,8 +89,8 @@ def _shard_items(source: str) -> Iterator[Item]:
             return False  # stop reading this shard; the next one is read
 
         for sample in wds.DataPipeline(wds.SimpleShardList([url]), wds.tarfile_to_samples(handler=handler)):
-            image = next((k for k in IMAGE_KEYS if k in sample), None)
-            error = "" if image else "no image entry (entries: " + ", ".join(
+            image = next((k for k in entries if k in sample), None)
+            error = "" if image else f"no {what} entry (entries: " + ", ".join(
                 sorted(k for k in sample if not k.startswith("__"))) + ")"
             yield Item(i, f"{sample.get('__key__')} in {url}", _caption(sample),
                        data=sample[image] if image else None, error=error)

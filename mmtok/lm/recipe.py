@@ -45,18 +45,22 @@ class LMDataConfig(Strict):
                                "sample key) or null")
     holdout_fraction: float = Field(0.05, gt=0, lt=1)
     val_pairs: int = Field(64, ge=1, description="held-out pairs per validation (each scored in both directions)")
-    modality: str = Field("image", description="which of the layout's modalities the tokens are")
+    modality: Optional[str] = Field(None, description="which of the layout's modalities the tokens are (default: "
+                                    "the one extended with the token shards' bundle)")
+    group_shards: int = Field(4, ge=1, description="token shards held in memory at once; training batches are "
+                              "drawn from them for a while, then the next ones are read (shards shuffled per pass)")
     block_size: int = Field(512, ge=16, description="tokens per packed training row")
     batch_size: int = Field(4, ge=1, description="packed rows per step")
     max_caption_tokens: int = Field(64, ge=1, description="captions are cut to this many tokens")
-    t2i_fraction: float = Field(0.5, ge=0, le=1, description="share of caption -> image sequences (the rest: "
-                                "image -> caption)")
+    t2i_fraction: float = Field(0.5, ge=0, le=1, description="share of caption -> span sequences (text -> image, "
+                                "audio or motion; the rest: span -> caption)")
     caption_dropout: float = Field(0.1, ge=0, lt=1, description="caption -> image sequences whose caption is dropped "
                                    "(what classifier-free guidance needs)")
 
 
 class LMLossConfig(Strict):
-    image: float = Field(1.0, ge=0, description="weight of image-token targets (codes, end of row, end of image)")
+    image: float = Field(1.0, ge=0, description="weight of the modality's span targets (codes, end of row, end of "
+                         "span; the name says image for every modality)")
     text: float = Field(1.0, ge=0, description="weight of caption-token targets")
 
 

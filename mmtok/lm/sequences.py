@@ -1,19 +1,25 @@
-"""Training sequences from token shards: caption -> image and image -> caption, packed into fixed-size rows.
+"""Training sequences from token shards: caption -> span and span -> caption, packed into fixed-size rows.
 
-    caption -> image:  [bos] caption <img> row eol row eol ... </img>     loss on everything after <img>
-    image -> caption:  [bos] <img> row eol ... </img> caption [eos]       loss on the caption and [eos]
-    unconditional:     [bos] <img> row eol ... </img>                     a caption -> image sequence whose caption
+A span is one sample of the model's modality in the layout's order (mmtok.lm.layout: an image's rows with end of
+row, an audio clip's frames with their levels, a motion window's tokens):
+
+    caption -> span:   [bos] caption <img> row eol row eol ... </img>     loss on everything after <img>
+    span -> caption:   [bos] <img> row eol ... </img> caption [eos]       loss on the caption and [eos]
+    unconditional:     [bos] <img> row eol ... </img>                     a caption -> span sequence whose caption
                                                                           was dropped (classifier-free guidance)
+(`<aud> ... </aud>`, `<mot> ... </mot>` for audio and motion; the method names say "image" for any modality.)
 
-Every token has a kind: CONTEXT (no loss), CODE (an image code), STRUCT (end of row, end of image: image
+Every token has a kind: CONTEXT (no loss), CODE (a code of the span), STRUCT (end of row, end of span: the span's
 weight, reported apart) or TEXT (caption tokens and [eos]). Rows are packed whole sequences, never split; each
 sequence's positions restart at 0, so Hugging Face's packed-sequence masking (position ids that restart, no
 attention mask) keeps sequences from attending to one another. The padding after the last sequence is CONTEXT.
 
-A batch is a pure function of (seed, batch index, rank): resuming at step s re-creates batch s exactly.
+Training batches are read from the token shards a few shards at a time (`PackedBatches`), never the whole data
+set at once. A batch is a pure function of (seed, batch index, rank): resuming at step s re-creates batch s exactly.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -45,14 +51,20 @@ class Pairs:
 
 def make_pairs(ids: np.ndarray, captions: list[str], keys: list[str], m: ModalityLayout, tokenizer,
                max_caption_tokens: int) -> Pairs:
-    """Pairs from token-shard ids [N, *grid(, levels)] (codebook indices) and caption strings."""
-    flat = ids.reshape(len(ids), -1).astype(np.int64)
+    """Pairs from token-shard ids [N, *grid(, levels)] (codebook indices) and caption strings; each row's span
+    equals `m.span(row)` (made here for the whole array at once)."""
+    n = len(ids)
+    flat = ids.reshape(n, -1).astype(np.int64)
     if flat.shape[1] != m.codes_per_sample or (flat.size and int(flat.max()) >= m.codebook_size):
         raise DataError(f"token ids of shape {tuple(ids.shape[1:])} (max {int(flat.max()) if flat.size else '-'}) do "
                         f"not fit the layout's {m.name} ({m.codes_per_sample} codes of {m.codebook_size})",
                         hint="tokenize with the bundle the model was extended with")
-    spans = np.array([m.span(row) for row in flat], dtype=np.int64).reshape(len(flat), m.span_length)
-    encoded = tokenizer(list(captions), add_special_tokens=False)["input_ids"] if captions else []
+    codes = flat + m.code_offset + (np.arange(flat.shape[1]) % m.levels) * m.codebook_size
+    if m.eol_id is not None:  # each row of the grid ends with end of row
+        codes = codes.reshape(n, m.rows, m.row_codes)
+        codes = np.concatenate([codes, np.full((n, m.rows, 1), m.eol_id, np.int64)], 2).reshape(n, -1)
+    spans = np.concatenate([np.full((n, 1), m.begin_id, np.int64), codes, np.full((n, 1), m.end_id, np.int64)], 1)
+    encoded = tokenizer(list(captions), add_special_tokens=False)["input_ids"] if len(captions) else []
     return Pairs(spans, [list(c[:max_caption_tokens]) for c in encoded], list(keys))
 
 
@@ -102,41 +114,124 @@ def collate(rows: list[dict]) -> dict:
     return {k: torch.stack([r[k] for r in rows]) for k in rows[0]}
 
 
+class TokenPairs:
+    """The training pairs of a token directory (mmtok.lm.tokens.TokenShards), one shard at a time: `pairs(n)` reads
+    shard n, keeps its training samples (`train_masks[n]`, bool [count]; held-out ones removed) and makes their
+    Pairs. `counts[n]`: training samples of shard n (known without reading ids)."""
+
+    def __init__(self, shards, m: ModalityLayout, tokenizer, max_caption_tokens: int,
+                 train_masks: dict[int, np.ndarray] | None = None):
+        self.shards, self.m, self.tokenizer, self.max_caption_tokens = shards, m, tokenizer, max_caption_tokens
+        self.train_masks = train_masks or {}
+        self.counts = [int(self.train_masks[n].sum()) if n in self.train_masks else shards.count(n)
+                       for n in range(len(shards))]
+
+    def __len__(self) -> int:
+        return sum(self.counts)
+
+    def pairs(self, n: int) -> Pairs:
+        z = self.shards.load(n)
+        keep = np.flatnonzero(self.train_masks[n]) if n in self.train_masks else np.arange(len(z["keys"]))
+        return make_pairs(z["ids"][keep], [z["captions"][i] for i in keep], [z["keys"][i] for i in keep], self.m,
+                          self.tokenizer, self.max_caption_tokens)
+
+
+def concat_pairs(parts: list[Pairs], width: int) -> Pairs:
+    if not parts:
+        return Pairs(np.zeros((0, width), np.int64), [], [])
+    return Pairs(np.concatenate([p.spans for p in parts]), [c for p in parts for c in p.captions],
+                 [k for p in parts for k in p.keys])
+
+
 class PackedBatches(IterableDataset):
-    """An endless stream of training batches {"input_ids", "kinds", "position_ids"} int64 [B, block_size].
+    """An endless stream of training batches {"input_ids", "kinds", "position_ids"} int64 [B, block_size],
+    read from the token shards a few at a time.
 
-    Batch b is drawn from numpy's generator seeded by (seed, b, rank): pairs at random, each in direction
-    caption -> image with probability `t2i_fraction` (its caption dropped with probability `caption_dropout`),
-    else image -> caption; rows filled with whole sequences in turn. `start` is the first batch index (set on
-    resume)."""
+    Batches come in groups of `batches_per_group`; group g holds `group_shards` shards in memory: the next ones of
+    an endless sequence of shard orders (a fresh permutation of the shards with training samples per pass,
+    seeded by (seed, pass, rank)). Inside a group, numpy's generator seeded by (seed, g, rank) walks the group's
+    samples in a random permutation (a new one when they run out), each in direction caption -> span with
+    probability `t2i_fraction` (its caption dropped with probability `caption_dropout`), else span -> caption;
+    rows are filled with whole sequences in turn. `batches_per_group` is chosen so a group uses its samples about
+    once. So batch b is a pure function of (seed, b, rank) and the data: resuming at batch b reads only b's group's
+    shards and re-creates b exactly. `start` is the first batch index (set on resume)."""
 
-    def __init__(self, pairs: Pairs, m: ModalityLayout, seqs: Sequences, *, block_size: int, batch_size: int,
-                 t2i_fraction: float, caption_dropout: float, seed: int, pad_id: int, rank: int = 0):
-        if len(pairs) == 0:
+    def __init__(self, pairs: TokenPairs, m: ModalityLayout, seqs: Sequences, *, block_size: int, batch_size: int,
+                 t2i_fraction: float, caption_dropout: float, seed: int, pad_id: int, rank: int = 0,
+                 group_shards: int = 4):
+        self.shard_pool = [n for n, c in enumerate(pairs.counts) if c > 0]
+        if not self.shard_pool:
             raise DataError("no training pairs", hint="tokenize more data, or lower data.holdout_fraction")
         self.pairs, self.m, self.seqs = pairs, m, seqs
         self.block_size, self.batch_size = block_size, batch_size
         self.t2i_fraction, self.caption_dropout = t2i_fraction, caption_dropout
         self.seed, self.pad_id, self.rank = seed, pad_id, rank
+        self.group_shards = max(1, min(group_shards, len(self.shard_pool)))
+        per_shard = len(pairs) / len(self.shard_pool)
+        per_batch = batch_size * max(1, block_size // (m.span_length + 2))  # sequences a batch holds, about
+        self.batches_per_group = max(1, math.ceil(self.group_shards * per_shard / per_batch))
         self.start = 0
+        self._orders: dict[int, np.ndarray] = {}
+        self._group: tuple[int, Pairs, list] | None = None
+
+    def group_of(self, g: int) -> list[int]:
+        """The shards of group g (each once, in order)."""
+        out = []
+        for p in range(g * self.group_shards, (g + 1) * self.group_shards):
+            epoch, j = divmod(p, len(self.shard_pool))
+            if epoch not in self._orders:
+                self._orders = {epoch: np.random.default_rng([self.seed, epoch, self.rank, 1]).permutation(
+                    self.shard_pool)}
+            n = int(self._orders[epoch][j])
+            if n not in out:
+                out.append(n)
+        return out
+
+    def _plan(self, g: int) -> tuple[Pairs, list]:
+        """(the group's pairs, its batches: rows of (pair index, direction, caption dropped) each)."""
+        if self._group is not None and self._group[0] == g:
+            return self._group[1], self._group[2]
+        self._group = None  # the previous group's shards are released before the next ones are read
+        pool = concat_pairs([self.pairs.pairs(n) for n in self.group_of(g)], self.m.span_length)
+        rng = np.random.default_rng([self.seed, g, self.rank, 2])
+        order, at = rng.permutation(len(pool)), 0
+        span_len = self.m.span_length
+        batches, rows, current, used = [], [], [], 0
+        while len(batches) < self.batches_per_group:
+            if at == len(order):
+                order, at = rng.permutation(len(pool)), 0
+            i = int(order[at])
+            at += 1
+            if rng.random() < self.t2i_fraction:
+                dropped = bool(rng.random() < self.caption_dropout)
+                seq, length = (i, True, dropped), len(self.seqs.bos) + (0 if dropped else len(pool.captions[i])) + span_len
+            else:
+                seq, length = (i, False, False), len(self.seqs.bos) + span_len + len(pool.captions[i]) + 1
+            if used + length > self.block_size:
+                rows.append(current)
+                current, used = [], 0
+                if len(rows) == self.batch_size:
+                    batches.append(rows)
+                    rows = []
+            current.append(seq)
+            used += length
+        self._group = (g, pool, batches)
+        return pool, batches
 
     def batch(self, b: int) -> dict:
-        rng = np.random.default_rng([self.seed, b, self.rank])
-        rows, current, used = [], [], 0
-        while len(rows) < self.batch_size:
-            i = int(rng.integers(len(self.pairs)))
-            span, caption = self.pairs.spans[i], self.pairs.captions[i]
-            if rng.random() < self.t2i_fraction:
-                dropped = rng.random() < self.caption_dropout
-                seq = self.seqs.caption_to_image([] if dropped else caption, span, self.m)
-            else:
-                seq = self.seqs.image_to_caption(span, caption)
-            if used + len(seq[0]) > self.block_size:
-                rows.append(pack(current, self.block_size, self.pad_id))
-                current, used = [], 0
-            current.append(seq)
-            used += len(seq[0])
-        return collate(rows)
+        g, r = divmod(b, self.batches_per_group)
+        pool, batches = self._plan(g)
+        out = []
+        for row in batches[r]:
+            seqs = []
+            for i, to_span, dropped in row:
+                span, caption = pool.spans[i], pool.captions[i]
+                if to_span:
+                    seqs.append(self.seqs.caption_to_image([] if dropped else caption, span, self.m))
+                else:
+                    seqs.append(self.seqs.image_to_caption(span, caption))
+            out.append(pack(seqs, self.block_size, self.pad_id))
+        return collate(out)
 
     def __iter__(self):
         b = self.start

@@ -1,12 +1,14 @@
-"""`LMTask`: the Lightning module that trains an extended causal LM on packed caption <-> image sequences.
+"""`LMTask`: the Lightning module that trains an extended causal LM on packed caption <-> span sequences (a span:
+one image, audio clip or motion window in the layout's order).
 
 The loss is the cross-entropy of each target token (kinds in mmtok.lm.sequences: CODE and STRUCT weighted by
 `loss.image`, TEXT by `loss.text`), summed and divided by the number of target tokens. Logits are computed only
 at target positions (hidden states through the output head), so a long block over a large vocabulary never
 materialises [B, T, V]; models whose head output is post-processed (final logit soft-capping, a logit scale) take
-the full forward instead. Validation reports `val/image_loss` (mean over image-code tokens of caption -> image
-sequences, caption kept) and `val/caption_loss` (caption tokens and end of sequence of image -> caption
-sequences), each over every held-out pair.
+the full forward instead. Validation reports `val/MODALITY_loss` (`val/image_loss`, `val/audio_loss`,
+`val/motion_loss`: mean over the span's code tokens of caption -> span sequences, caption kept) and
+`val/caption_loss` (caption tokens and end of sequence of span -> caption sequences), each over every held-out
+pair.
 
 With `lora`, peft wraps the model: LoRA adapters on `target_modules`, the new vocabulary rows of the input
 embedding trained (`trainable_token_indices`; a tied head shares them), and an untied output head trained in full
@@ -49,9 +51,10 @@ def apply_lora(model, lora, layout):
 
 
 class LMTask(L.LightningModule):
-    def __init__(self, recipe, model, layout, stream=None):
+    def __init__(self, recipe, model, layout, stream=None, modality: str = "image"):
         super().__init__()
         self.recipe, self.layout, self.stream = recipe, layout, stream
+        self.code_loss = f"{modality}_loss"  # the span codes' loss: image_loss, audio_loss, motion_loss
         self.automatic_optimization = False
         if recipe.model.gradient_checkpointing:
             model.gradient_checkpointing_enable()
@@ -87,7 +90,7 @@ class LMTask(L.LightningModule):
         ce, kinds = self.token_losses(batch)
         total = (ce * self.kind_weight[kinds]).sum() / max(1, ce.numel())
         logs = {"train/loss": total.detach()}
-        for name, kind in (("image_loss", CODE), ("caption_loss", TEXT)):
+        for name, kind in ((self.code_loss, CODE), ("caption_loss", TEXT)):
             sel = kinds == kind
             if sel.any():
                 logs[f"train/{name}"] = ce[sel].mean().detach()
@@ -131,11 +134,11 @@ class LMTask(L.LightningModule):
     # ------------------------------------------------------------------------------------------- validation
 
     def on_validation_epoch_start(self):
-        self._val = {name: MeanMetric().to(self.device) for name in ("image_loss", "caption_loss", "structure_loss")}
+        self._val = {name: MeanMetric().to(self.device) for name in (self.code_loss, "caption_loss", "structure_loss")}
 
     def validation_step(self, batch, batch_idx):
         ce, kinds = self.token_losses(batch)
-        for name, kind in (("image_loss", CODE), ("caption_loss", TEXT), ("structure_loss", STRUCT)):
+        for name, kind in ((self.code_loss, CODE), ("caption_loss", TEXT), ("structure_loss", STRUCT)):
             if (kinds == kind).any():
                 self._val[name].update(ce[kinds == kind])
 

@@ -1,19 +1,22 @@
-"""Token shards: a dataset of images (and their captions) encoded once by a bundle, for LM training.
+"""Token shards: a dataset of any modality (and its captions) encoded once by a bundle, for LM training.
 
     tokenize("bundles/quickstart", "stamps/", "tokens/stamps")     # or webdataset shards 'data/train-*.tar'
-    ts = read_tokens("tokens/stamps")                             # ts.ids uint32 [N, h, w], ts.captions, ts.keys
+    shards = TokenShards("tokens/stamps")                         # read lazily, shard by shard
+    ts = read_tokens("tokens/stamps")                             # everything at once: ts.ids, ts.captions, ts.keys
 
 A token directory holds:
   tokens.json           the bundle (path, checksum, token spec), the data source and the shard size
   shard-NNNNNN.npz      input samples [N * shard_size, (N + 1) * shard_size): "ids" uint32 [n, *token_grid(, levels)]
-                        (codebook indices, no vocabulary offset), "keys" and "captions" (unicode arrays), "index"
-                        int64 [n] (position in the input), "skipped" (count) and "bad" ("NAME: REASON" each)
+                        (codebook indices, no vocabulary offset; images [n, h, w], audio [n, frames, levels],
+                        motion [n, t] or [n, t, levels]), "keys" and "captions" (unicode arrays), "index" int64 [n]
+                        (position in the input), "skipped" (count) and "bad" ("NAME: REASON" each)
   rank-R.json           written by rank R when it has finished: how many input samples there were
 Every file is written to a temporary name and renamed, so a killed run leaves only finished shards; running the
 same command again keeps them and redoes the rest. With RANK / WORLD_SIZE set, rank R takes shards N % WORLD == R.
 
-Inputs are read in a fixed order by mmtok.lm.captioned (folders with name.txt captions, or webdataset shards).
-An image that cannot be read or decoded is skipped and counted, as in training.
+Inputs are read in a fixed order by mmtok.lm.inputs (images: folders with name.txt captions or webdataset shards;
+other modalities: the modality's own folder / shard sources, clips cut into pieces of the bundle's input size,
+transcripts as captions). A sample that cannot be read or decoded is skipped and counted, as in training.
 """
 from __future__ import annotations
 
@@ -25,7 +28,6 @@ from pathlib import Path
 import numpy as np
 
 from mmtok.errors import DataError
-from mmtok.lm.captioned import Item, iter_items
 
 HEADER = "tokens.json"
 FORMAT_VERSION = 1
@@ -78,14 +80,15 @@ def _check_or_write_header(out: Path, header: dict) -> None:
 def tokenize(bundle: str | os.PathLike, source: str, out: str | os.PathLike, *, shard_size: int = 1000,
              batch_size: int = 64, device: str = "cpu", rank: int | None = None, world: int | None = None,
              progress: bool = True) -> dict:
-    """Encode `source` with `bundle` into token shards in `out` (module docstring); resumable.
+    """Encode `source` with `bundle` (any modality) into token shards in `out` (module docstring); resumable.
 
     Returns {"samples" (inputs seen), "encoded" (this call), "kept" (finished shards found and kept),
     "skipped" (bad samples in all shards of this rank), "bad" (their "NAME: REASON"), "shards" (this rank's
-    files), "seconds", "tokens_per_s"} for this rank."""
+    files), "seconds", "tokens_per_s", "modality"} for this rank."""
     import time
 
     import mmtok
+    from mmtok.lm.inputs import read_inputs
     from mmtok.lm.layout import bundle_checksum
 
     if shard_size < 1 or batch_size < 1:
@@ -97,9 +100,6 @@ def tokenize(bundle: str | os.PathLike, source: str, out: str | os.PathLike, *, 
 
     source_kind(source)  # a source that names no data is one line, before the bundle is loaded
     tok = mmtok.load(bundle, device=device)
-    if tok.meta.get("modality") != "image":
-        raise DataError(f"mmtok tokenize reads images; bundle {bundle} is a {tok.meta.get('modality')} tokenizer",
-                        hint="tokenize image bundles (other modalities: not yet)")
     header = _header(bundle, bundle_checksum(bundle), tok.meta, source, shard_size)
     _check_or_write_header(out, header)
     for stale in out.glob("shard-*.npz.*.tmp"):  # this rank's shards left half-written by a killed run
@@ -111,12 +111,12 @@ def tokenize(bundle: str | os.PathLike, source: str, out: str | os.PathLike, *, 
     shard: _Shard | None = None
     current = -1
     with _Progress(progress and rank == 0) as advance:
-        for item in iter_items(source):
+        for item in read_inputs(tok, source):
             stats["samples"] = item.index + 1
             n = item.index // shard_size
             if n != current:  # the first item of shard n
                 if shard is not None:
-                    stats["tokens"] += shard.finish(tok, batch_size)
+                    stats["tokens"] += shard.finish(tok)
                 current, shard = n, None
                 if n % world == rank:
                     stats["shards"].append(shard_name(n))
@@ -129,22 +129,29 @@ def tokenize(bundle: str | os.PathLike, source: str, out: str | os.PathLike, *, 
                 stats["encoded"] += 1
             advance()
         if shard is not None:
-            stats["tokens"] += shard.finish(tok, batch_size)
+            stats["tokens"] += shard.finish(tok)
     if stats["samples"] == 0:
         raise DataError(f"no samples in {source}")
     _write_atomic(out / f"rank-{rank}.json",
                   lambda tmp: tmp.write_text(json.dumps({"samples": stats["samples"], "world": world}, indent=2)))
-    bad = []
+    bad, skipped = [], 0
     for name in stats["shards"]:
         with np.load(out / name, allow_pickle=False) as z:
             bad += [str(b) for b in z["bad"]]
+            skipped += int(z["skipped"])
     seconds = time.perf_counter() - t0
-    return {**stats, "skipped": len(bad), "bad": bad, "seconds": round(seconds, 2),
+    return {**stats, "skipped": skipped, "bad": bad, "seconds": round(seconds, 2), "modality": tok.meta["modality"],
             "tokens_per_s": round(stats["tokens"] / seconds, 1) if stats["tokens"] else None, "out": str(out)}
 
 
+def id_shape(meta: dict) -> tuple[int, ...]:
+    """The ids of one sample: token_grid, plus the levels of a residual bundle."""
+    grid = tuple(int(g) for g in meta["token_grid"])
+    return grid + ((int(meta["num_codebooks"]),) if meta.get("layout") == "residual" else ())
+
+
 class _Shard:
-    """One output shard being filled: images decoded as they come, encoded a batch at a time."""
+    """One output shard being filled: samples loaded as they come, encoded a batch at a time."""
 
     def __init__(self, path: Path):
         self.path = path
@@ -153,17 +160,21 @@ class _Shard:
         self.captions: list[str] = []
         self.index: list[int] = []
         self.bad: list[str] = []
-        self.pending: list = []  # decoded PIL images waiting for a batch
+        self.skipped = 0
+        self.pending: list = []  # loaded values waiting for a batch
 
-    def add(self, item: Item, tok, batch_size: int) -> None:
-        from mmtok.data.image import ImageDecodeError, decode_image
+    def add(self, item, tok, batch_size: int) -> None:
+        from mmtok.lm.inputs import InputError
 
+        self.skipped += item.dropped  # input the source dropped before this sample
+        self.bad += item.bad
         try:
-            image = decode_image(item.read(), min_size=tok.resolution)
-        except ImageDecodeError as e:
-            self.bad.append(f"{item.key}: {e.message}")
+            value = item.load()
+        except InputError as e:
+            self.bad.append(f"{item.key}: {e.reason}")
+            self.skipped += 1
             return
-        self.pending.append(image)
+        self.pending.append(value)
         self.keys.append(item.key)
         self.captions.append(item.caption)
         self.index.append(item.index)
@@ -172,18 +183,21 @@ class _Shard:
 
     def _encode(self, tok) -> None:
         if self.pending:
-            self.ids.append(tok.encode(self.pending).cpu().numpy().astype(np.uint32))
+            ids = tok.encode(self.pending).cpu().numpy()
+            want = id_shape(tok.meta)
+            if ids.shape[1:] != want:
+                raise DataError(f"the bundle encoded a sample to ids of shape {ids.shape[1:]}, not its token grid "
+                                f"{want}", hint="report this: the data source should cut samples to the bundle's "
+                                "input size")
+            self.ids.append(ids.astype(np.uint32))
             self.pending = []
 
-    def finish(self, tok, batch_size: int) -> int:
+    def finish(self, tok) -> int:
         """Encode what is left and write the shard (atomically); returns the number of tokens in it."""
         self._encode(tok)
-        grid = tuple(int(g) for g in tok.meta["token_grid"])
-        if tok.meta.get("layout") == "residual":
-            grid += (int(tok.meta["num_codebooks"]),)
-        ids = np.concatenate(self.ids) if self.ids else np.zeros((0, *grid), np.uint32)
+        ids = np.concatenate(self.ids) if self.ids else np.zeros((0, *id_shape(tok.meta)), np.uint32)
         _save_npz(self.path, ids=ids, keys=np.array(self.keys, dtype=str), captions=np.array(self.captions, dtype=str),
-                  index=np.array(self.index, dtype=np.int64), skipped=np.int64(len(self.bad)),
+                  index=np.array(self.index, dtype=np.int64), skipped=np.int64(self.skipped),
                   bad=np.array(self.bad, dtype=str))
         return int(ids.size)
 
@@ -251,25 +265,71 @@ def read_header(directory: str | os.PathLike) -> dict:
     return header
 
 
-def read_tokens(directory: str | os.PathLike) -> TokenSet:
-    """Every shard of a finished token directory; DataError when shards are missing (a run that has not
-    finished: run the same `mmtok tokenize` again)."""
-    directory = Path(directory)
-    header = read_header(directory)
-    ranks = sorted(directory.glob("rank-*.json"))
-    if not ranks:
-        raise DataError(f"tokenizing into {directory} has not finished", hint="run the same `mmtok tokenize` again")
-    samples = json.loads(ranks[0].read_text())["samples"]
-    expected = [shard_name(n) for n in range(-(-samples // header["shard_size"]))]
-    missing = [name for name in expected if not (directory / name).is_file()]
-    if missing:
-        raise DataError(f"{directory} misses {len(missing)} of {len(expected)} token shards (first: {missing[0]})",
-                        hint="run the same `mmtok tokenize` again (every rank) to finish them")
-    ids, captions, keys, bad = [], [], [], []
-    for name in expected:
-        with np.load(directory / name, allow_pickle=False) as z:
-            ids.append(z["ids"])
-            captions += [str(c) for c in z["captions"]]
-            keys += [str(k) for k in z["keys"]]
+class TokenShards:
+    """A finished token directory, read lazily: `header`, `names` (shard files in input order), and per shard
+    `keys(n)` (only the keys are read), `load(n)` ({"ids" uint32 [n, ...], "captions", "keys"}), `count(n)`.
+    DataError when it is not a token directory or shards are missing (a run that has not finished)."""
+
+    def __init__(self, directory: str | os.PathLike):
+        self.directory = Path(directory)
+        self.header = read_header(self.directory)
+        ranks = sorted(self.directory.glob("rank-*.json"))
+        if not ranks:
+            raise DataError(f"tokenizing into {directory} has not finished", hint="run the same `mmtok tokenize` again")
+        samples = json.loads(ranks[0].read_text())["samples"]
+        self.names = [shard_name(n) for n in range(-(-samples // self.header["shard_size"]))]
+        missing = [name for name in self.names if not (self.directory / name).is_file()]
+        if missing:
+            raise DataError(f"{directory} misses {len(missing)} of {len(self.names)} token shards (first: {missing[0]})",
+                            hint="run the same `mmtok tokenize` again (every rank) to finish them")
+        self._counts: dict[int, int] = {}
+
+    @property
+    def bundle_checksum(self) -> str:
+        return self.header["bundle_checksum"]
+
+    def __len__(self) -> int:
+        """The number of shards."""
+        return len(self.names)
+
+    def _read(self, n: int, *fields: str) -> dict:
+        path = self.directory / self.names[n]
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                return {f: z[f] for f in fields}
+        except (OSError, ValueError, KeyError) as e:
+            raise DataError(f"token shard {path} cannot be read ({type(e).__name__}: {e})",
+                            hint="delete it and run the same `mmtok tokenize` again to redo it") from None
+
+    def keys(self, n: int) -> list[str]:
+        keys = [str(k) for k in self._read(n, "keys")["keys"]]
+        self._counts[n] = len(keys)
+        return keys
+
+    def count(self, n: int) -> int:
+        if n not in self._counts:
+            self.keys(n)
+        return self._counts[n]
+
+    def load(self, n: int) -> dict:
+        z = self._read(n, "ids", "captions", "keys")
+        return {"ids": z["ids"].astype(np.uint32, copy=False), "captions": [str(c) for c in z["captions"]],
+                "keys": [str(k) for k in z["keys"]]}
+
+    def skipped(self) -> tuple[int, list[str]]:
+        """(bad input samples, their "NAME: REASON") over every shard."""
+        total, bad = 0, []
+        for n in range(len(self.names)):
+            z = self._read(n, "skipped", "bad")
+            total += int(z["skipped"])
             bad += [str(b) for b in z["bad"]]
-    return TokenSet(header, np.concatenate(ids).astype(np.uint32), captions, keys, len(bad), bad)
+        return total, bad
+
+
+def read_tokens(directory: str | os.PathLike) -> TokenSet:
+    """Every shard of a finished token directory at once (small data, tests; training streams TokenShards)."""
+    shards = TokenShards(directory)
+    parts = [shards.load(n) for n in range(len(shards))]
+    skipped, bad = shards.skipped()
+    return TokenSet(shards.header, np.concatenate([p["ids"] for p in parts]).astype(np.uint32),
+                    [c for p in parts for c in p["captions"]], [k for p in parts for k in p["keys"]], skipped, bad)

@@ -5,8 +5,10 @@ Run directory:
   recipe.yaml              the resolved LM recipe
   checkpoints/last.ckpt    trainable weights + optimizer + step, written atomically; --resume continues exactly
   logs/version_N/          metrics.csv: train/loss, train/image_loss, train/caption_loss, val/image_loss, ...
+                           (audio_loss / motion_loss for those modalities)
   model/                   the trained model (LoRA merged), tokenizer and mmtok_layout.json, for `mmtok lm generate`
-  summary.json             held-out image and caption losses before training and at the end, steps, time, tokens/s
+  summary.json             held-out span (image, audio, motion) and caption losses before training and at the end,
+                           steps, time, tokens/s
 
 Everything that can be checked is checked before the model is loaded: the layout against the model's vocabulary,
 the token shards' bundle against the layout's, the block size against the longest sequence.
@@ -19,79 +21,129 @@ import shutil
 import time
 from pathlib import Path
 
+import numpy as np
+
 from mmtok.errors import CheckpointError, DataError, RecipeError
 from mmtok.lm.recipe import LMRecipe, dump_recipe, load_recipe
 
 
-def _check_tokens(directory: str, layout, modality: str, what: str) -> None:
+def tokens_modality(directory: str, layout, modality: str | None, what: str):
+    """The layout's modality the token shards in `directory` belong to (by their bundle's checksum); DataError
+    when they were made with a bundle the model was not extended with, or not `modality`'s when one is named."""
     from mmtok.lm.tokens import read_header
 
     header = read_header(directory)
-    m = layout.modality(modality)
-    if header["bundle_checksum"] != m.bundle_checksum:
+    found = layout.for_bundle(header["bundle_checksum"])
+    wanted = layout.modality(modality) if modality else found
+    if found is None or found is not wanted:
+        m = wanted or layout.modalities[0]
         raise DataError(f"{what} {directory} were made with bundle {header.get('bundle')} "
                         f"(checksum {header['bundle_checksum'][:12]}), but the model was extended with {m.bundle} "
                         f"(checksum {m.bundle_checksum[:12]})",
                         hint=f"tokenize the data with the model's bundle: mmtok tokenize {m.bundle} --data ... --out ...")
+    return found
 
 
 def check_inputs(recipe: LMRecipe):
-    """The layout (checked against the model directory), after checking the token shards and block size."""
+    """(layout, the trained modality's ModalityLayout), after checking the layout against the model directory,
+    the token shards against the layout and the block size against the longest sequence."""
     from mmtok.lm.llm import check_extended
 
     layout = check_extended(recipe.model.path)
     d = recipe.data
-    _check_tokens(d.train, layout, d.modality, "token shards")
+    m = tokens_modality(d.train, layout, d.modality, "token shards")
     if d.val and d.val != "holdout":
-        _check_tokens(d.val, layout, d.modality, "validation token shards")
-    m = layout.modality(d.modality)
+        tokens_modality(d.val, layout, m.name, "validation token shards")
     longest = 2 + d.max_caption_tokens + m.span_length
     if d.block_size < longest:
         raise RecipeError(f"data.block_size {d.block_size} is shorter than the longest sequence ({longest} tokens: "
-                          f"{m.span_length} image tokens + up to {d.max_caption_tokens} caption tokens + 2)",
+                          f"{m.span_length} {m.modality} tokens + up to {d.max_caption_tokens} caption tokens + 2)",
                           hint=f"set data.block_size >= {longest} or lower data.max_caption_tokens")
-    return layout
+    return layout, m
 
 
 def split_holdout(keys: list[str], fraction: float) -> tuple[list[int], list[int]]:
     """(train, held-out) indices chosen by a stable hash of each key (mmtok.data.holdout); both non-empty when
     there are at least 2 keys."""
-    from mmtok.data.holdout import holdout_score
+    masks, held = split_shards([keys], fraction)
+    return [int(i) for i in np.flatnonzero(masks[0])], [i for _, i in held]
 
-    scores = [holdout_score(k) for k in keys]
-    held = [s < fraction for s in scores]
-    if len(keys) >= 2 and not any(held):
-        held[scores.index(min(scores))] = True
-    if len(keys) >= 2 and all(held):
-        held[scores.index(max(scores))] = False
-    return [i for i, h in enumerate(held) if not h], [i for i, h in enumerate(held) if h]
+
+def split_shards(shard_keys, fraction: float) -> tuple[dict[int, np.ndarray], list[tuple[int, int]]]:
+    """The held-out split of keys given shard by shard (an iterable of key lists, read one at a time): ({shard:
+    bool [count], True for training samples}, [(shard, position) of the held-out samples in input order]). A key is
+    held out when its stable hash (mmtok.data.holdout) falls below `fraction`; with at least 2 keys both parts are
+    non-empty (the lowest-scoring key is held out, or the highest-scoring one kept for training). A piece's key
+    "NAME#k" (audio, motion: mmtok.lm.inputs) is scored by NAME, so a clip's pieces stay together."""
+    from mmtok.data.holdout import holdout_score
+    from mmtok.lm.inputs import clip_name
+
+    masks, held, total = {}, [], 0
+    lowest, highest = (float("inf"), None), (float("-inf"), None)
+    for n, keys in enumerate(shard_keys):
+        scores = np.array([holdout_score(clip_name(k)) for k in keys], dtype=np.float64)
+        masks[n] = scores >= fraction
+        held += [(n, int(i)) for i in np.flatnonzero(~masks[n])]
+        if len(scores):
+            i, j = int(scores.argmin()), int(scores.argmax())
+            if scores[i] < lowest[0]:
+                lowest = (scores[i], (n, i))
+            if scores[j] > highest[0]:
+                highest = (scores[j], (n, j))
+        total += len(scores)
+    if total >= 2 and not held:
+        n, i = lowest[1]
+        masks[n][i] = False
+        held = [(n, i)]
+    if total >= 2 and not any(m.any() for m in masks.values()):
+        n, i = highest[1]
+        masks[n][i] = True
+        held.remove((n, i))
+    return masks, held
+
+
+def _first_pairs(shards, picks: list[tuple[int, int]], m, tokenizer, max_caption_tokens: int):
+    """Pairs of the samples `picks` ((shard, position) each, in order), reading only their shards."""
+    from mmtok.lm.sequences import concat_pairs, make_pairs
+
+    parts = []
+    for n in sorted({n for n, _ in picks}):
+        z = shards.load(n)
+        keep = [i for k, i in picks if k == n]
+        parts.append(make_pairs(z["ids"][keep], [z["captions"][i] for i in keep], [z["keys"][i] for i in keep], m,
+                                tokenizer, max_caption_tokens))
+    return concat_pairs(parts, m.span_length)
 
 
 def build_data(recipe: LMRecipe, tokenizer, layout):
-    """(train stream, validation batches or None, {"train_pairs", "val_pairs"})."""
-    from mmtok.lm.sequences import PackedBatches, Sequences, make_pairs, validation_batches
-    from mmtok.lm.tokens import read_tokens
+    """(train stream, validation batches or None, {"train_pairs", "val_pairs", "skipped_samples"}). The training
+    shards are read lazily (mmtok.lm.sequences.PackedBatches); only the held-out pairs are held in memory."""
+    from mmtok.lm.sequences import PackedBatches, Sequences, TokenPairs, validation_batches
+    from mmtok.lm.tokens import TokenShards
 
     d = recipe.data
-    m = layout.modality(d.modality)
-    ts = read_tokens(d.train)
-    pairs = make_pairs(ts.ids, ts.captions, ts.keys, m, tokenizer, d.max_caption_tokens)
-    val = None
+    shards = TokenShards(d.train)
+    m = tokens_modality(d.train, layout, d.modality, "token shards")
+    masks, val = None, None
     if d.val == "holdout":
-        train_idx, val_idx = split_holdout(pairs.keys, d.holdout_fraction)
-        pairs, val = pairs.subset(train_idx), pairs.subset(val_idx)
+        masks, held = split_shards((shards.keys(n) for n in range(len(shards))), d.holdout_fraction)
+        val = _first_pairs(shards, held[:d.val_pairs], m, tokenizer, d.max_caption_tokens)
     elif d.val:
-        vs = read_tokens(d.val)
-        val = make_pairs(vs.ids, vs.captions, vs.keys, m, tokenizer, d.max_caption_tokens)
-    if val is not None:
-        val = val.subset(range(min(len(val), d.val_pairs)))
+        vs = TokenShards(d.val)
+        picks, n = [], 0
+        while len(picks) < d.val_pairs and n < len(vs):
+            picks += [(n, i) for i in range(min(vs.count(n), d.val_pairs - len(picks)))]
+            n += 1
+        val = _first_pairs(vs, picks, m, tokenizer, d.max_caption_tokens)
     seqs = Sequences(tokenizer)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else seqs.eos
+    pairs = TokenPairs(shards, m, tokenizer, d.max_caption_tokens, masks)
     stream = PackedBatches(pairs, m, seqs, block_size=d.block_size, batch_size=d.batch_size,
-                           t2i_fraction=d.t2i_fraction, caption_dropout=d.caption_dropout, seed=recipe.seed, pad_id=pad)
+                           t2i_fraction=d.t2i_fraction, caption_dropout=d.caption_dropout, seed=recipe.seed, pad_id=pad,
+                           group_shards=d.group_shards)
     batches = validation_batches(val, m, seqs, d.batch_size, pad) if val is not None and len(val) else None
     return stream, batches, {"train_pairs": len(pairs), "val_pairs": len(val) if val is not None else 0,
-                             "skipped_samples": ts.skipped}
+                             "skipped_samples": shards.skipped()[0], "modality": m.name}
 
 
 def _write(path: Path, text: str) -> None:
@@ -127,7 +179,7 @@ def train(recipe: LMRecipe, out: str | Path, *, resume: bool = False, callbacks:
     if not resume and ckpt.is_file():
         raise CheckpointError(f"{out} already holds a run ({ckpt})",
                               hint="add --resume to continue it, or choose another --out")
-    layout = check_inputs(recipe)
+    layout, m = check_inputs(recipe)
     import torch
 
     threads = torch.get_num_threads()
@@ -136,13 +188,13 @@ def train(recipe: LMRecipe, out: str | Path, *, resume: bool = False, callbacks:
     request = StopRequest()
     request.install()
     try:
-        return _train(recipe, out, layout, ckpt if resume else None, callbacks or [], request, save_model)
+        return _train(recipe, out, layout, m, ckpt if resume else None, callbacks or [], request, save_model)
     finally:
         request.restore()
         torch.set_num_threads(threads)
 
 
-def _train(recipe: LMRecipe, out: Path, layout, ckpt, callbacks: list, request, save_model: bool) -> dict:
+def _train(recipe: LMRecipe, out: Path, layout, m, ckpt, callbacks: list, request, save_model: bool) -> dict:
     import lightning as L
     import torch
     from torch.utils.data import DataLoader
@@ -159,7 +211,7 @@ def _train(recipe: LMRecipe, out: Path, layout, ckpt, callbacks: list, request, 
     dtype = {"auto": "auto", "float32": torch.float32, "bfloat16": torch.bfloat16}[recipe.model.dtype]
     model, tokenizer, _ = load_extended(recipe.model.path, dtype=dtype)
     stream, val_batches, counts = build_data(recipe, tokenizer, layout)
-    task = LMTask(recipe, model, layout, stream)
+    task = LMTask(recipe, model, layout, stream, modality=m.modality)
     _write(out / "recipe.yaml", dump_recipe(recipe))
 
     train_loader = DataLoader(stream, batch_size=None)
