@@ -3,6 +3,8 @@
 `mmtok data pack` packs a folder into webdataset shards for the modality `--modality` names, or the one the folder
 holds (images or audio files). A modality plugs its packer in as `Modality.pack` (mmtok.modalities):
 pack(src, out_pattern, shard_size=, val_fraction=, seed=, progress=) -> mmtok.data.pack.PackReport.
+Motion packs into a folder of feature files with Mean/Std instead (mmtok.data.motion_pack.pack_motion), in the
+layout and fps of a motion recipe's model (`--recipe`).
 """
 from __future__ import annotations
 
@@ -27,13 +29,18 @@ SHOWN_SKIPS = 5
 
 
 def pack_command(
-    src: Path = typer.Argument(..., help="Folder of images, searched recursively (.jpg .png .webp .tif ...)."),
-    out_pattern: str = typer.Argument(..., help="Shard file pattern with a shard-number field, e.g. shards/photos-%06d.tar"),
+    src: Path = typer.Argument(..., help="Folder of images, searched recursively (.jpg .png .webp .tif ...), of audio, "
+                               "or of motion clips (.bvh, DeepMimic .txt, .npy features) with --modality motion."),
+    out_pattern: str = typer.Argument(..., help="Shard file pattern with a shard-number field, e.g. "
+                                      "shards/photos-%06d.tar (motion: a new folder)."),
     shard_size: int = typer.Option(1000, "--shard-size", help="Samples per shard."),
     val_fraction: float = typer.Option(0.0, "--val-fraction", help="Share of the images held out in validation shards (0 to <1)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the sample order and of the validation draw."),
     min_side: int = typer.Option(256, "--min-side", help="Warn about images whose shorter side is below this (px)."),
-    modality: str = typer.Option("auto", "--modality", help="image, audio, or auto: what the folder holds."),
+    modality: str = typer.Option("auto", "--modality", help="image, audio, motion, or auto: what the folder holds "
+                                 "(images or audio)."),
+    recipe: str = typer.Option("motion_quickstart", "--recipe", help="Motion only: the recipe whose model (feature "
+                               "layout, fps, joint map) the clips are converted for."),
 ) -> None:
     """Pack a folder of images into webdataset tar shards for `mmtok train` (or a folder of audio files).
 
@@ -45,13 +52,20 @@ def pack_command(
     "-val" (shards/photos-%06d.tar -> shards/photos-val-%06d.tar). Ends with the command that trains on the shards,
     and writes the summary as JSON beside them.
 
+    Motion (--modality motion): every clip is converted to a feature file (.npy) in the layout and fps of --recipe's
+    model, into OUT/train and OUT/val (the clips --val-fraction holds out by name), with Mean.npy / Std.npy over the
+    training split only; unreadable clips are dropped and named.
+
     Example: mmtok data pack ~/photos 'shards/photos-%06d.tar' --val-fraction 0.05
+    Example: mmtok data pack ~/bvh packed/ --modality motion --val-fraction 0.1
     """
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     from mmtok.data.pack import check_pattern
 
+    if modality == "motion":
+        return _pack_motion(src, out_pattern, recipe, val_fraction)
     check_pattern(out_pattern)
     name = _modality(src, modality)
     packer, options = _packer(name), {}
@@ -77,6 +91,27 @@ def pack_command(
     _summary(report, out_pattern)
 
 
+def _pack_motion(src: Path, out: str, recipe: str, val_fraction: float) -> None:
+    """Motion clips -> OUT/[train|val]/*.npy features in `recipe`'s model layout, Mean/Std over the training split."""
+    from mmtok import config
+    from mmtok.data.motion_pack import pack_motion
+    from mmtok.errors import RecipeError
+
+    spec = config.load(recipe).model
+    if not hasattr(spec, "joint_map"):
+        raise RecipeError(f"recipe {recipe!r} is not a motion recipe", hint="give --recipe motion_quickstart, "
+                          "motion_t2m_gpt, motion_momask_rvq or a YAML of the motion family")
+    report = pack_motion(str(src), out, spec, holdout=val_fraction)
+    typer.echo(report.summary())
+    for line in report.dropped[:SHOWN_SKIPS]:
+        typer.echo(f"dropped {line}")
+    if len(report.dropped) > SHOWN_SKIPS:
+        typer.echo(f"... and {len(report.dropped) - SHOWN_SKIPS} more (all listed in {out}/motion.json)")
+    data = f"{out}/train --set data.val={out}/val" if val_fraction else f"{out} --set data.val=null"
+    typer.echo("train on them with:")
+    typer.echo(f"  mmtok train {recipe} --data {data} --set model.stats={out}")
+
+
 def _modality(src: Path, modality: str) -> str:
     """The modality to pack `src` as: `modality` unless "auto", else what the folder holds (images or audio)."""
     from mmtok.errors import DataError
@@ -92,6 +127,14 @@ def _modality(src: Path, modality: str) -> str:
     if images and audio:
         raise DataError(f"{src} holds {images} image and {audio} audio files", hint="say which to pack with "
                         "--modality image or --modality audio")
+    if not images and not audio:
+        from mmtok.data.motion_clips import find_clips
+
+        clips = find_clips(folder)
+        if clips:
+            raise DataError(f"{src} holds no image or audio files, but {len(clips)} that may be motion clips "
+                            "(.bvh .txt .npy .json)", hint="pack motion clips with --modality motion (--recipe names "
+                            "the feature layout)")
     return "audio" if audio else "image"  # a folder with neither gets the image packer's "no image files" error
 
 

@@ -38,13 +38,19 @@ def eval_command(
     classifier: Annotated[str, typer.Option(
         "--classifier", help="Images only: ImageNet classifier for top-1 agreement between originals and reconstructions "
         "(efficientnet_lite2, efficientnet_lite0), or none.")] = DEFAULT_CLASSIFIER,
+    levels: Annotated[Optional[str], typer.Option(
+        "--levels", help="Audio only: numbers of RVQ levels to measure besides all of them, e.g. 1,2,8 "
+        "(default: 1, 2, 4, ... and all).")] = None,
+    bitrate: Annotated[Optional[float], typer.Option(
+        "--bitrate", help="Audio only: also measure the most RVQ levels that fit in KBPS kilobits per second.")] = None,
 ):
     """Evaluate a tokenizer on held-out data with its modality's metrics (images: rFID, PSNR, SSIM, LPIPS,
     classifier agreement, semantic cosine; audio and motion: see the README), codebook usage and throughput.
 
     Writes metrics.json, report.md and pictures into a new folder per evaluation. The rFID, FID, resolution
-    and classifier options apply to image tokenizers only. An rFID from fewer than 5,000 images is flagged
-    (below 500: not meaningful).
+    and classifier options apply to image tokenizers only; --levels / --bitrate apply to audio codecs (their
+    metrics are shown per number of levels). An rFID from fewer than 5,000 images is flagged (below 500: not
+    meaningful).
     Example: [bold]mmtok eval runs/quickstart --data demo --num-samples 64[/bold]
     """
     from rich.console import Console
@@ -55,7 +61,7 @@ def eval_command(
     from mmtok.evaluation.report import metric_rows
 
     err = Console(stderr=True)
-    given = {}  # the image-only options given: another modality's evaluator refuses them by name
+    given = {}  # the modality-only options given: another modality's evaluator refuses them by name
     for key, value in (("resolution", resolution), ("fid_weights", fid_weights), ("reference_stats", reference_stats),
                        ("save_reference_stats", save_reference_stats)):
         if value is not None:
@@ -64,6 +70,10 @@ def eval_command(
         given["rfid"] = False
     if classifier != DEFAULT_CLASSIFIER:
         given["classifier"] = None if classifier.lower() == "none" else classifier
+    if levels is not None:
+        given["levels"] = _parse_levels(levels)
+    if bitrate is not None:
+        given["bitrate"] = bitrate
     result = evaluate(
         model, data, out=out, force=force, num_samples=num_samples, batch_size=batch_size,
         devices=devices, accelerator=accelerator, num_workers=num_workers, ema=not no_ema, console=err, **given,
@@ -83,6 +93,8 @@ def eval_command(
         table.add_row(label, value, style=style)
     console = Console()
     console.print(table)
+    if "by_levels" in result["metrics"]:
+        console.print(_levels_table(result["metrics"]["by_levels"]))
     for key, why in result["unavailable"].items():
         console.print(f"[yellow]{key} unavailable[/yellow]: {escape(why)}", soft_wrap=True)
     for line in result["warnings"]:
@@ -91,3 +103,26 @@ def eval_command(
         console.print(f"[yellow]note[/yellow]: {escape(result['model']['note'])}", soft_wrap=True)
     out_dir = Path(result["out"])
     console.print("results: " + ", ".join(str(out_dir / name) for name in result["files"].values()), soft_wrap=True)
+
+
+def _parse_levels(text: str) -> list[int]:
+    """"1,2,8" -> [1, 2, 8]; MmtokError for anything but comma-separated whole numbers (the evaluator checks the range)."""
+    from mmtok.errors import MmtokError
+
+    parts = [p.strip() for p in text.split(",")]
+    if not all(p.isascii() and p.isdigit() for p in parts):
+        raise MmtokError(f"--levels {text}: not a comma-separated list of whole numbers", hint="e.g. --levels 1,2,8")
+    return [int(p) for p in parts]
+
+
+def _levels_table(by_levels: dict):
+    """An audio codec's metrics per number of RVQ levels (metrics["by_levels"]: {"n": {kbps, mel_distance, ...}})."""
+    from rich.table import Table
+
+    table = Table(title="per number of RVQ levels")
+    for name in ("levels", "kbps", "mel distance", "STFT distance", "SI-SDR (dB)"):
+        table.add_column(name, justify="right")
+    for n, row in sorted(by_levels.items(), key=lambda kv: int(kv[0])):
+        table.add_row(n, f"{row['kbps']:g}", f"{row['mel_distance']:.4f}", f"{row['stft_distance']:.4f}",
+                      f"{row['si_sdr']:.2f}")
+    return table

@@ -96,14 +96,24 @@ def _report(console, summary: dict, recipe, run_dir: Path) -> None:
     from rich.markup import escape
 
     final, step = summary["final"], summary["step"]
-    metrics = (f", held-out PSNR {final['val/psnr']:.2f} dB, codebook usage {100 * final['val/usage']:.1f}%"
-               if "val/psnr" in final else "")
+    metrics = ""
+    if "val/psnr" in final:
+        metrics = f", held-out PSNR {final['val/psnr']:.2f} dB, codebook usage {100 * final['val/usage']:.1f}%"
+    elif "val/mpjpe" in final:
+        metrics = (f", held-out MPJPE {final['val/mpjpe']:.1f} mm (PA-MPJPE {final['val/pa_mpjpe']:.1f}), "
+                   f"codebook usage {100 * final['val/usage']:.1f}%")
+    elif "val/mel_distance" in final:
+        metrics = (f", held-out mel distance {final['val/mel_distance']:.3f}, SI-SDR {final['val/si_sdr']:.1f} dB, "
+                   f"least-used level {100 * final['val/usage_min']:.1f}%")
     bad = summary["bad_samples"]
     if bad:
         shown = "; ".join(bad[:3]) + (f"; ... ({len(bad) - 3} more in summary.json)" if len(bad) > 3 else "")
         console.print(f"[yellow]skipped {len(bad)} bad sample(s)[/yellow]: {escape(shown)}")
     if summary["grid"]:
         console.print(f"reconstructions: {summary['grid']}")
+        clips = Path(summary["grid"]).with_suffix("")  # audio: the same validation's clips, beside the picture
+        if clips.is_dir():
+            console.print(f"clips: {clips}/")
     if summary.get("curves"):
         console.print(f"loss curves: {summary['curves']}")
     console.print(f"summary: {run_dir / 'summary.json'}")

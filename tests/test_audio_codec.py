@@ -183,3 +183,26 @@ def test_tokenizer_inputs_are_checked_in_one_line(audio_run):
         with pytest.raises(MmtokError, match=pattern):
             call()
     assert tok.levels_for_bitrate(9.0) == 2
+
+
+def test_cli_eval_levels_table_and_bad_levels_are_one_line(audio_run, tmp_path):
+    from typer.testing import CliRunner
+
+    from mmtok.cli.main import app
+
+    root, folder, _ = audio_run
+    runner = CliRunner()
+    ok = runner.invoke(app, ["eval", str(root / "run"), "--data", str(folder), "--out", str(tmp_path / "e"),
+                             "--levels", "1", "--num-samples", "8", "--batch-size", "4", "--num-workers", "0"],
+                       env={"COLUMNS": "200"})
+    assert ok.exit_code == 0, ok.stderr + ok.stdout
+    assert "per number of RVQ levels" in ok.stdout
+    by_levels = json.loads((tmp_path / "e" / "metrics.json").read_text())["metrics"]["by_levels"]
+    assert sorted(by_levels, key=int)[0] == "1" and len(by_levels) == 2  # 1 and all levels
+    for bad, text in ((["--levels", "1,x"], "not a comma-separated list"), (["--levels", "99"], "RVQ levels"),
+                      (["--bitrate", "0.001"], "below this codec's lowest bitrate")):
+        result = runner.invoke(app, ["eval", str(root / "run"), "--data", str(folder), "--out",
+                                     str(tmp_path / "bad"), "--force", *bad])
+        assert result.exit_code == 2 and text in result.stderr and "Traceback" not in result.stderr, result.stderr
+    image_only = runner.invoke(app, ["eval", str(root / "run"), "--data", str(folder), "--resolution", "64"])
+    assert image_only.exit_code == 2

@@ -337,3 +337,34 @@ def test_mpjpe_pa_mpjpe_and_accel_error():
         metric.update(moved[:1], target[:1])
         metric.update(moved[1:], target[1:])
         assert float(metric.compute()) == pytest.approx(float(fn(moved, target).mean()), rel=1e-4)
+
+
+def test_data_pack_cli_packs_motion_for_a_recipe_and_prints_the_training_command(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from mmtok.cli.data import data_app
+
+    monkeypatch.chdir(tmp_path)
+    src = tmp_path / "clips"
+    src.mkdir()
+    for i in range(5):
+        write_deepmimic(src / f"clip{i}.txt", deepmimic_frames(40, seed=i, walk=0.5 + 0.2 * i))
+    (src / "broken.txt").write_text("{not json")
+    runner = CliRunner()
+    auto = runner.invoke(data_app, ["pack", "clips", "shards/m-%06d.tar"])  # not images or audio: says --modality
+    assert auto.exit_code == 2 and "--modality motion" in auto.stderr
+    result = runner.invoke(data_app, ["pack", "clips", "packed", "--modality", "motion", "--val-fraction", "0.3"])
+    assert result.exit_code == 0, result.stderr + result.stdout
+    out = tmp_path / "packed"
+    assert (out / "Mean.npy").is_file() and (out / "Std.npy").is_file() and list((out / "val").glob("*.npy"))
+    assert "dropped broken.txt" in result.stdout
+    assert "mmtok train motion_quickstart --data packed/train --set data.val=packed/val --set model.stats=packed" \
+        in result.stdout
+    from mmtok import config
+    from mmtok.families.motion.model import load_stats
+
+    spec = config.load("motion_quickstart", ["model.stats=packed"]).model
+    mean, std = load_stats(spec.stats, np.load(out / "Mean.npy").shape[0], spec)
+    np.testing.assert_array_equal(mean, np.load(out / "Mean.npy"))
+    image = runner.invoke(data_app, ["pack", "clips", "p2", "--modality", "motion", "--recipe", "quickstart"])
+    assert image.exit_code == 2 and "not a motion recipe" in image.stderr and "Traceback" not in image.stderr

@@ -179,3 +179,19 @@ def test_cli_train_without_statistics_exits_2_with_one_line(clips, tmp_path):
                                       "--set", "data.num_workers=0"])
     assert result.exit_code == 2, result.output
     assert "model.stats is not set" in result.output and "Traceback" not in result.output
+
+
+def test_cli_train_ends_with_held_out_mpjpe(clips, tmp_path):
+    import yaml
+    from typer.testing import CliRunner
+
+    from mmtok.cli.main import app
+
+    src, packed = clips
+    recipe = tmp_path / "tiny.yaml"
+    recipe.write_text(yaml.safe_dump({"model": {"preset": "test_motion", "stats": str(packed)},
+                                      "data": {**FAST["data"], "train": str(packed / "train"),
+                                               "val": str(packed / "val")}, "trainer": FAST["trainer"]}))
+    result = CliRunner().invoke(app, ["train", str(recipe), "--out", str(tmp_path / "run")], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert "held-out MPJPE" in result.output and "PA-MPJPE" in result.output

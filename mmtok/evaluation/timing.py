@@ -32,10 +32,13 @@ class _NoBar:
         pass
 
 
-def progress_bar(console, num_samples, world, *, enabled: bool):
+def progress_bar(console, num_samples, world, *, enabled: bool, unit: str = "images"):
+    """The evaluation pass's bar on `console` ("eval [bar] done/total UNIT elapsed"), or a no-op bar unless
+    `enabled` (rank 0). `unit` names what is counted: "images", "segments" (audio), "windows" (motion)."""
     if not enabled:
         return _NoBar()
+    from rich.markup import escape
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    return Progress(TextColumn("[bold]eval[/bold]"), BarColumn(), MofNCompleteColumn(), TextColumn("images"),
+    return Progress(TextColumn("[bold]eval[/bold]"), BarColumn(), MofNCompleteColumn(), TextColumn(escape(unit)),
                     TimeElapsedColumn(), console=console, transient=False)

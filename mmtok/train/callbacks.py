@@ -14,7 +14,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 SHOWN = [("train/loss", "loss"), ("train/l1", "l1"), ("train/l2", "l2"), ("train/perceptual", "lpips"),
          ("train/gan", "gan"), ("train/disc", "disc"), ("train/usage", "usage"), ("val/psnr", "val psnr"),
-         ("val/usage", "val usage")]
+         ("val/mpjpe", "val mpjpe"), ("val/usage", "val usage")]
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):

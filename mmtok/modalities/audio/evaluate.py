@@ -112,7 +112,7 @@ def evaluate(model_path: str | os.PathLike, data: str, *, out: str | os.PathLike
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     times = {"encode": 0.0, "decode": 0.0, "n": 0, "first": None}
     kept_x, kept_recon, skipped, bad = [], [], 0, []
-    bar = progress_bar(console, num_samples, world, enabled=progress and is_main)
+    bar = progress_bar(console, num_samples, world, enabled=progress and is_main, unit="segments")
     with bar, torch.no_grad():
         task = bar.add_task("eval", total=math.ceil(num_samples / world) if num_samples else None)
         for i, batch in enumerate(loader):

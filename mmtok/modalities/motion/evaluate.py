@@ -76,7 +76,7 @@ def evaluate_motion(model_path: str | os.PathLike, data: str, *, out: str | os.P
     kept: list[tuple[str, int, torch.Tensor, torch.Tensor]] = []  # (clip, start, x, recon) on rank 0, for pictures
     per_clip: dict[str, list[float]] = {}
     skipped, bad = 0, []
-    bar = progress_bar(console, num_samples, world, enabled=progress and is_main)
+    bar = progress_bar(console, num_samples, world, enabled=progress and is_main, unit="windows")
     from mmtok.metrics.motion import mpjpe as mpjpe_fn
     from mmtok.modalities.motion.recover import recover_joints
 
