@@ -1,6 +1,7 @@
 """mmtok's audio quick start against DAC's own model code at equal wall time, on the same speech.
 
-    flock /tmp/cpu.lock python eval/compare_dac.py --mmtok-run runs/audio_quickstart --out eval/results/audio_compare_dac
+    python eval/compare_dac.py --mmtok-run runs/audio_quickstart --out eval/results/audio_compare_dac \
+        --test reserved_fr asterisk_en asterisk_fr
 
 Both sides train on the same data stream (the built-in demo speech: mmtok's "demo" train split, 16 kHz mono,
 0.5 s segments, batch 16, the same loader), for the same wall-clock budget (the quick start's
@@ -15,10 +16,12 @@ codebook 1, gradient clipping 1000 (G) / 10 (D). DAC's decoder ends a few sample
 `fit_length`): its output is zero-padded to the input's length. `--no-adversary` drops DAC's discriminator (mel + VQ terms only,
 like mmtok's quick start).
 
-Held-out test: the demo's reserved French clips (mmtok.data.audio_demo, never used by either training or by
-mmtok's validation), cut into consecutive 0.5 s segments; both models reconstruct the same segments, scored by the
-same code (mmtok.metrics.audio: DAC's mel distance and STFT distance definitions, SI-SDR). Writes OUT.json and
-OUT.png (log-mel spectrograms: original, mmtok, DAC).
+Held-out tests (--test, several in one run): the demo's reserved French clips (mmtok.data.audio_demo, never used
+by either training or by mmtok's validation) and Debian's asterisk telephone prompts in English and French (8 kHz
+recordings of one speaker each, never used in development; `apt-get install asterisk-core-sounds-en-wav
+asterisk-core-sounds-fr-wav`), each cut into consecutive 0.5 s segments; both models reconstruct the same segments,
+scored by the same code (mmtok.metrics.audio: DAC's mel distance and STFT distance definitions, SI-SDR, usage per
+level). Writes OUT.json and OUT_TEST.png per test set (log-mel spectrograms: original, mmtok, DAC).
 
 DAC's package imports torchaudio, which has no build for the torch mmtok uses; install it beside mmtok without
 dependencies, ideally in a separate environment layered on mmtok's (see the README's audio section):
@@ -115,17 +118,37 @@ def fit_length(audio: torch.Tensor, length: int) -> torch.Tensor:
     return torch.nn.functional.pad(audio, (0, length - n)) if n < length else audio[..., :length]
 
 
-def reserved_folder(root: Path) -> Path:
-    """A folder of links to the demo's reserved (French) clips, named by their stamp path."""
+TEST_SETS = {
+    "reserved_fr": "the demo's reserved French descriptions (Tux Paint, 44.1 kHz; never trained or validated on)",
+    "asterisk_en": "Debian asterisk-core-sounds-en-wav: 568 English telephone prompts by one speaker (8 kHz "
+                   "recordings, upsampled; never used in development)",
+    "asterisk_fr": "Debian asterisk-core-sounds-fr-wav: French (Canadian) telephone prompts by one speaker (8 kHz "
+                   "recordings, upsampled; never used in development)",
+}
+ASTERISK = Path("/usr/share/asterisk/sounds")
+
+
+def test_sets(names: list[str], tmp: Path):
+    """(name, folder) of each test set: the demo's reserved French clips (linked into `tmp`), a Debian asterisk
+    prompt set (`apt-get install asterisk-core-sounds-en-wav asterisk-core-sounds-fr-wav`), or a folder."""
     from mmtok.data.audio_demo import demo_files, demo_root
 
-    base = demo_root()
-    root.mkdir(parents=True, exist_ok=True)
-    for f in demo_files("reserved"):
-        link = root / f.relative_to(base).as_posix().replace("/", "__")
-        if not link.exists():
-            link.symlink_to(f)
-    return root
+    for name in names:
+        if name == "reserved_fr":
+            base, folder = demo_root(), tmp / name
+            folder.mkdir(parents=True, exist_ok=True)
+            for f in demo_files("reserved"):
+                link = folder / f.relative_to(base).as_posix().replace("/", "__")
+                if not link.exists():
+                    link.symlink_to(f)
+            yield name, folder
+        elif name in ("asterisk_en", "asterisk_fr"):
+            folder = ASTERISK / name.split("_")[1]
+            if not folder.is_dir():
+                sys.exit(f"error: {folder} is missing: apt-get install asterisk-core-sounds-{name[-2:]}-wav")
+            yield name, folder.resolve()
+        else:
+            yield Path(name).name, Path(name)
 
 
 def main() -> None:
@@ -138,6 +161,8 @@ def main() -> None:
     parser.add_argument("--no-adversary", action="store_true", help="train DAC without its discriminator")
     parser.add_argument("--lr", type=float, default=1e-4, help="DAC's learning rate (its recipe: 1e-4)")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--test", nargs="+", default=["reserved_fr"], metavar="NAME_OR_FOLDER",
+                        help=f"test sets scored: {', '.join(TEST_SETS)} or any folder of audio (default: reserved_fr)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -167,33 +192,9 @@ def main() -> None:
                          seed=recipe.seed, modality="audio")
     dac, dac_info = train_dac(loader, minutes, sr, q.levels, q.codebook_size, not args.no_adversary, args.lr)
 
-    with tempfile.TemporaryDirectory() as tmp:
-        folder = reserved_folder(Path(tmp) / "reserved_fr")
-        test = make_loader(str(folder), "val", spec, batch_size=16, num_workers=0, max_samples=args.segments,
-                           modality="audio")
-        scores = {"mmtok": AudioDistances(sr), "dac": AudioDistances(sr)}
-        usage = {"mmtok": LevelUsage(q.codebook_size, q.levels), "dac": LevelUsage(q.codebook_size, q.levels)}
-        shown, n = None, 0
-        with torch.no_grad():
-            for batch in test:
-                x = batch["audio"]
-                ids = model.encode(x)
-                recon = {"mmtok": model.decode(ids).clamp(-1, 1)}
-                d = dac(x, sr)
-                recon["dac"] = fit_length(d["audio"], x.shape[-1]).clamp(-1, 1)
-                usage["mmtok"].update(ids)
-                usage["dac"].update(d["codes"].transpose(1, 2))
-                for k in scores:
-                    scores[k].update(x, recon[k])
-                if shown is None:
-                    shown = [("original", x[:4]), ("mmtok audio_quickstart", recon["mmtok"][:4]),
-                             ("DAC small (its code)", recon["dac"][:4])]
-                n += x.shape[0]
-    result = {"protocol": {
+    protocol = {
         "train_data": "mmtok demo train split (Tux Paint spoken descriptions, 10 languages), 16 kHz mono, 0.5 s "
                       f"segments, batch {recipe.data.batch_size}, one loader",
-        "test_data": "the demo's reserved French descriptions (never trained on or validated on), consecutive 0.5 s "
-                     f"segments, first {n}",
         "budget_minutes": minutes, "threads": args.threads,
         "metrics": "mmtok.metrics.audio.AudioDistances for both: DAC's mel distance (7 scales) and STFT distance "
                    "(2048, 512), SI-SDR (dB); reconstructions clamped to [-1, 1]; usage per level over the test",
@@ -202,27 +203,55 @@ def main() -> None:
                       f"quantizer_dropout=0.5, sample_rate={sr}); AdamW lr {args.lr}, betas (0.8, 0.99); "
                       + ("MPD + MRD discriminator, mel 15, feat 2, gen 1" if not args.no_adversary else
                          "no discriminator, mel 15") + ", commitment 0.25, codebook 1",
-    }, "segments": n}
-    for k in scores:
-        values = {name: round(float(v), 4) for name, v in scores[k].compute().items()}
-        u = usage[k].compute()["usage"]
-        values["usage_min_pct"] = round(100 * float(u.min()), 2)
-        values["usage_mean_pct"] = round(100 * float(u.mean()), 2)
-        result[k] = values
-    result["mmtok"].update({"run": str(run), "steps": summary["step"], "seconds": summary["seconds"],
-                            "kbps": q.levels * math.log2(q.codebook_size) * spec.frame_rate / 1000,
-                            "params_generator_m": round(sum(p.numel() for p in model.parameters()) / 1e6, 3)})
-    result["dac"].update({**dac_info, "kbps": q.levels * math.log2(q.codebook_size) * spec.frame_rate / 1000})
+        "test_data": {},
+    }
+    result = {"protocol": protocol, "tests": {}}
+    info = {"mmtok": {"run": str(run), "steps": summary["step"], "seconds": summary["seconds"],
+                      "params_generator_m": round(sum(p.numel() for p in model.parameters()) / 1e6, 3)},
+            "dac": dac_info}
+    kbps = q.levels * math.log2(q.codebook_size) * spec.frame_rate / 1000
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, folder in test_sets(args.test, Path(tmp)):
+            test = make_loader(str(folder), "val", spec, batch_size=16, num_workers=0, max_samples=args.segments,
+                               modality="audio")
+            scores = {"mmtok": AudioDistances(sr), "dac": AudioDistances(sr)}
+            usage = {"mmtok": LevelUsage(q.codebook_size, q.levels), "dac": LevelUsage(q.codebook_size, q.levels)}
+            shown, n = None, 0
+            with torch.no_grad():
+                for batch in test:
+                    x = batch["audio"]
+                    ids = model.encode(x)
+                    recon = {"mmtok": model.decode(ids).clamp(-1, 1)}
+                    d = dac(x, sr)
+                    recon["dac"] = fit_length(d["audio"], x.shape[-1]).clamp(-1, 1)
+                    usage["mmtok"].update(ids)
+                    usage["dac"].update(d["codes"].transpose(1, 2))
+                    for k in scores:
+                        scores[k].update(x, recon[k])
+                    if shown is None:
+                        shown = [("original", x[:4]), ("mmtok audio_quickstart", recon["mmtok"][:4]),
+                                 ("DAC small (its code)", recon["dac"][:4])]
+                    n += x.shape[0]
+            protocol["test_data"][name] = f"{TEST_SETS.get(name, folder)}; consecutive 0.5 s segments, first {n}"
+            entry = {"segments": n}
+            for k in scores:
+                values = {m: round(float(v), 4) for m, v in scores[k].compute().items()}
+                u = usage[k].compute()["usage"]
+                values["usage_min_pct"] = round(100 * float(u.min()), 2)
+                values["usage_mean_pct"] = round(100 * float(u.mean()), 2)
+                entry[k] = {**values, **info[k], "kbps": kbps}
+            result["tests"][name] = entry
+            if shown is not None:
+                spectrogram_rows(shown, sr, out.with_name(f"{out.name}_{name}.png"))
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
-    if shown is not None:
-        spectrogram_rows(shown, sr, out.with_suffix(".png"))
-    print(f"{'':8} {'mel dist':>9} {'STFT dist':>9} {'SI-SDR':>8} {'usage min%':>10} {'steps':>6} {'kbps':>5}")
-    for k in ("mmtok", "dac"):
-        r = result[k]
-        print(f"{k:8} {r['mel_distance']:9.3f} {r['stft_distance']:9.3f} {r['si_sdr']:8.2f} "
-              f"{r['usage_min_pct']:10.1f} {r['steps']:6d} {r['kbps']:5.1f}")
-    print(f"wrote {out.with_suffix('.json')} and {out.with_suffix('.png')}")
+    print(f"{'test':10} {'':8} {'mel dist':>9} {'STFT dist':>9} {'SI-SDR':>8} {'usage min%':>10} {'steps':>6} {'kbps':>5}")
+    for name, entry in result["tests"].items():
+        for k in ("mmtok", "dac"):
+            r = entry[k]
+            print(f"{name:10} {k:8} {r['mel_distance']:9.3f} {r['stft_distance']:9.3f} {r['si_sdr']:8.2f} "
+                  f"{r['usage_min_pct']:10.1f} {r['steps']:6d} {r['kbps']:5.1f}")
+    print(f"wrote {out.with_suffix('.json')} and {out.name}_TEST.png beside it")
 
 
 if __name__ == "__main__":
