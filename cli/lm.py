@@ -11,7 +11,8 @@ from mmtok.cli.common import guarded
 from mmtok.cli.data import _reflow
 
 lm_app = typer.Typer(help="The LLM stage: extend a causal LM's vocabulary by a bundle's tokens, train it on token "
-                     "shards, generate images and captions.", no_args_is_help=True, rich_markup_mode="rich",
+                     "shards (image, audio, motion), generate images and captions.", no_args_is_help=True,
+                     rich_markup_mode="rich",
                      add_completion=False)
 
 
@@ -63,9 +64,11 @@ def train_command(
     print_config: Annotated[bool, typer.Option(
         "--print-config", help="Print the resolved recipe and exit without training.")] = False,
 ):
-    """Fine-tune an extended LM on token shards: caption -> image and image -> caption, packed.
+    """Fine-tune an extended LM on token shards: caption -> span and span -> caption (image, audio or motion), packed.
 
-    Held-out image-token and caption losses are measured before training and at the end (summary.json); the
+    The token shards are read a few at a time (data.group_shards); their bundle's checksum says which of the
+    model's modalities they are. Held-out span-token (image, audio or motion) and caption losses are measured
+    before training and at the end (summary.json); the
     trained model (LoRA merged) is written to RUN/model for [bold]mmtok lm generate[/bold]. Ctrl-C or SIGTERM
     saves a checkpoint and exits with 130 / 143; [bold]--resume[/bold] continues exactly.
 
@@ -98,7 +101,7 @@ def train_command(
     if not summary["is_global_zero"]:
         raise typer.Exit(code=summary["exit_code"])
     b, f = summary["before"], summary["final"]
-    for name in ("image_loss", "caption_loss"):
+    for name in ("image_loss", "audio_loss", "motion_loss", "caption_loss"):
         if f"val/{name}" in f:
             was = f" (before training {b[f'val/{name}']:.3f})" if f"val/{name}" in b else ""
             console.print(f"held-out {name.replace('_', ' ')}: {f[f'val/{name}']:.3f}{was}")
@@ -155,7 +158,13 @@ def generate_command(
         raise MmtokError("nothing to do", hint='give --prompt "a caption" (text -> image) and/or --image FILE')
     device = torch_device(device)
     directory = model_dir(model)
-    m = check_extended(directory).modality("image")
+    layout = check_extended(directory)
+    if not any(m.name == "image" for m in layout.modalities):
+        raise MmtokError(f"mmtok lm generate draws images only; {directory} was extended with "
+                         + ", ".join(m.modality for m in layout.modalities),
+                         hint="sample audio / motion spans with mmtok.lm.generate.generate_spans(model, tokenizer, "
+                         "layout.modality(NAME), captions) and decode the codes with the bundle")
+    m = layout.modality("image")
     bundle = tokenizer or Path(m.bundle)
     check_bundle(bundle, m)
     for path in image or []:

@@ -1,4 +1,4 @@
-"""`mmtok tokenize`: a captioned image dataset encoded once into token shards for LM training."""
+"""`mmtok tokenize`: a captioned dataset (images, audio or motion) encoded once into token shards for LM training."""
 from __future__ import annotations
 
 import json
@@ -12,18 +12,21 @@ DEVICE_HELP = "cpu, gpu, gpu:N or auto (the GPU when there is one); cuda / cuda:
 
 def tokenize_command(
     bundle: Annotated[Path, typer.Argument(help="Bundle directory (from `mmtok export`).")],
-    data: Annotated[str, typer.Option("--data", help="A folder of images (captions in name.txt beside them) or "
-                                      "webdataset shards such as 'shards/train-{000000..000009}.tar'.")],
+    data: Annotated[str, typer.Option("--data", help="Images or audio: a folder (captions / transcripts in "
+                                      "name.txt beside each file) or webdataset shards such as "
+                                      "'shards/train-{000000..000009}.tar'. Motion: a folder of clips (.npy, .bvh, "
+                                      "DeepMimic), captions in name.txt beside .npy / .bvh clips.")],
     out: Annotated[Path, typer.Option("--out", help="Directory for the token shards (resumes when it holds some).")],
     shard_size: Annotated[int, typer.Option("--shard-size", min=1, help="Input samples per token shard.")] = 1000,
-    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Images per forward pass.")] = 64,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Samples per forward pass.")] = 64,
     device: Annotated[str, typer.Option("--device", help=DEVICE_HELP)] = "auto",
 ):
-    """Encode a dataset into token shards: ids (uint32), captions and keys, with the bundle's checksum.
+    """Encode a dataset into token shards with an image, audio or motion bundle: ids, captions, keys, checksum.
 
-    Killed and started again with the same command, it keeps the finished shards and redoes the rest.
-    With RANK / WORLD_SIZE set (torchrun, SLURM), rank R encodes shards N % WORLD_SIZE == R.
-    Unreadable or corrupt images are skipped, counted and named.
+    Audio clips and motion clips are cut into consecutive pieces of the bundle's input length (keys NAME#k; a
+    trailing short piece is dropped). Killed and started again with the same command, it keeps the finished
+    shards and redoes the rest. With RANK / WORLD_SIZE set (torchrun, SLURM), rank R encodes shards
+    N % WORLD_SIZE == R. Unreadable, corrupt, silent or too-short inputs are skipped, counted and named.
 
     Example: [bold]mmtok tokenize bundles/quickstart --data stamps/ --out tokens/stamps[/bold]
     """
@@ -46,7 +49,7 @@ def tokenize_command(
                   + (f", {report['tokens_per_s']:.0f} tokens/s" if report["tokens_per_s"] else ""), soft_wrap=True)
     for entry in report["bad"][:10]:
         console.print(f"  [yellow]skipped[/yellow] {escape(entry)}", soft_wrap=True)
-    if report["skipped"] > 10:
-        console.print(f"  ... and {report['skipped'] - 10} more (each shard's 'bad' array names them)")
+    if len(report["bad"]) > 10:
+        console.print(f"  ... and {len(report['bad']) - 10} more (each shard's 'bad' array names them)")
     summary = {k: v for k, v in report.items() if k != "bad"}
     (Path(out) / "tokenize_summary.json").write_text(json.dumps(summary, indent=2))

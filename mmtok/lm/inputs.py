@@ -139,7 +139,8 @@ class _Clip:
 
 
 def _audio(tok, source: str, kind: str) -> Iterator[Input]:
-    from mmtok.data.audio import AUDIO_KEYS, AudioSpec, audio_frames, decode_audio, find_audio, read_audio, segment_count
+    from mmtok.data.audio import (AUDIO_KEYS, AudioSpec, audio_frames, decode_audio, find_audio, read_audio,
+                                  segment_count)
     from mmtok.data.audio_stream import sidecar_text
     from mmtok.data.holdout import relative_name
     from mmtok.lm.captioned import shard_items

@@ -171,25 +171,26 @@ class PackedBatches(IterableDataset):
         per_batch = batch_size * max(1, block_size // (m.span_length + 2))  # sequences a batch holds, about
         self.batches_per_group = max(1, math.ceil(self.group_shards * per_shard / per_batch))
         self.start = 0
-        self._orders: dict[int, np.ndarray] = {}
-        self._group: tuple[int, Pairs, list] | None = None
+        self._orders: dict[tuple[int, int], np.ndarray] = {}
+        self._group: tuple[tuple[int, int], Pairs, list] | None = None
 
     def group_of(self, g: int) -> list[int]:
         """The shards of group g (each once, in order)."""
         out = []
         for p in range(g * self.group_shards, (g + 1) * self.group_shards):
             epoch, j = divmod(p, len(self.shard_pool))
-            if epoch not in self._orders:
-                self._orders = {epoch: np.random.default_rng([self.seed, epoch, self.rank, 1]).permutation(
+            key = (epoch, self.rank)  # the rank is set after construction (LMTask.setup): part of every cache key
+            if key not in self._orders:
+                self._orders = {key: np.random.default_rng([self.seed, epoch, self.rank, 1]).permutation(
                     self.shard_pool)}
-            n = int(self._orders[epoch][j])
+            n = int(self._orders[key][j])
             if n not in out:
                 out.append(n)
         return out
 
     def _plan(self, g: int) -> tuple[Pairs, list]:
         """(the group's pairs, its batches: rows of (pair index, direction, caption dropped) each)."""
-        if self._group is not None and self._group[0] == g:
+        if self._group is not None and self._group[0] == (g, self.rank):
             return self._group[1], self._group[2]
         self._group = None  # the previous group's shards are released before the next ones are read
         pool = concat_pairs([self.pairs.pairs(n) for n in self.group_of(g)], self.m.span_length)
@@ -215,7 +216,7 @@ class PackedBatches(IterableDataset):
                     rows = []
             current.append(seq)
             used += length
-        self._group = (g, pool, batches)
+        self._group = ((g, self.rank), pool, batches)
         return pool, batches
 
     def batch(self, b: int) -> dict:
