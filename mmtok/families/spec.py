@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-LAYOUTS = ("single", "residual", "shared_index", "1d_causal")
+LAYOUTS = ("single", "residual", "shared_index", "1d_causal", "multi_scale")
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-from mmtok.errors import CheckpointError
+from mmtok.errors import CheckpointError, MmtokError
 
 LAYOUT_FILE = "mmtok_layout.json"
 FORMAT_VERSION = 1
@@ -201,6 +201,11 @@ def plan_layout(base_model: str, text_vocab_size: int, model_rows: int, bundles:
     shrunk), rounded up to `pad_to_multiple_of` when given."""
     mods, at, seen = [], text_vocab_size, {}
     for path, checksum, meta in bundles:
+        if meta.get("layout") == "multi_scale":  # VAR-style next-scale layouts are not built
+            raise MmtokError(f"bundle {path} has id layout 'multi_scale' (scales {meta.get('scales')}, "
+                             f"{meta.get('tokens_per_sample')} ids per sample, coarse to fine), which the LM stage "
+                             "cannot lay out", hint="extend the LM with a single-scale tokenizer (model.scales: "
+                             "null); next-scale (VAR-style) LM layouts are not built")
         modality = str(meta["modality"])
         n = seen.get(modality, 0)
         seen[modality] = n + 1

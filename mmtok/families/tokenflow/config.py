@@ -7,10 +7,13 @@ argmin(w_sem d_sem + w_pix d_pix). A small semantic decoder is trained to give t
 back from the semantic codes (1 - cos); the conv pixel decoder gives pixels back from the codes. The model is
 mmtok.families.tokenflow.model; the objective is the image objective (l1/l2, LPIPS, PatchGAN) with
 semantic_cosine in validation (mmtok.modalities.image.SemanticImageObjective).
+
+`scales` (optional) turns on TokenFlow's multi-scale residual quantization (VAR-style, one shared id per position
+per scale; mmtok.families.tokenflow.multiscale); null keeps the single-scale model exactly as it was.
 """
 from __future__ import annotations
 
-from typing import ClassVar, Literal
+from typing import ClassVar, Literal, Optional
 
 from pydantic import Field, model_validator
 
@@ -77,6 +80,30 @@ class TokenFlowConfig(ConvImageConfig):
         "pixel", description="what the pixel decoder reads: the pixel codes, or the semantic and pixel codes "
         "concatenated")
     quantizer: DualCodebookConfig = Field(default_factory=DualCodebookConfig)
+    # multi-scale residual quantization (TokenFlow / VAR)
+    scales: Optional[list[int]] = Field(
+        None, description="multi-scale residual quantization: token-map sides, coarse to fine, ending at the "
+        "token grid (e.g. [1, 2, 4, 8] for an 8x8 grid; ids are [B, sum(s*s)]); null: one scale (the grid)")
+    scale_drop: float = Field(
+        0.1, ge=0, le=1, description="with scales: probability per training step of leaving out one scale, "
+        "chosen uniformly among all but the first (TokenFlow: 0.1); never in evaluation; 0: off")
+
+    @model_validator(mode="after")
+    def _check_scales(self):
+        s, g = self.scales, self.grid
+        if s is None:
+            return self
+        if not s:
+            raise FieldProblem("scales", f"scales is empty: give the sides coarse to fine, ending at the token grid "
+                               f"{g} (e.g. [1, 2, {g}]), or null for a single scale")
+        if any(v < 1 for v in s):
+            raise FieldProblem("scales", "scales must be positive")
+        if any(b <= a for a, b in zip(s, s[1:])):
+            raise FieldProblem("scales", "scales must be strictly increasing (coarse to fine)")
+        if s[-1] != g:
+            raise FieldProblem("scales", f"the last scale must be the token grid {g} (resolution {self.resolution} "
+                               f"/ downsample {self.downsample}), not {s[-1]}")
+        return self
 
 
 class TokenFlowLoss(ImageLossConfig):
@@ -99,6 +126,15 @@ PRESETS = {
                                  teacher={"preset": "siglip_b16_256", "layer": -2, "norm": False},
                                  semantic_encoder="copy", sem_decoder_width=512, sem_decoder_blocks=4,
                                  quantizer=dict(codebook_size=32768, sem_dim=32, pix_dim=8)),
+    # TokenFlow's multi-scale residual shape. The paper's 224-px tokenizer (CLIP-B/16 teacher, 14 x 14 grid)
+    # uses scales 1, 2, 4, 6, 8, 10, 12, 14; mmtok has no CLIP-B/16-224 teacher preset, so this keeps
+    # tokenflow_siglip_256's SigLIP-B/16 at 256 (16 x 16 grid) and takes the scale list TokenFlow's code uses on
+    # its 16 x 16 grids (1, 2, 4, 6, 8, 10, 12, 14, 16): 833 ids per image.
+    "tokenflow_siglip_256_multiscale": dict(resolution=256, **_PAPER_PIXEL,
+                                            teacher={"preset": "siglip_b16_256", "layer": -2, "norm": False},
+                                            semantic_encoder="copy", sem_decoder_width=512, sem_decoder_blocks=4,
+                                            scales=[1, 2, 4, 6, 8, 10, 12, 14, 16], scale_drop=0.1,
+                                            quantizer=dict(codebook_size=32768, sem_dim=32, pix_dim=8)),
     # Sized for a few CPU minutes: 64 px, f8 pixel branch (8 x 8 tokens), 1024 codes, the offline
     # EfficientNet-Lite0 teacher at 128 px (its /16 stage is 8 x 8 x 112), frozen, with a trainable head.
     "tokenflow_small_f8_1024": dict(resolution=64, ch=16, ch_mult=[1, 2, 4, 8], num_res_blocks=1,
@@ -119,6 +155,13 @@ PRESETS = {
                                 pixel_decoder_input="both",
                                 quantizer=dict(codebook_size=16, sem_dim=8, pix_dim=4, pix_weight=0.5, ema=True,
                                                kmeans_init=True, restart_after=2)),
+    # multi-scale residual quantization on the 4 x 4 grid: ids [B, 1 + 4 + 16]
+    "test_tokenflow_multiscale": dict(resolution=16, ch=8, ch_mult=[1, 2, 2], num_res_blocks=1,
+                                      attn_resolutions=[], mid_attn=False, z_channels=8,
+                                      teacher={"preset": "efficientnet_lite0", "resolution": 64},
+                                      semantic_encoder="head", sem_hidden=16, sem_decoder_width=16,
+                                      sem_decoder_blocks=1, pixel_decoder_input="both", scales=[1, 2, 4],
+                                      quantizer=dict(codebook_size=32, sem_dim=8, pix_dim=4, pix_weight=0.5)),
 }
 
 FAMILY = register(Family(name="tokenflow", modality="image", model_config=TokenFlowConfig,

@@ -24,7 +24,13 @@ from mmtok.quantize.vq import kmeans, straight_through
 
 class DualCodebook(nn.Module):
     """forward(x_sem [N, sem_dim], x_pix [N, pix_dim]) -> (q_sem, q_pix (unit rows, straight-through), ids [N],
-    losses {"codebook" (not with EMA), "commitment"}, stats)."""
+    losses {"codebook" (not with EMA), "commitment"}, stats).
+
+    `unit_codes` (class attribute): True here (codes are used and stored l2-normalised); the multi-scale
+    residual quantizer (mmtok.families.tokenflow.multiscale) sets it False and reuses the k-means / EMA /
+    restart machinery with raw (unnormalised) codes."""
+
+    unit_codes: bool = True
 
     def __init__(self, cfg: DualCodebookConfig):
         super().__init__()
@@ -48,8 +54,15 @@ class DualCodebook(nn.Module):
     # ------------------------------------------------------------------------------------------------ codes
 
     def codes(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """(semantic [K, sem_dim], pixel [K, pix_dim]) fp32 unit codes, as used for search and output."""
+        """(semantic [K, sem_dim], pixel [K, pix_dim]) fp32 codes as used for search and output: unit rows
+        (raw rows when `unit_codes` is False)."""
+        if not self.unit_codes:
+            return self.codebook_sem.float(), self.codebook_pix.float()
         return F.normalize(self.codebook_sem.float(), dim=1), F.normalize(self.codebook_pix.float(), dim=1)
+
+    def _unit(self, x: torch.Tensor) -> torch.Tensor:
+        """Rows of x l2-normalised when codes are unit rows, else x as it is."""
+        return F.normalize(x, dim=1) if self.unit_codes else x
 
     def lookup(self, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(semantic [..., sem_dim], pixel [..., pix_dim]) unit code vectors of ids [...] in [0, K)."""
@@ -101,20 +114,24 @@ class DualCodebook(nn.Module):
 
     @torch.no_grad()
     def _kmeans_init(self, xs: torch.Tensor, xp: torch.Tensor) -> None:
-        """Both codebooks <- the two halves of k-means centroids of the joint (weighted, unit) rows; once."""
+        """Both codebooks <- the two halves of k-means centroids of the joint (weighted) rows; once. Unit codes:
+        each half normalised; raw codes (`unit_codes` False): each half divided back by sqrt(its weight)."""
         K = self.codebook_size
+        weighted = self.cfg.sem_weight > 0 and self.cfg.pix_weight > 0  # a zero-weight half would not move
         if rank() == 0:
             gen = torch.Generator().manual_seed(torch.initial_seed())  # leaves the global RNG untouched
-            joint = self._joint(xs, xp)
-            if self.cfg.sem_weight == 0 or self.cfg.pix_weight == 0:  # a zero-weight half would not move
-                joint = torch.cat([xs, xp], dim=1)
+            joint = self._joint(xs, xp) if weighted else torch.cat([xs, xp], dim=1)
             centroids = kmeans(joint, K, self.cfg.kmeans_iters, l2_norm=False, generator=gen)
         else:
             centroids = xs.new_empty(K, xs.shape[1] + xp.shape[1])
         centroids = broadcast_from_rank0(centroids)
         ds = xs.shape[1]
-        self._set_codes(torch.ones(K, dtype=torch.bool, device=xs.device),
-                        F.normalize(centroids[:, :ds], dim=1), F.normalize(centroids[:, ds:], dim=1))
+        sem, pix = centroids[:, :ds], centroids[:, ds:]
+        if self.unit_codes:
+            sem, pix = F.normalize(sem, dim=1), F.normalize(pix, dim=1)
+        elif weighted:
+            sem, pix = sem / math.sqrt(self.cfg.sem_weight), pix / math.sqrt(self.cfg.pix_weight)
+        self._set_codes(torch.ones(K, dtype=torch.bool, device=xs.device), sem, pix)
         self.initted.fill_(True)
 
     @torch.no_grad()
@@ -130,8 +147,8 @@ class DualCodebook(nn.Module):
             self.ema_sum_pix.mul_(d).add_(sums_p, alpha=1 - d)
             n = self.ema_count.sum()
             smoothed = ((self.ema_count + cfg.ema_eps) / (n + K * cfg.ema_eps) * n).unsqueeze(1)
-            self.codebook_sem.copy_(F.normalize(self.ema_sum_sem / smoothed, dim=1))
-            self.codebook_pix.copy_(F.normalize(self.ema_sum_pix / smoothed, dim=1))
+            self.codebook_sem.copy_(self._unit(self.ema_sum_sem / smoothed))
+            self.codebook_pix.copy_(self._unit(self.ema_sum_pix / smoothed))
         if cfg.restart_after > 0:
             self.steps_unused.add_(1).masked_fill_(counts > 0, 0)
             dead = self.steps_unused >= cfg.restart_after  # the same on every rank: built from global counts
@@ -144,7 +161,8 @@ class DualCodebook(nn.Module):
                 self.restarts.add_(n_dead)
 
     def _set_codes(self, mask: torch.Tensor, sem: torch.Tensor, pix: torch.Tensor) -> None:
-        """Codes[mask] <- (sem, pix) (unit rows) in both codebooks; EMA stats restart as if seen once."""
+        """Codes[mask] <- (sem, pix) (unit rows, or raw rows without `unit_codes`) in both codebooks; EMA stats
+        restart as if seen once."""
         self.codebook_sem.data[mask] = sem.to(self.codebook_sem.dtype)
         self.codebook_pix.data[mask] = pix.to(self.codebook_pix.dtype)
         if self.cfg.ema:

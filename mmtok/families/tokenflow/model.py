@@ -3,6 +3,10 @@
 Contract: images [B, 3, R, R] in [-1, 1] -> ids [B, R/f, R/f] (LongTensor, row-major grid; each id picks a code
 in BOTH codebooks) -> images. `semantic_embedding(ids)` gives the semantic decoder's teacher-space features
 [B, N, C] of ids (what an understanding model reads); `teacher_features(x)` the frozen teacher's [B, N, C].
+
+With `scales` (multi-scale residual quantization, mmtok.families.tokenflow.multiscale) ids are a flat [B, L],
+L = sum(s*s), coarse to fine and row-major within each scale (token spec layout "multi_scale"); both decoders read
+the accumulated map f_hat on the g x g grid, so `semantic_embedding` still gives [B, g*g, C].
 """
 from __future__ import annotations
 
@@ -15,6 +19,7 @@ from mmtok.families.conv_image import image_grid_meta
 from mmtok.families.output import TokenizerOutput
 from mmtok.families.tokenflow.config import TokenFlowConfig
 from mmtok.families.tokenflow.dual import DualCodebook
+from mmtok.families.tokenflow.multiscale import MultiScaleDualCodebook, map_rows, rows_map
 from mmtok.nn.conv import ConvHead, Decoder, Encoder
 
 
@@ -72,7 +77,9 @@ class TokenFlow(nn.Module):
         common = cfg.conv_kwargs()
         self.encoder = Encoder(in_channels=cfg.in_channels, **common)
         self.pix_proj = nn.Linear(cfg.z_channels, q.pix_dim)
-        self.quantizer = DualCodebook(q)
+        self.scales = list(cfg.scales) if cfg.scales else None
+        self.quantizer = (MultiScaleDualCodebook(q, self.scales, cfg.scale_drop) if self.scales
+                          else DualCodebook(q))
         dec_in = q.pix_dim + (q.sem_dim if cfg.pixel_decoder_input == "both" else 0)
         self.post_proj = nn.Linear(dec_in, cfg.z_channels)
         self.decoder = Decoder(out_channels=cfg.in_channels, **common)
@@ -83,7 +90,7 @@ class TokenFlow(nn.Module):
     @property
     def meta(self) -> dict:
         cfg, q, t = self.cfg, self.cfg.quantizer, self.teacher
-        return {
+        meta = {
             "family": "tokenflow",
             **image_grid_meta(cfg, q),
             "layout": "shared_index",
@@ -103,6 +110,29 @@ class TokenFlow(nn.Module):
                             "preprocessing": f"[-1, 1] -> [0, 1] -> bilinear antialiased resize to {t.resolution}"
                             " -> (x - mean) / std"},
                 "pixel_decoder_input": cfg.pixel_decoder_input,
+            },
+        }
+        if self.scales:
+            meta.update(self._multiscale_meta())
+        return meta
+
+    def _multiscale_meta(self) -> dict:
+        """The token-spec fields that differ with multi-scale residual quantization."""
+        q, scales, g = self.cfg.quantizer, self.scales, self.grid
+        offsets = self.quantizer.offsets
+        n = offsets[-1]
+        return {
+            "token_grid": [n], "tokens_per_sample": n, "layout": "multi_scale", "l2_norm": False,
+            "flattening": f"coarse to fine, scale by scale (sides {scales}), row-major within each scale: the "
+                          f"ids of scale i (an s_i x s_i map) are ids[:, offsets[i]:offsets[i + 1]]",
+            "scales": list(scales), "scale_offsets": list(offsets), "final_grid": [g, g],
+            "codebooks": {
+                "semantic": {"size": q.codebook_size, "dim": q.sem_dim, "l2_norm": False},
+                "pixel": {"size": q.codebook_size, "dim": q.pix_dim, "l2_norm": False},
+                "index": f"shared per position per scale: id = argmin {q.sem_weight:g} ||r_sem - c_sem||^2 + "
+                         f"{q.pix_weight:g} ||r_pix - c_pix||^2 on the area-downsampled residual r of the "
+                         "l2-normalised features; raw (unnormalised) codes, one codebook pair for all scales",
+                "decode": f"f_hat = sum over scales of bicubic-upsample(codes of that scale, {g}x{g})",
             },
         }
 
@@ -136,6 +166,10 @@ class TokenFlow(nn.Module):
                          self.teacher.grid, self.grid)
         return sem, pix, None
 
+    def _maps(self, sem: torch.Tensor, pix: torch.Tensor, b: int):
+        """Rows [B * g * g, C] of both branches -> maps [B, C, g, g]."""
+        return rows_map(sem, b, self.grid), rows_map(pix, b, self.grid)
+
     def _pixels(self, qs: torch.Tensor, qp: torch.Tensor, b: int) -> torch.Tensor:
         """Unit codes [N, sem_dim], [N, pix_dim] -> images [B, C, R, R]."""
         return _pixels(qs, qp, b, self.grid, self.cfg.pixel_decoder_input == "both", self.post_proj, self.decoder)
@@ -150,7 +184,12 @@ class TokenFlow(nn.Module):
     def forward(self, x: torch.Tensor) -> TokenizerOutput:
         b, g = x.shape[0], self.grid
         sem, pix, target = self._features(x)
-        qs, qp, ids, losses, stats = self.quantizer(sem, pix)
+        if self.scales:
+            hat_s, hat_p, ids, losses, stats = self.quantizer(*self._maps(sem, pix, b))
+            qs, qp = map_rows(hat_s), map_rows(hat_p)
+        else:
+            qs, qp, ids, losses, stats = self.quantizer(sem, pix)
+            ids = ids.reshape(b, g, g)
         recon = self._pixels(qs, qp, b)
         losses = dict(losses)
         if "semantic" in self.active_terms or not self.training:  # validation reports semantic_cosine
@@ -162,26 +201,37 @@ class TokenFlow(nn.Module):
             if "semantic" in self.active_terms:
                 losses["semantic"] = 1 - cosine
             stats["semantic_cosine"] = cosine.detach()
-        return TokenizerOutput(recon=recon, ids=ids.reshape(b, g, g), losses=losses, stats=stats)
+        return TokenizerOutput(recon=recon, ids=ids, losses=losses, stats=stats)
 
     @torch.no_grad()
     def encode(self, x: torch.Tensor) -> torch.Tensor:
-        """Images [B, 3, R, R] in [-1, 1] -> shared ids [B, g, g]."""
+        """Images [B, 3, R, R] in [-1, 1] -> shared ids [B, g, g] (multi-scale: [B, L], coarse to fine)."""
         self.check_input(x)
         sem, pix, _ = self._features(x)
+        if self.scales:
+            return self.quantizer(*self._maps(sem, pix, x.shape[0]))[2]
         return self.quantizer(sem, pix)[2].reshape(x.shape[0], self.grid, self.grid)
+
+    def _codes(self, ids: torch.Tensor):
+        """Code rows [B * g * g, C] of both branches that the decoders read, for ids [B, g, g] / [B, g*g]
+        (multi-scale: [B, L], the accumulated f_hat)."""
+        if self.scales:
+            hat_s, hat_p = self.quantizer.vectors(ids.reshape(ids.shape[0], -1))
+            return map_rows(hat_s), map_rows(hat_p)
+        return self.quantizer.lookup(ids.reshape(-1))
 
     @torch.no_grad()
     def decode(self, ids: torch.Tensor) -> torch.Tensor:
-        """Ids [B, g, g] -> images [B, 3, R, R] (the pixel decoder)."""
-        qs, qp = self.quantizer.lookup(ids.reshape(-1))
+        """Ids [B, g, g] (multi-scale: [B, L]) -> images [B, 3, R, R] (the pixel decoder)."""
+        qs, qp = self._codes(ids)
         return self._pixels(qs, qp, ids.shape[0])
 
     @torch.no_grad()
     def semantic_embedding(self, ids: torch.Tensor) -> torch.Tensor:
-        """Ids [B, g, g] (or flat [B, g*g]) -> the semantic decoder's teacher-space features [B, N, C]."""
+        """Ids [B, g, g] (or flat [B, g*g]; multi-scale: [B, L]) -> the semantic decoder's teacher-space features
+        [B, N, C] on the g x g grid (N = g * g)."""
         b = ids.shape[0]
-        qs, _ = self.quantizer.lookup(ids.reshape(-1))
+        qs, _ = self._codes(ids)
         return self._semantic(qs, b).flatten(2).transpose(1, 2)
 
     def graph_modules(self) -> tuple[nn.Module, nn.Module]:
@@ -197,23 +247,30 @@ class EncodeGraph(nn.Module):
         super().__init__()
         self.sem_encoder = t.semantic_encoder if t.semantic_encoder is not None else t.teacher
         self.sem_proj, self.encoder, self.pix_proj, self.quantizer = t.sem_proj, t.encoder, t.pix_proj, t.quantizer
-        self.teacher_grid, self.grid = tuple(t.teacher.grid), t.grid
+        self.teacher_grid, self.grid, self.multiscale = tuple(t.teacher.grid), t.grid, bool(t.scales)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         sem, pix = _rows(None, self.sem_encoder, self.sem_proj, self.encoder, self.pix_proj, images,
                          self.teacher_grid, self.grid)
-        return self.quantizer.export_ids(sem, pix).reshape(images.shape[0], self.grid, self.grid)
+        b = images.shape[0]
+        if self.multiscale:  # [B, L]
+            return self.quantizer.export_ids(rows_map(sem, b, self.grid), rows_map(pix, b, self.grid))
+        return self.quantizer.export_ids(sem, pix).reshape(b, self.grid, self.grid)
 
 
 class DecodeGraph(nn.Module):
-    """Ids [B, g, g] (int64 in [0, K)) -> images [B, 3, R, R] clamped to [-1, 1]; holds the codebooks, the
-    output projection and the pixel decoder."""
+    """Ids [B, g, g] (int64 in [0, K); multi-scale: [B, L]) -> images [B, 3, R, R] clamped to [-1, 1]; holds the
+    codebooks, the output projection and the pixel decoder."""
 
     def __init__(self, t: TokenFlow):
         super().__init__()
         self.quantizer, self.post_proj, self.decoder = t.quantizer, t.post_proj, t.decoder
-        self.grid, self.both = t.grid, t.cfg.pixel_decoder_input == "both"
+        self.grid, self.both, self.multiscale = t.grid, t.cfg.pixel_decoder_input == "both", bool(t.scales)
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
-        qs, qp = self.quantizer.lookup(ids.reshape(-1))
+        if self.multiscale:
+            hat_s, hat_p = self.quantizer.vectors(ids)
+            qs, qp = map_rows(hat_s), map_rows(hat_p)
+        else:
+            qs, qp = self.quantizer.lookup(ids.reshape(-1))
         return _pixels(qs, qp, ids.shape[0], self.grid, self.both, self.post_proj, self.decoder).clamp(-1.0, 1.0)
