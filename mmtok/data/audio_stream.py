@@ -15,7 +15,6 @@ When no file of the data is as long as one segment, the stream stops with one Da
 from __future__ import annotations
 
 import random
-from pathlib import Path
 from typing import Iterator
 
 import numpy as np
@@ -24,7 +23,8 @@ from torch.utils.data import IterableDataset
 from mmtok.data.audio import (AUDIO_KEYS, AudioDecodeError, AudioSpec, audio_frames, decode_audio, fixed_segment,
                               prepare, random_segment, read_audio, segment_count)
 from mmtok.data.holdout import check_holdout, is_held_out, split_files
-from mmtok.data.stream import DataStreamError, Place, SkipCounter, _shuffled, _share, _take, strided
+from mmtok.data.stream import (DataStreamError, Place, SkipCounter, _shuffled, _share, _take, shard_caption,
+                               sidecar_caption, strided)
 from mmtok.errors import DataError
 
 _HINT = "the files are truncated, corrupt, silent or not audio; check a few with an audio player"
@@ -94,14 +94,6 @@ def _sample(item, skipped: int, bad: list[str]) -> dict:
             "skipped": skipped, "bad": bad}
 
 
-def sidecar_text(path: Path) -> str:
-    """The transcript beside an audio file (NAME.txt, UTF-8, stripped), or ""."""
-    txt = path.with_suffix(".txt")
-    if not txt.is_file():
-        return ""
-    return txt.read_text(encoding="utf-8", errors="replace").strip()
-
-
 class AudioFileStream(AudioStream):
     """Audio from a list of files (a folder searched by the caller, or the demo's clips). With `holdout`, the
     files are split by their path relative to `root` (mmtok.data.holdout)."""
@@ -120,7 +112,7 @@ class AudioFileStream(AudioStream):
         except AudioDecodeError as e:
             skips.skip(path, e.message)
             return None
-        return prepare(wave, sr, self.spec), sidecar_text(Path(path))
+        return prepare(wave, sr, self.spec), sidecar_caption(path)
 
     def _segments(self, place: Place, rng: random.Random, skips: SkipCounter) -> Iterator:
         seg = self.spec.segment
@@ -243,8 +235,7 @@ class AudioShardStream(AudioStream):
             wave = prepare(wave, sr, self.spec)
             state["good"] += 1
             state["longest"] = max(state["longest"], wave.shape[1] / self.spec.sample_rate)
-            text = sample.get("txt", b"")
-            yield wave, text.decode("utf-8", errors="replace").strip() if isinstance(text, bytes) else str(text)
+            yield wave, shard_caption(sample)
 
     def _coverage_guard(self, state: dict, skips: SkipCounter):
         """Over the resampled shard URLs: once every shard was read in full, stop with one error when no audio

@@ -6,11 +6,11 @@ gets its position in the input, so a resumed run knows which samples a finished 
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
+from mmtok.data.stream import shard_caption
 from mmtok.errors import DataError
 
 
@@ -92,22 +92,9 @@ def shard_items(source: str, entries: tuple[str, ...] | None = None, what: str =
             image = next((k for k in entries if k in sample), None)
             error = "" if image else f"no {what} entry (entries: " + ", ".join(
                 sorted(k for k in sample if not k.startswith("__"))) + ")"
-            yield Item(i, f"{sample.get('__key__')} in {url}", _caption(sample),
+            yield Item(i, f"{sample.get('__key__')} in {url}", shard_caption(sample),
                        data=sample[image] if image else None, error=error)
             i += 1
         if broken:
             yield Item(i, url, "", error=f"unreadable shard data ({broken[0]})")
             i += 1
-
-
-def _caption(sample: dict) -> str:
-    if "txt" in sample:
-        return sample["txt"].decode("utf-8", errors="replace").strip()
-    if "json" in sample:
-        try:
-            data = json.loads(sample["json"])
-        except ValueError:
-            return ""
-        if isinstance(data, dict):
-            return str(data.get("caption") or data.get("text") or "").strip()
-    return ""

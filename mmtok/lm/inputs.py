@@ -141,7 +141,7 @@ class _Clip:
 def _audio(tok, source: str, kind: str) -> Iterator[Input]:
     from mmtok.data.audio import (AUDIO_KEYS, AudioSpec, audio_frames, decode_audio, find_audio, read_audio,
                                   segment_count)
-    from mmtok.data.audio_stream import sidecar_text
+    from mmtok.data.stream import sidecar_caption
     from mmtok.data.holdout import relative_name
     from mmtok.lm.captioned import shard_items
 
@@ -156,7 +156,7 @@ def _audio(tok, source: str, kind: str) -> Iterator[Input]:
         for path in files:
             name = relative_name(path, source)
             try:
-                caption = sidecar_text(path)
+                caption = sidecar_caption(path)
             except OSError as e:
                 yield Input(next(index), name, "", _fails(f"cannot read its transcript: {e.strerror or e}"))
                 continue
