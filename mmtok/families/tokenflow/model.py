@@ -124,7 +124,7 @@ class TokenFlow(nn.Module):
         return {
             "token_grid": [n], "tokens_per_sample": n, "layout": "multi_scale", "l2_norm": False,
             "flattening": f"coarse to fine, scale by scale (sides {scales}), row-major within each scale: the "
-                          f"ids of scale i (an s_i x s_i map) are ids[:, offsets[i]:offsets[i + 1]]",
+                          f"ids of scale i (an s_i x s_i map) are ids[:, scale_offsets[i]:scale_offsets[i + 1]]",
             "scales": list(scales), "scale_offsets": list(offsets), "final_grid": [g, g],
             "codebooks": {
                 "semantic": {"size": q.codebook_size, "dim": q.sem_dim, "l2_norm": False},
