@@ -50,7 +50,9 @@ def image_bundle_meta(meta: dict) -> dict:
     width = max(5, len(str(k - 1)))
     r = int(meta["input_size"][-1])
     one_d = len(meta["token_grid"]) == 1
-    order = ("in sequence order (1-D tokens; position i depends only on positions <= i for layout 1d_causal)"
+    order = (f"scale by scale, coarse to fine (scales {meta.get('scales')}, each s x s row-major; scale j starts at "
+             f"scale_offsets[j]); one shared id per position" if meta.get("layout") == "multi_scale"
+             else "in sequence order (1-D tokens; position i depends only on positions <= i for layout 1d_causal)"
              if one_d else "row-major over the grid (raster order: left to right, then top to bottom); "
              "flat index = row * width + col")
     return {
