@@ -196,7 +196,9 @@ def test_eval_without_fid_weights_reports_unavailable_and_runs_the_rest(tiny_run
     _, recon_u8 = _reconstruct(run, x, ema=False)
     orig = (x.permute(0, 2, 3, 1).numpy().astype(np.float64) + 1) / 2
     mse = ((orig - recon_u8 / 255.0) ** 2).reshape(5, -1).mean(1)
-    assert m["psnr"] == pytest.approx(np.mean(10 * np.log10(1 / mse)), rel=1e-6)
+    # rel 1e-5: eval decodes in batches of 4, the reference in one batch of 5; float differences between batch
+    # compositions can flip one pixel's uint8 rounding (~1e-6 relative), far below any protocol difference
+    assert m["psnr"] == pytest.approx(np.mean(10 * np.log10(1 / mse)), rel=1e-5)
     assert (run / "eval" / "001" / "reconstructions.png").is_file() and (run / "eval" / "001" / "report.md").is_file()
 
 
