@@ -127,3 +127,31 @@ def test_without_a_pixel_decoder_pixel_terms_are_refused_and_eval_reports_tokens
     m = result["metrics"]
     assert m["psnr"] == "unavailable" and m["rfid"] == "unavailable" and "semantic_cosine" in m
     assert "no pixel decoder" in result["unavailable"]["psnr"]
+
+
+def test_the_patch_term_gives_every_query_output_a_target_where_distill_targets_only_the_last():
+    """`patches` (the teacher's patch features rebuilt from all query outputs) sends a gradient into the first
+    query's output directly; `distill` into the last one's only. Weighted without the head: refused."""
+    from mmtok.errors import RecipeError
+
+    recipe = config.load({"model": {"preset": "test_seed", "patch_decoder_depth": 1}})
+    x = torch.rand(2, 3, 16, 16) * 2 - 1
+    first = {}
+    for term in ("distill", "patches"):
+        torch.manual_seed(0)
+        model = families.build_model(recipe.model, (term,)).train()
+        seen = {}
+
+        def keep(module, inputs, h, seen=seen):  # returns None: the output is left as it is
+            h.retain_grad()
+            seen["h"] = h
+
+        model.qformer.register_forward_hook(keep)
+        out = model(x)
+        assert term in out.losses and torch.isfinite(out.losses[term])
+        out.losses[term].backward()
+        first[term] = seen["h"].grad[:, 0].abs().max().item()  # d loss / d (output of query 0)
+    assert first["distill"] == 0.0 and first["patches"] > 0.0
+    with pytest.raises(RecipeError, match="patch_decoder_depth is 0"):
+        families.get("seed").build_objective(config.load({"model": {"preset": "test_seed"},
+                                                          "loss": {"weights": {"patches": 1.0}}}))

@@ -55,6 +55,10 @@ class SEEDConfig(ConvImageConfig):
         None, description="a frozen text encoder for the `contrastive` term (a preset such as minilm_l6_v2, a model "
         "folder path, or the fields); the captions come from the data (NAME.txt beside an image, a shard's txt)")
     contrastive_dim: int = Field(256, ge=1, description="the shared image-text space of the `contrastive` term")
+    patch_decoder_depth: int = Field(
+        0, ge=0, description="blocks of a training-only head that rebuilds the teacher's patch features from all N "
+        "query outputs (TiTok-style position queries cross-attending them; term `patches`, 1 - cos); 0: none. It "
+        "gives every query a target in stage 1, where `distill` / `contrastive` reach only the last one")
 
     @model_validator(mode="after")
     def _check(self):
@@ -71,7 +75,7 @@ class SEEDConfig(ConvImageConfig):
 
 class SEEDLoss(ImageLossConfig):
     TERMS: ClassVar[tuple[str, ...]] = (ImageLossConfig.IMAGE_TERMS + QUANTIZER_TERMS
-                                        + ("contrastive", "distill", "reconstruct", "generation"))
+                                        + ("contrastive", "distill", "patches", "reconstruct", "generation"))
     # SEED's published weights: 5 x VQ (codebook + 0.25 commitment), 2 x (1 - cos), 0.5 x MSE; the pixel decoder's
     # l1 is mmtok's addition (TiTok-style).
     DEFAULTS: ClassVar[dict[str, float]] = {"codebook": 5.0, "commitment": 5.0 * QUANTIZER_DEFAULTS["commitment"],

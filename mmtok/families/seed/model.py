@@ -124,6 +124,10 @@ class SEED(nn.Module):
             from mmtok.teachers.text import text_dim
 
             self.contrastive = ContrastiveHead(w, text_dim(cfg.text_encoder), cfg.contrastive_dim)
+        self.patch_head = None  # training only: the teacher's patch features from all query outputs
+        if cfg.patch_decoder_depth:
+            gh, gw = self.teacher.grid
+            self.patch_head = QueryDecoder(gh * gw, w, cfg.patch_decoder_depth, cfg.heads, t, cfg.mlp_ratio)
         self.pixel_queries = self.pixel_decoder = None
         if cfg.pixel_decoder:
             self.pixel_queries = QueryDecoder(cfg.grid * cfg.grid, w, cfg.pixel_depth, cfg.heads, cfg.z_channels,
@@ -183,11 +187,13 @@ class SEED(nn.Module):
 
     # ------------------------------------------------------------------------------------------- pieces
 
-    def queries_out(self, x: torch.Tensor, queries: torch.Tensor | None = None):
-        """(Q-Former output h [B, N, width], teacher global embedding [B, C_t]) of images [B, 3, R, R]."""
+    def queries_out(self, x: torch.Tensor, queries: torch.Tensor | None = None, patches: bool = False):
+        """(Q-Former output h [B, N, width], teacher global embedding [B, C_t]) of images [B, 3, R, R]; with
+        `patches`, the teacher's patch features [B, M, C_t] third."""
         with torch.no_grad():
             t = self.teacher(x)
-        return self.qformer(t.patches.float(), queries), t.global_.float()
+        h = self.qformer(t.patches.float(), queries)
+        return (h, t.global_.float(), t.patches.float()) if patches else (h, t.global_.float())
 
     def embed(self, z_q: torch.Tensor) -> torch.Tensor:
         """Quantised codes [B, N, code_dim] -> the causal embeddings [B, N, width]."""
@@ -203,11 +209,13 @@ class SEED(nn.Module):
     # ------------------------------------------------------------------------------------------- contract
 
     def forward(self, x: torch.Tensor, queries: torch.Tensor | None = None) -> SEEDOutput:
-        h, g = self.queries_out(x, queries)
+        active = self.active_terms
+        h, g, patches = self.queries_out(x, queries, patches=True)
         q = self.quantizer(self.down(h))
         e = self.embed(q.z_q)
         losses, stats = dict(q.losses), dict(q.stats)
-        active = self.active_terms
+        if "patches" in active and self.patch_head is not None:  # the objective refuses one without the other
+            losses["patches"] = cosine_loss(self.patch_head(h), patches)
         if "distill" in active:
             losses["distill"] = cosine_loss(self.distill_head(h[:, -1]), g)
         rec = cosine_loss(e, h.detach())  # the Q-Former's output is the target, not pulled towards e
@@ -367,6 +375,9 @@ class SEEDObjective(SemanticImageObjective):
             if weighted:
                 raise RecipeError(f"loss.weights: {', '.join(weighted)} need pixels, but model.pixel_decoder is false",
                                   hint="set them to 0 (e.g. --set loss.weights.l1=0) or model.pixel_decoder: true")
+        if recipe.loss.weight("patches") > 0 and not recipe.model.patch_decoder_depth:
+            raise RecipeError("loss.weights.patches needs the patch head, but model.patch_decoder_depth is 0",
+                              hint="--set model.patch_decoder_depth=1, or --set loss.weights.patches=0")
         super().__init__(recipe)
         self.text_encoder = None
         self.captions: list[str] | None = None  # the captions of the batch `inputs` saw last
