@@ -112,5 +112,6 @@ PRESETS = {
 }
 
 FAMILY = register(Family(name="seed", modality="image", model_config=SEEDConfig, loss_config=SEEDLoss,
-                         model="mmtok.families.seed.model:SEED", objective="mmtok.families.seed.model:SEEDObjective",
+                         model="mmtok.families.seed.model:SEED",
+                         objective="mmtok.families.seed.objective:SEEDObjective",
                          presets=PRESETS))
