@@ -49,10 +49,11 @@ def make_llm(root: Path, tied: bool = False, seed: int = 0) -> Path:
     return out
 
 
-def make_bundle(root: Path, seed: int = 0) -> Path:
-    """A tiny VQGAN bundle (preset test_f4: 16 px, 4x4 grid, 32 codes) of random weights, exported once under
-    root from a checkpoint written here (an untrained tokenizer still maps images to ids deterministically)."""
-    out = root / f"tiny-bundle-{seed}"
+def make_bundle(root: Path, seed: int = 0, name: str = "tiny", model: dict | None = None) -> Path:
+    """A bundle of random weights (default: a tiny VQGAN, preset test_f4: 16 px, 4x4 grid, 32 codes; `model` gives
+    any family's model section), exported once under root from a checkpoint written here (an untrained tokenizer
+    still maps its inputs to ids deterministically)."""
+    out = root / f"{name}-bundle-{seed}"
     if (out / "checksums.json").is_file():
         return out
     import torch
@@ -60,11 +61,11 @@ def make_bundle(root: Path, seed: int = 0) -> Path:
     from mmtok import config, families
     from mmtok.export.bundle import export_bundle
 
-    recipe = config.load({"name": "tiny", "seed": seed, "model": {"preset": "test_f4"}})
+    recipe = config.load({"name": name, "seed": seed, "model": model or {"preset": "test_f4"}})
     torch.manual_seed(seed)
-    model = families.build_model(recipe.model, pretrained=False)
-    ckpt = root / f"tiny-{seed}.ckpt"
-    torch.save({"state_dict": {f"tokenizer.{k}": v for k, v in model.state_dict().items()}, "global_step": 0,
+    net = families.build_model(recipe.model, pretrained=False)
+    ckpt = root / f"{name}-{seed}.ckpt"
+    torch.save({"state_dict": {f"tokenizer.{k}": v for k, v in net.state_dict().items()}, "global_step": 0,
                 "mmtok": {"recipe": recipe.model_dump(mode="json"), "version": "test"}}, ckpt)
     export_bundle(ckpt, out)
     return out

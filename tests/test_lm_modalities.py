@@ -12,7 +12,8 @@ import pytest
 import torch
 from _audio_helpers import make_audio_folder, tone
 from _data_helpers import write_tar
-from test_lm_layout import make_llm
+from test_lm_layout import make_bundle, make_llm
+from test_lm_train import _recipe as lm_recipe
 from test_motion_data import deepmimic_frames, write_deepmimic
 from typer.testing import CliRunner
 
@@ -23,21 +24,7 @@ FEATURES = 215  # the deepmimic layout of the test_motion preset
 
 
 def _bundle(root: Path, name: str, model: dict) -> Path:
-    """A bundle of random weights exported from a checkpoint written here (as test_lm_layout.make_bundle)."""
-    out = root / f"tiny-{name}-bundle"
-    if (out / "checksums.json").is_file():
-        return out
-    from mmtok import config, families
-    from mmtok.export.bundle import export_bundle
-
-    recipe = config.load({"name": name, "seed": 0, "model": model})
-    torch.manual_seed(0)
-    net = families.build_model(recipe.model, pretrained=False)
-    ckpt = root / f"tiny-{name}.ckpt"
-    torch.save({"state_dict": {f"tokenizer.{k}": v for k, v in net.state_dict().items()}, "global_step": 0,
-                "mmtok": {"recipe": recipe.model_dump(mode="json"), "version": "test"}}, ckpt)
-    export_bundle(ckpt, out)
-    return out
+    return make_bundle(root, name=name, model=model)
 
 
 @pytest.fixture(scope="module")
@@ -164,18 +151,9 @@ def motion_lm(motion_bundle, tmp_path_factory):
 
 
 def _recipe(ext, tokens, **over):
-    from mmtok.lm.recipe import load_recipe
-
-    raw = {"name": "t", "seed": 0, "model": {"path": str(ext)},
-           "data": {"train": str(tokens), "val": "holdout", "holdout_fraction": 0.2, "block_size": 256,
-                    "batch_size": 2, "max_caption_tokens": 8, "group_shards": 2},
-           "optim": {"lr": 3e-3, "warmup_steps": 2, "min_lr_ratio": 1.0},
-           "trainer": {"max_steps": 6, "val_every": 1000, "ckpt_every": 1000, "log_every": 2, "accelerator": "cpu",
-                       "devices": 1, "threads": 1}}
-    for key, value in over.items():
-        section, name = key.split("__")
-        raw.setdefault(section, {})[name] = value
-    return load_recipe(raw)
+    """test_lm_train's recipe with longer blocks, smaller batches, two shards a group and fewer steps."""
+    return lm_recipe(ext, tokens, **{"data__block_size": 256, "data__batch_size": 2, "data__group_shards": 2,
+                                     "trainer__max_steps": 6, "trainer__log_every": 2, **over})
 
 
 @pytest.mark.parametrize("which", ["audio", "motion"])
