@@ -22,6 +22,22 @@ from mmtok.quantize.stats import all_reduce_sum, broadcast_from_rank0, code_coun
 from mmtok.quantize.vq import kmeans, straight_through
 
 
+def vq_terms(xs: torch.Tensor, xp: torch.Tensor, qs: torch.Tensor, qp: torch.Tensor, ema: bool):
+    """Both branches' VQ terms for inputs x and their quantised values q (any shape): commitment (summed; per
+    branch in stats), codebook (not with EMA), and q passed straight through to x where x needs a gradient.
+    Returns (q_sem, q_pix, losses, stats)."""
+    commit_sem, commit_pix = F.mse_loss(xs, qs.detach()), F.mse_loss(xp, qp.detach())
+    losses = {"commitment": commit_sem + commit_pix}
+    stats = {"sem_commitment": commit_sem.detach(), "pix_commitment": commit_pix.detach()}
+    if not ema:
+        losses["codebook"] = F.mse_loss(xs.detach(), qs) + F.mse_loss(xp.detach(), qp)
+    if xs.requires_grad:
+        qs = straight_through(xs, qs)
+    if xp.requires_grad:
+        qp = straight_through(xp, qp)
+    return qs, qp, losses, stats
+
+
 class DualCodebook(nn.Module):
     """forward(x_sem [N, sem_dim], x_pix [N, pix_dim]) -> (q_sem, q_pix (unit rows, straight-through), ids [N],
     losses {"codebook" (not with EMA), "commitment"}, stats).
@@ -91,15 +107,7 @@ class DualCodebook(nn.Module):
                                self.codebook_pix.detach().float(), self.cfg.sem_weight, self.cfg.pix_weight)
             cs, cp = self.codes()
             qs, qp = F.embedding(ids, cs), F.embedding(ids, cp)
-            commit_sem, commit_pix = F.mse_loss(xs, qs.detach()), F.mse_loss(xp, qp.detach())
-            losses = {"commitment": commit_sem + commit_pix}
-            stats = {"sem_commitment": commit_sem.detach(), "pix_commitment": commit_pix.detach()}
-            if not self.cfg.ema:
-                losses["codebook"] = F.mse_loss(xs.detach(), qs) + F.mse_loss(xp.detach(), qp)
-            if xs.requires_grad:
-                qs = straight_through(xs, qs)
-            if xp.requires_grad:
-                qp = straight_through(xp, qp)
+            qs, qp, losses, stats = vq_terms(xs, xp, qs, qp, ema=self.cfg.ema)
             counts = code_counts(ids, self.codebook_size, sync=self.training)
             if self.training:
                 self._update_state(xs.detach(), xp.detach(), ids, counts)

@@ -47,7 +47,7 @@ import torch
 import torch.nn.functional as F
 
 from mmtok.families.tokenflow.config import DualCodebookConfig
-from mmtok.families.tokenflow.dual import DualCodebook
+from mmtok.families.tokenflow.dual import DualCodebook, vq_terms
 from mmtok.quantize.lookup import nearest
 from mmtok.quantize.stats import code_counts, usage_stats
 
@@ -150,15 +150,7 @@ class MultiScaleDualCodebook(DualCodebook):
                 rows_s.append(map_rows(ds))
                 rows_p.append(map_rows(dp))
             ids = torch.cat(ids_b, dim=1)
-            commit_sem, commit_pix = F.mse_loss(fs, hat_s.detach()), F.mse_loss(fp, hat_p.detach())
-            losses = {"commitment": commit_sem + commit_pix}
-            stats = {"sem_commitment": commit_sem.detach(), "pix_commitment": commit_pix.detach()}
-            if not self.cfg.ema:
-                losses["codebook"] = F.mse_loss(fs.detach(), hat_s) + F.mse_loss(fp.detach(), hat_p)
-            if fs.requires_grad:
-                hat_s = fs + (hat_s - fs).detach()
-            if fp.requires_grad:
-                hat_p = fp + (hat_p - fp).detach()
+            hat_s, hat_p, losses, stats = vq_terms(fs, fp, hat_s, hat_p, ema=self.cfg.ema)
             counts = code_counts(ids, self.codebook_size, sync=self.training)
             if self.training:
                 self._update_state(torch.cat(rows_s), torch.cat(rows_p), torch.cat(ids_flat), counts)
