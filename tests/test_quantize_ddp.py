@@ -34,7 +34,7 @@ def _worker(rank: int, init_file: str, out_dir: str) -> None:
 
         results = {"counts": code_counts(_ids(rank), K), "local_counts": code_counts(_ids(rank), K, sync=False)}
         for name, cfg in {
-            "ema": dict(ema=True, kmeans_init=True, kmeans_iters=3, restart_after=1, ema_decay=0.8),
+            "ema": dict(ema=True, kmeans_init=True, kmeans_iters=3, restart_after=1, restart_below=0.3, ema_decay=0.8),
             "grad": dict(ema=False, kmeans_init=True, kmeans_iters=2, restart_after=1, l2_norm=False),
         }.items():
             torch.manual_seed(0)  # same initial weights everywhere, as DDP would ensure

@@ -252,6 +252,28 @@ def test_restart_after_zero_never_restarts():
     assert int(vq.restarts) == 0 and (vq.codebook.detach()[1:] == 100).all()
 
 
+@pytest.mark.parametrize("below,restarted", [(0.0, 0), (0.05, 0), (0.2, 1)])
+def test_restart_below_replaces_rarely_used_codes(below, restarted):
+    # codes at x = 0, 10, 20, 30; the batch puts 30 rows on each of the first three and one row on the last: after
+    # the EMA step (decay 0.5) its count is 1.0 against a mean of 11.9, so restart_below 0.2 replaces it although
+    # it was used this step (restart_after cannot: it only sees codes with no use at all)
+    vq = make(2, codebook_size=4, dim=2, l2_norm=False, ema=True, ema_decay=0.5, restart_below=below).train()
+    with torch.no_grad():
+        vq.codebook.copy_(torch.tensor([[0.0, 0.0], [10.0, 0.0], [20.0, 0.0], [30.0, 0.0]]))
+        vq.ema_sum.copy_(vq.codebook)
+    z = torch.cat([c + 0.1 * randn(30, 2, seed=i) for i, c in enumerate(vq.codebook.detach()[:3])]
+                  + [vq.codebook.detach()[3:] + 0.1])
+    vq(z)
+    assert int(vq.restarts) == restarted
+    moved = not torch.allclose(vq.codebook.detach()[3], torch.tensor([30.05, 0.05]), atol=1e-4)
+    assert moved == bool(restarted)
+
+
+def test_restart_below_needs_ema():
+    with pytest.raises(ValueError, match="restart_below reads the EMA"):
+        QuantizerConfig(restart_below=0.1)
+
+
 # ----------------------------------------------------------------------------------------------- stats
 
 

@@ -22,12 +22,22 @@ class QuantizerConfig(Strict):
     kmeans_init: bool = Field(False, description="initialise codes by k-means on the first batch")
     kmeans_iters: int = Field(10, ge=1)
     restart_after: int = Field(0, ge=0, description="reset codes unused for this many steps (0: never)")
+    restart_below: float = Field(0.0, ge=0, lt=1, description="with ema: also reset, every step, codes whose EMA "
+                                 "assignment count is below this fraction of the mean count (EnCodec's "
+                                 "threshold_ema_dead_code, relative to the batch; 0: off)")
     gradient: Literal["ste", "rotation"] = Field("ste", description="straight-through or rotation trick")
     entropy_temperature: float = Field(0.01, gt=0, description="softmax temperature of the entropy loss")
 
     @property
     def num_codebooks(self) -> int:
         return 1
+
+    @model_validator(mode="after")
+    def _restart_below_needs_ema(self):
+        if self.restart_below > 0 and not self.ema:
+            raise FieldProblem("restart_below", "restart_below reads the EMA assignment counts; set ema: true "
+                               "or restart_below: 0 (restart_after works with either)")
+        return self
 
 
 MAX_IMPLICIT_CODES = 2**20  # FSQ / LFQ: code statistics keep one counter per code

@@ -207,9 +207,12 @@ class VectorQuantizer(nn.Module):
             smoothed = (self.ema_count + cfg.ema_eps) / (n + self.codebook_size * cfg.ema_eps) * n
             new = self.ema_sum / smoothed.unsqueeze(1)
             self.codebook.copy_(F.normalize(new, dim=1) if cfg.l2_norm else new)
-        if cfg.restart_after > 0:
+        if cfg.restart_after > 0 or cfg.restart_below > 0:
             self.steps_unused.add_(1).masked_fill_(counts > 0, 0)
-            dead = self.steps_unused >= cfg.restart_after  # identical on every rank: built from global counts
+            # identical on every rank: built from global counts
+            dead = self.steps_unused >= cfg.restart_after if cfg.restart_after > 0 else torch.zeros_like(counts > 0)
+            if cfg.restart_below > 0:  # rarely used codes too (the config requires ema)
+                dead |= self.ema_count < cfg.restart_below * self.ema_count.mean()
             n_dead = int(dead.sum())
             if n_dead:
                 # every rank draws (same RNG consumption everywhere); rank 0's draw is used
