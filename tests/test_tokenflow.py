@@ -76,6 +76,22 @@ def test_codebook_state_kmeans_ema_restart_and_usage():
     assert torch.allclose(pix[dead], F.normalize(xp[:1], dim=1).expand(15, -1), atol=1e-6)
 
 
+def test_restart_below_restarts_rarely_used_shared_ids():
+    # the same rule as the vq quantizer's (one helper): a shared id used once among many rows is restarted in both
+    # codebooks at restart_below 0.5 although it was used; restart_after alone (0 here) would keep it
+    cfg = DualCodebookConfig(codebook_size=4, sem_dim=2, pix_dim=2, ema=True, ema_decay=0.5, restart_below=0.5)
+    dual = DualCodebook(cfg).train()
+    codes = F.normalize(torch.tensor([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0], [0.0, -1.0]]), dim=1)
+    dual._set_codes(torch.ones(4, dtype=torch.bool), codes, codes)
+    dual.initted.fill_(True)
+    rows = torch.cat([codes[:3].repeat_interleave(30, 0), codes[3:]])
+    _, _, ids, _, _ = dual(rows, rows)
+    assert torch.bincount(ids, minlength=4).tolist() == [30, 30, 30, 1]
+    assert int(dual.restarts) == 1
+    with pytest.raises(ValueError, match="restart_below reads the EMA"):
+        DualCodebookConfig(codebook_size=4, restart_below=0.5)
+
+
 def test_gradient_codebooks_get_gradients_and_inputs_get_straight_through():
     torch.manual_seed(3)
     dual = DualCodebook(DualCodebookConfig(codebook_size=16, sem_dim=4, pix_dim=3)).train()

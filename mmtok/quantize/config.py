@@ -9,6 +9,14 @@ from mmtok.recipe_errors import FieldProblem
 from mmtok.schema import Strict
 
 
+def restart_below_needs_ema(cfg):
+    """A codebook config's `restart_below` reads EMA counts: refused without `ema`."""
+    if cfg.restart_below > 0 and not cfg.ema:
+        raise FieldProblem("restart_below", "restart_below reads the EMA assignment counts; set ema: true "
+                           "or restart_below: 0 (restart_after works with either)")
+    return cfg
+
+
 class QuantizerConfig(Strict):
     """A vector quantizer over `dim`-dimensional codes (the encoder output is projected in and out)."""
 
@@ -34,10 +42,7 @@ class QuantizerConfig(Strict):
 
     @model_validator(mode="after")
     def _restart_below_needs_ema(self):
-        if self.restart_below > 0 and not self.ema:
-            raise FieldProblem("restart_below", "restart_below reads the EMA assignment counts; set ema: true "
-                               "or restart_below: 0 (restart_after works with either)")
-        return self
+        return restart_below_needs_ema(self)
 
 
 MAX_IMPLICIT_CODES = 2**20  # FSQ / LFQ: code statistics keep one counter per code

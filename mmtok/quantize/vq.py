@@ -207,12 +207,8 @@ class VectorQuantizer(nn.Module):
             smoothed = (self.ema_count + cfg.ema_eps) / (n + self.codebook_size * cfg.ema_eps) * n
             new = self.ema_sum / smoothed.unsqueeze(1)
             self.codebook.copy_(F.normalize(new, dim=1) if cfg.l2_norm else new)
-        if cfg.restart_after > 0 or cfg.restart_below > 0:
-            self.steps_unused.add_(1).masked_fill_(counts > 0, 0)
-            # identical on every rank: built from global counts
-            dead = self.steps_unused >= cfg.restart_after if cfg.restart_after > 0 else torch.zeros_like(counts > 0)
-            if cfg.restart_below > 0:  # rarely used codes too (the config requires ema)
-                dead |= self.ema_count < cfg.restart_below * self.ema_count.mean()
+        dead = dead_codes(self.steps_unused, counts, self.ema_count if cfg.ema else None, cfg)
+        if dead is not None:
             n_dead = int(dead.sum())
             if n_dead:
                 # every rank draws (same RNG consumption everywhere); rank 0's draw is used
@@ -228,6 +224,20 @@ class VectorQuantizer(nn.Module):
             self.ema_sum[mask] = new.to(self.ema_sum.dtype)
             self.ema_count[mask] = 1.0
         self.steps_unused[mask] = 0
+
+
+def dead_codes(steps_unused: torch.Tensor, counts: torch.Tensor, ema_count: torch.Tensor | None,
+               cfg) -> torch.Tensor | None:
+    """Which codes to restart this step (bool [K]), or None when `cfg` restarts nothing: codes unused for
+    `cfg.restart_after` steps, and with `cfg.restart_below` those whose EMA count is below that fraction of the
+    mean. Advances `steps_unused` in place. Built from global counts, so identical on every rank."""
+    if cfg.restart_after <= 0 and cfg.restart_below <= 0:
+        return None
+    steps_unused.add_(1).masked_fill_(counts > 0, 0)
+    dead = steps_unused >= cfg.restart_after if cfg.restart_after > 0 else torch.zeros_like(counts > 0)
+    if cfg.restart_below > 0:  # the configs require ema for it
+        dead |= ema_count < cfg.restart_below * ema_count.mean()
+    return dead
 
 
 def _entropy_chunk(xs: torch.Tensor, codes: torch.Tensor, temperature: float):

@@ -20,6 +20,7 @@ from pydantic import Field, model_validator
 from mmtok.families import Family, register
 from mmtok.families.conv_image import ConvImageConfig
 from mmtok.losses.config import ImageLossConfig
+from mmtok.quantize.config import restart_below_needs_ema
 from mmtok.recipe_errors import FieldProblem
 from mmtok.schema import Strict
 from mmtok.teachers.config import TeacherConfig
@@ -41,6 +42,12 @@ class DualCodebookConfig(Strict):
     kmeans_iters: int = Field(10, ge=1)
     restart_after: int = Field(0, ge=0, description="reset codes unused for this many steps to random batch "
                                "features (both codebooks at once; 0: never)")
+    restart_below: float = Field(0.0, ge=0, lt=1, description="with ema: also reset, every step, codes whose EMA "
+                                 "count is below this fraction of the mean (as the vq quantizer's; 0: off)")
+
+    @model_validator(mode="after")
+    def _restart_below_needs_ema(self):
+        return restart_below_needs_ema(self)
 
     @model_validator(mode="after")
     def _some_weight(self):

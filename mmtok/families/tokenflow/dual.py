@@ -19,7 +19,7 @@ from torch import nn
 from mmtok.families.tokenflow.config import DualCodebookConfig
 from mmtok.quantize.lookup import nearest_dual
 from mmtok.quantize.stats import all_reduce_sum, broadcast_from_rank0, code_counts, rank, usage_stats
-from mmtok.quantize.vq import kmeans, straight_through
+from mmtok.quantize.vq import dead_codes, kmeans, straight_through
 
 
 def vq_terms(xs: torch.Tensor, xp: torch.Tensor, qs: torch.Tensor, qp: torch.Tensor, ema: bool):
@@ -157,9 +157,8 @@ class DualCodebook(nn.Module):
             smoothed = ((self.ema_count + cfg.ema_eps) / (n + K * cfg.ema_eps) * n).unsqueeze(1)
             self.codebook_sem.copy_(self._unit(self.ema_sum_sem / smoothed))
             self.codebook_pix.copy_(self._unit(self.ema_sum_pix / smoothed))
-        if cfg.restart_after > 0:
-            self.steps_unused.add_(1).masked_fill_(counts > 0, 0)
-            dead = self.steps_unused >= cfg.restart_after  # the same on every rank: built from global counts
+        dead = dead_codes(self.steps_unused, counts, self.ema_count if cfg.ema else None, cfg)
+        if dead is not None:
             n_dead = int(dead.sum())
             if n_dead:
                 rows = torch.randint(xs.shape[0], (n_dead,), device=xs.device)
