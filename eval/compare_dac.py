@@ -22,8 +22,8 @@ speaker per language: asterisk_en, _fr, _es, _it, _ru; `apt-get install asterisk
 reserved French and the English and French prompts were scored for the first comparison and then used to tune the
 quick start's codebook restarts (restart_below); Spanish, Italian and Russian were first scored after that
 tuning and are the sets the README reports. Each set is cut into consecutive 0.5 s segments; both models
-reconstruct the same segments, scored by the same code (mmtok.metrics.audio: DAC's mel distance and STFT distance definitions, SI-SDR, usage per
-level). Writes OUT.json and OUT_TEST.png per test set (log-mel spectrograms: original, mmtok, DAC).
+reconstruct the same segments, scored by the same code (mmtok.metrics.audio: DAC's mel distance and STFT
+distance definitions, SI-SDR, usage per level). Writes OUT.json and OUT_TEST.png per test set (log-mel spectrograms: original, mmtok, DAC).
 
 DAC's package imports torchaudio, which has no build for the torch mmtok uses; install it beside mmtok without
 dependencies, ideally in a separate environment layered on mmtok's (see the README's audio section):
