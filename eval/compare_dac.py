@@ -1,7 +1,7 @@
 """mmtok's audio quick start against DAC's own model code at equal wall time, on the same speech.
 
     python eval/compare_dac.py --mmtok-run runs/audio_quickstart --out eval/results/audio_compare_dac \
-        --test asterisk_es asterisk_it asterisk_ru
+        --test asterisk_it_menardi asterisk_es_co asterisk_fr_armelle
 
 Both sides train on the same data stream (the built-in demo speech: mmtok's "demo" train split, 16 kHz mono,
 0.5 s segments, batch 16, the same loader), for the same wall-clock budget (the quick start's
@@ -18,10 +18,12 @@ like mmtok's quick start).
 
 Held-out tests (--test, several in one run): the demo's reserved French clips (mmtok.data.audio_demo, never used
 by either training or by mmtok's validation) and Debian's asterisk telephone prompts (8 kHz recordings of one
-speaker per language: asterisk_en, _fr, _es, _it, _ru; `apt-get install asterisk-core-sounds-LANG-wav`). The
-reserved French and the English and French prompts were scored for the first comparison and then used to tune the
-quick start's codebook restarts (restart_below); Spanish, Italian and Russian were first scored after that
-tuning and are the sets the README reports. Each set is cut into consecutive 0.5 s segments; both models
+speaker each, ASTERISK_SETS: asterisk_en, _fr, _es, _it, _ru from `apt-get install asterisk-core-sounds-LANG-wav`;
+asterisk_it_menardi, asterisk_es_co and asterisk_fr_armelle from the asterisk-prompt-* packages, the last two GSM
+files decoded with sox). The reserved French and the English, French, Spanish, Italian and Russian core prompts
+were used to choose the quick start's codebook rules (restart_below, the entropy term); the Menardi Italian,
+Colombian Spanish and Armelle French prompts were first scored after that choice and are the default sets.
+Each set is cut into consecutive 0.5 s segments; both models
 reconstruct the same segments, scored by the same code (mmtok.metrics.audio: DAC's mel distance and STFT
 distance definitions, SI-SDR, usage per level). Writes OUT.json and OUT_TEST.png per test set (log-mel spectrograms: original, mmtok, DAC).
 
@@ -35,6 +37,8 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -120,25 +124,37 @@ def fit_length(audio: torch.Tensor, length: int) -> torch.Tensor:
     return torch.nn.functional.pad(audio, (0, length - n)) if n < length else audio[..., :length]
 
 
+# name: (folder under /usr/share/asterisk/sounds, file suffix, Debian package, what it is): the speakers' own folders
+# where they have one, not the en / es / fr / it links, which point at whichever package was installed last; the two
+# GSM sets install into es/ and fr/ themselves and are told apart from a linked WAV speaker by their suffix.
+ASTERISK_SETS = {
+    "asterisk_en": ("en_US_f_Allison", ".wav", "asterisk-core-sounds-en-wav",
+                    "568 English telephone prompts by one speaker (8 kHz recordings, upsampled)"),
+    "asterisk_fr": ("fr_CA_f_June", ".wav", "asterisk-core-sounds-fr-wav",
+                    "French (Canadian) telephone prompts by one speaker (8 kHz recordings, upsampled)"),
+    "asterisk_es": ("es_MX_f_Allison", ".wav", "asterisk-core-sounds-es-wav",
+                    "527 Spanish (Mexican) telephone prompts by one speaker (8 kHz recordings, upsampled)"),
+    "asterisk_it": ("it_IT_m_Carlo", ".wav", "asterisk-core-sounds-it-wav",
+                    "599 Italian telephone prompts by one (male) speaker (8 kHz recordings, upsampled)"),
+    "asterisk_ru": ("ru_RU_f_IvrvoiceRU", ".wav", "asterisk-core-sounds-ru-wav",
+                    "576 Russian telephone prompts by one speaker (8 kHz recordings, upsampled)"),
+    "asterisk_it_menardi": ("it_IT_f_Menardi", ".wav", "asterisk-prompt-it-menardi-wav",
+                            "555 Italian telephone prompts by another (female) speaker (8 kHz recordings, upsampled)"),
+    "asterisk_es_co": ("es", ".gsm", "asterisk-prompt-es-co",
+                       "285 Colombian Spanish telephone prompts by one speaker (8 kHz GSM 06.10, decoded with sox)"),
+    "asterisk_fr_armelle": ("fr", ".gsm", "asterisk-prompt-fr-armelle",
+                            "327 French telephone prompts by Armelle Desjardins (8 kHz GSM 06.10, decoded with sox)"),
+}
 TEST_SETS = {
     "reserved_fr": "the demo's reserved French descriptions (Tux Paint, 44.1 kHz; never trained or validated on)",
-    "asterisk_en": "Debian asterisk-core-sounds-en-wav: 568 English telephone prompts by one speaker (8 kHz "
-                   "recordings, upsampled)",
-    "asterisk_fr": "Debian asterisk-core-sounds-fr-wav: French (Canadian) telephone prompts by one speaker (8 kHz "
-                   "recordings, upsampled)",
-    "asterisk_es": "Debian asterisk-core-sounds-es-wav: 527 Spanish (Mexican) telephone prompts by one speaker (8 kHz "
-                   "recordings, upsampled)",
-    "asterisk_it": "Debian asterisk-core-sounds-it-wav: 599 Italian telephone prompts by one (male) speaker (8 kHz "
-                   "recordings, upsampled)",
-    "asterisk_ru": "Debian asterisk-core-sounds-ru-wav: 576 Russian telephone prompts by one speaker (8 kHz "
-                   "recordings, upsampled)",
+    **{name: f"Debian {package}: {what}" for name, (_, _, package, what) in ASTERISK_SETS.items()},
 }
 ASTERISK = Path("/usr/share/asterisk/sounds")
 
 
 def test_sets(names: list[str], tmp: Path):
     """(name, folder) of each test set: the demo's reserved French clips (linked into `tmp`), a Debian asterisk
-    prompt set (`apt-get install asterisk-core-sounds-LANG-wav`), or a folder."""
+    prompt set (ASTERISK_SETS; GSM prompts are decoded to WAV in `tmp` with sox), or a folder."""
     from mmtok.data.audio_demo import demo_files, demo_root
 
     for name in names:
@@ -150,11 +166,23 @@ def test_sets(names: list[str], tmp: Path):
                 if not link.exists():
                     link.symlink_to(f)
             yield name, folder
-        elif name.startswith("asterisk_"):
-            folder = ASTERISK / name.split("_")[1]
-            if not folder.is_dir():
-                sys.exit(f"error: {folder} is missing: apt-get install asterisk-core-sounds-{name[-2:]}-wav")
-            yield name, folder.resolve()
+        elif name in ASTERISK_SETS:
+            sub, suffix, package, _ = ASTERISK_SETS[name]
+            folder = ASTERISK / sub
+            files = sorted(folder.glob(f"**/*{suffix}")) if folder.is_dir() else []
+            if files and suffix == ".wav":
+                yield name, folder.resolve()
+            elif files:
+                if shutil.which("sox") is None:
+                    sys.exit(f"error: {name} is GSM audio, decoded with sox: apt-get install sox")
+                out = tmp / name
+                for f in files:
+                    wav = out / f.relative_to(folder).with_suffix(".wav")
+                    wav.parent.mkdir(parents=True, exist_ok=True)
+                    subprocess.run(["sox", str(f), str(wav)], check=True)
+                yield name, out
+            else:
+                sys.exit(f"error: no prompts in {folder}: apt-get install {package}")
         else:
             yield Path(name).name, Path(name)
 
@@ -169,7 +197,7 @@ def main() -> None:
     parser.add_argument("--no-adversary", action="store_true", help="train DAC without its discriminator")
     parser.add_argument("--lr", type=float, default=1e-4, help="DAC's learning rate (its recipe: 1e-4)")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--test", nargs="+", default=["asterisk_es", "asterisk_it", "asterisk_ru"],
+    parser.add_argument("--test", nargs="+", default=["asterisk_it_menardi", "asterisk_es_co", "asterisk_fr_armelle"],
                         metavar="NAME_OR_FOLDER", help=f"test sets scored: {', '.join(TEST_SETS)} or any folder of "
                         "audio (default: the three never used in tuning)")
     args = parser.parse_args()

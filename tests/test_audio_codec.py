@@ -86,14 +86,15 @@ def test_adversary_terms_and_gradients():
 
 @pytest.fixture(scope="module")
 def audio_run(tmp_path_factory):
-    """A test_codec run on tiny synthetic clips (8 kHz), with the adversary on, trained 4 steps."""
+    """A test_codec run on tiny synthetic clips (8 kHz), with the adversary and the codebook entropy term (as the
+    quick start) on, trained 4 steps."""
     from mmtok.train.run import train
 
     root = tmp_path_factory.mktemp("audio")
     folder = make_audio_folder(root / "clips", n=6, seconds=0.3, sr=8000)
     recipe = config.load({
         "model": {"preset": "test_codec"},
-        "loss": {"weights": {"gan": 0.5, "feature": 1.0, "l1": 1.0},
+        "loss": {"weights": {"gan": 0.5, "feature": 1.0, "l1": 1.0, "entropy": 0.05},
                  "gan": {"channels": 4, "periods": [2], "stft_windows": [64], "start_step": 1}},
         "data": {"train": str(folder), "val": str(folder), "batch_size": 4, "num_workers": 0, "val_samples": 8},
         "trainer": {"max_steps": 4, "val_every": 2, "ckpt_every": 2, "log_every": 1},
@@ -106,6 +107,8 @@ def test_train_writes_spectrograms_and_clips(audio_run):
     root, _, summary = audio_run
     assert summary["status"] == "finished" and summary["skipped_samples"] == 2
     assert {"val/mel_distance", "val/si_sdr", "val/usage_min"} <= set(summary["final"])
+    logged = (root / "run" / "logs" / "version_0" / "metrics.csv").read_text().splitlines()[0].split(",")
+    assert {"train/entropy", "train/mel", "train/commitment"} <= set(logged)
     grid = root / "run" / "samples" / "step_000004.png"
     assert summary["grid"] == str(grid) and grid.is_file()
     clip, sr = sf.read(str(grid.with_suffix("") / "clip_0_reconstruction.wav"))
