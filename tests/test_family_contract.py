@@ -18,7 +18,7 @@ import mmtok
 from mmtok import config, families
 from mmtok.errors import RecipeError
 from mmtok.families import Family
-from mmtok.families.output import TokenizerOutput
+from mmtok.contract import TokenSpec, Tokenizer, TokenizerOutput
 from mmtok.losses.config import QUANTIZER_DEFAULTS, QUANTIZER_TERMS, ImageLossConfig
 from mmtok.quantize.config import AnyQuantizerConfig, QuantizerConfig
 from mmtok.schema import Strict
@@ -41,7 +41,7 @@ class ToyLoss(ImageLossConfig):
     DEFAULTS: ClassVar[dict[str, float]] = {"l2": 1.0, "smooth": 0.1, **QUANTIZER_DEFAULTS}
 
 
-class Toy(nn.Module):
+class Toy(Tokenizer):
     """Patchify conv -> quantizer -> transposed conv; emits its own term, "smooth" (total variation)."""
 
     def __init__(self, cfg: ToyConfig, active_terms=(), pretrained=True):
@@ -54,13 +54,13 @@ class Toy(nn.Module):
         self.dec = nn.ConvTranspose2d(cfg.width, cfg.in_channels, cfg.patch, cfg.patch)
 
     @property
-    def meta(self) -> dict:
+    def spec(self) -> TokenSpec:
         g, q = self.cfg.resolution // self.cfg.patch, self.cfg.quantizer
-        return {"modality": "image", "family": "toy", "input_size": [self.cfg.in_channels, self.cfg.resolution,
+        return TokenSpec.from_meta({"modality": "image", "family": "toy", "input_size": [self.cfg.in_channels, self.cfg.resolution,
                 self.cfg.resolution], "value_range": [-1.0, 1.0], "token_grid": [g, g], "tokens_per_sample": g * g,
                 "downsample": self.cfg.patch, "num_codebooks": 1, "codebook_size": q.codebook_size,
                 "codebook_dim": q.dim, "quantizer": q.kind, "layout": "single", "l2_norm": q.l2_norm,
-                "flattening": "row-major"}
+                "flattening": "row-major"})
 
     def forward(self, x):
         q = self.quantizer(self.enc(x).permute(0, 2, 3, 1))
@@ -161,7 +161,7 @@ def _test_presets():
 @pytest.mark.parametrize("family,preset", _test_presets())
 def test_every_test_preset_runs_the_contract(family, preset, tmp_path):
     from mmtok.export.graphs import check_graphs, export_graphs
-    from mmtok.train.objective import Objective
+    from mmtok.contract import Objective
 
     recipe = config.load({"model": {"preset": preset}})
     fam = families.get(family)
@@ -184,8 +184,6 @@ def test_every_test_preset_runs_the_contract(family, preset, tmp_path):
     assert torch.equal(ids, model(x).ids)
     assert torch.allclose(model.decode(ids), model(x).recon, atol=1e-5)
     assert list(ids.shape[1:len(model.meta["token_grid"]) + 1]) == model.meta["token_grid"]
-    from mmtok.families.spec import TokenSpec
-
     spec = TokenSpec.from_meta(model.meta)  # every field of the token spec, well formed
     assert spec.to_meta() == model.meta and spec.family == family
     export_graphs(model, tmp_path)
@@ -222,8 +220,6 @@ def test_validation_and_eval_share_one_psnr_protocol(tmp_path):
 
 
 def test_a_malformed_token_spec_names_every_problem():
-    from mmtok.families.spec import TokenSpec
-
     meta = Toy(ToyConfig()).meta
     assert TokenSpec.from_meta(meta).token_grid == (4, 4)
     bad = {**meta, "tokens_per_sample": 15, "layout": "spiral"}

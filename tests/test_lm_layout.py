@@ -3,6 +3,7 @@ tokenizer made here, and a tiny VQGAN bundle (4x4 grid, 32 codes), each made onc
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -85,8 +86,11 @@ def tiny_bundle(tmp_path_factory) -> Path:
 
 
 def _meta(grid, k, layout="single", levels=1, modality="image"):
+    """A whole token spec (tokenizer.json's fields) of the given grid, codebook size and id layout."""
     return {"modality": modality, "family": "toy", "token_grid": list(grid), "codebook_size": k, "layout": layout,
-            "num_codebooks": levels}
+            "num_codebooks": levels, "input_size": [3, 16, 16], "value_range": [-1.0, 1.0],
+            "tokens_per_sample": math.prod(grid), "downsample": 4, "codebook_dim": 8, "quantizer": "vq",
+            "l2_norm": True, "flattening": "row-major"}
 
 
 def test_layout_blocks_follow_the_text_vocab_and_round_trip_through_json():

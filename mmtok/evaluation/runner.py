@@ -330,7 +330,7 @@ def _make_lpips(net: str, res: int, unavailable: dict):
 
 
 def _update(metrics: dict, x, recon, ids, *, fid_real: bool) -> None:
-    from mmtok.families.output import TokenizerOutput
+    from mmtok.contract import TokenizerOutput
 
     a, b = (x.float() + 1) / 2, (recon + 1) / 2
     metrics["suite"].update(x, TokenizerOutput(recon=recon, ids=ids))

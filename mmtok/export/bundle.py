@@ -30,10 +30,10 @@ PARTIAL_MARKER = ".mmtok-partial"
 
 
 def tokenizer_meta(model, recipe) -> dict:
-    """tokenizer.json: the model's `meta` (checked as a mmtok.families.spec.TokenSpec) plus what its modality
+    """tokenizer.json: the model's `meta` (checked as a mmtok.contract.TokenSpec) plus what its modality
     adds for a language model to use the ids (input preparation, id layout, vocabulary, special tokens)."""
     from mmtok import modalities
-    from mmtok.families.spec import TokenSpec
+    from mmtok.contract import TokenSpec
 
     meta = TokenSpec.from_meta(dict(model.meta)).to_meta()
     meta["format_version"] = FORMAT_VERSION
@@ -44,17 +44,13 @@ def tokenizer_meta(model, recipe) -> dict:
 def image_bundle_meta(meta: dict) -> dict:
     """The image modality's tokenizer.json keys: input normalisation and resizing, row-major id layout, special
     tokens."""
-    k = int(meta["codebook_size"])
-    levels = int(meta.get("num_codebooks", 1)) if meta.get("layout") == "residual" else 0
-    ids_per_sample = int(meta["tokens_per_sample"]) * max(levels, 1)
+    from mmtok.contract import TokenSpec
+
+    spec = TokenSpec.from_meta(meta)
+    k, levels, ids_per_sample = spec.codebook_size, spec.levels, spec.ids_per_sample
     width = max(5, len(str(k - 1)))
     r = int(meta["input_size"][-1])
     one_d = len(meta["token_grid"]) == 1
-    order = (f"scale by scale, coarse to fine (scales {meta.get('scales')}, each s x s row-major; scale j starts at "
-             f"scale_offsets[j]); one shared id per position" if meta.get("layout") == "multi_scale"
-             else "in sequence order (1-D tokens; position i depends only on positions <= i for layout 1d_causal)"
-             if one_d else "row-major over the grid (raster order: left to right, then top to bottom); "
-             "flat index = row * width + col")
     return {
         "input": {
             "shape": meta["input_size"], "layout": "[B, C, H, W], RGB, channels first", "dtype": "float32",
@@ -64,7 +60,7 @@ def image_bundle_meta(meta: dict) -> dict:
         },
         "ids": {
             "dtype": "int64", "shape": ["B", *meta["token_grid"], *([levels] if levels else [])], "range": [0, k],
-            "layout": order + ("; residual levels innermost (coarse to fine)" if levels else ""),
+            "layout": spec.order,
             "per_sample": ids_per_sample,
             "offset": 0,
             "offsets_note": "ids are codebook indices starting at 0; add your own vocabulary offset in the LM"

@@ -25,10 +25,9 @@ DECODER_FILE = "decoder.pt2"
 MAX_BATCH = 4096
 
 
-def example_ids(meta: dict, batch: int = 2) -> torch.Tensor:
-    """Zero ids in the bundle's id shape: [B, *grid] (+ [levels] for a residual layout)."""
-    levels = [int(meta["num_codebooks"])] if meta.get("layout") == "residual" else []
-    return torch.zeros(batch, *meta["token_grid"], *levels, dtype=torch.long)
+def example_ids(spec, batch: int = 2) -> torch.Tensor:
+    """Zero ids of a mmtok.contract.TokenSpec's shape, [B, *spec.ids_shape]."""
+    return torch.zeros(batch, *spec.ids_shape, dtype=torch.long)
 
 
 def export_graphs(tokenizer: nn.Module, out_dir: str | Path) -> dict[str, Path]:
@@ -38,7 +37,7 @@ def export_graphs(tokenizer: nn.Module, out_dir: str | Path) -> dict[str, Path]:
     encode, decode = tokenizer.graph_modules()
     batch = torch.export.Dim("batch", min=1, max=MAX_BATCH)
     images = torch.zeros(2, *tokenizer.meta["input_size"])
-    ids = example_ids(tokenizer.meta)
+    ids = example_ids(tokenizer.spec)
     out_dir = Path(out_dir)
     with torch.no_grad():
         enc = torch.export.export(encode.eval(), (images,), dynamic_shapes=({0: batch},))
@@ -98,7 +97,7 @@ def export_onnx(tokenizer: nn.Module, out_dir: str | Path) -> dict[str, Path]:
     out_dir = Path(out_dir)
     paths = {"encoder": out_dir / ONNX_ENCODER_FILE, "decoder": out_dir / ONNX_DECODER_FILE}
     images = torch.zeros(2, *tokenizer.meta["input_size"])
-    ids = example_ids(tokenizer.meta)
+    ids = example_ids(tokenizer.spec)
     # weights inside the .onnx file unless protobuf's 2 GB limit forces them into FILE.onnx.data beside it
     external = sum(p.numel() * p.element_size() for p in tokenizer.state_dict().values()) > 1.5e9
     with torch.no_grad(), warnings.catch_warnings():

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from mmtok.contract import TokenSpec
 from mmtok.errors import MmtokError
 
 RANGE_TOLERANCE = 1e-3  # float slack on the [-1, 1] check (e.g. values read back from fp16)
@@ -33,10 +34,10 @@ class BaseTokenizer:
         self.meta = meta
         self.config = config
         self.path = path
-        self.token_grid = tuple(int(g) for g in meta["token_grid"])
-        self.codebook_size = int(meta["codebook_size"])
-        # a residual quantizer's ids carry a trailing level dimension
-        self.levels = int(meta.get("num_codebooks", 1)) if meta.get("layout") == "residual" else 0
+        self.spec = TokenSpec.from_meta(meta)
+        self.token_grid = self.spec.token_grid
+        self.codebook_size = self.spec.codebook_size
+        self.levels = self.spec.levels  # a residual layout's ids carry a trailing level dimension
 
     @property
     def device(self) -> torch.device:
@@ -181,12 +182,12 @@ class ImageTokenizer(BaseTokenizer):
         values outside [0, K)."""
         ids = self.as_id_tensor(ids)
         grid, L = self.token_grid, self.levels
-        per_sample = int(np.prod(grid)) * max(L, 1)
+        per_sample = self.spec.ids_per_sample
         sample_dims = len(grid) + (1 if L else 0)
         if ids.dim() == sample_dims and tuple(ids.shape[:len(grid)]) == grid:
             ids = ids.unsqueeze(0)
         elif ids.dim() == 2 and ids.shape[1] == per_sample and sample_dims > 1:
-            ids = ids.reshape(-1, *grid, *([L] if L else []))  # flat sequences, row-major
+            ids = self.spec.unflatten(ids)  # flat sequences in the layout's order
         ok = ids.dim() == sample_dims + 1 and tuple(ids.shape[1:1 + len(grid)]) == grid
         if ok and L:
             ok = 1 <= ids.shape[-1] <= L

@@ -3,8 +3,8 @@
 A family is what the rest of mmtok knows about a tokenizer: its name and modality, its recipe schemas (the
 `model` section, tagged by `family`; the `loss` section, a `mmtok.losses.config.LossConfig`), its presets as
 plain data (including tiny `test_*` ones) and two builders: `model(model_cfg) -> nn.Module` (encode / decode /
-forward -> TokenizerOutput, and `spec`, see mmtok.families.spec) and `objective(recipe) -> Objective` (see
-mmtok.train.objective). Builders are callables or "module:attribute" strings imported on first use, so
+forward -> TokenizerOutput, and `spec`, see mmtok.contract) and `objective(recipe) -> Objective` (see
+mmtok.contract). Builders are callables or "module:attribute" strings imported on first use, so
 reading a recipe imports no torch.
 
 Each package's `config` module (torch-free) calls `register(Family(...))`; `discover()` imports every such

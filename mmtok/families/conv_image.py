@@ -50,8 +50,8 @@ class ConvImageConfig(Strict):
 
 
 def image_grid_meta(cfg: ConvImageConfig, quantizer) -> dict:
-    """The token-spec fields (mmtok.families.spec.TokenSpec) of images [C, R, R] in [-1, 1] on a g x g grid with
-    one id per cell from `quantizer` (needs kind, codebook_size, num_codebooks, dim, l2_norm); add `family`."""
+    """The token-spec fields (mmtok.contract.TokenSpec) of images [C, R, R] in [-1, 1] on a g x g grid with
+    one id per cell from `quantizer` (needs kind, id_layout, codebook_size, num_codebooks, dim, l2_norm); add `family`."""
     g = cfg.grid
     return {
         "modality": "image",
@@ -64,7 +64,7 @@ def image_grid_meta(cfg: ConvImageConfig, quantizer) -> dict:
         "codebook_size": quantizer.codebook_size,
         "codebook_dim": quantizer.dim,
         "quantizer": quantizer.kind,
-        "layout": "residual" if quantizer.kind == "rvq" else "single",
+        "layout": quantizer.id_layout,
         "l2_norm": quantizer.l2_norm,
         "flattening": "row-major (raster) over the token grid",
     }

@@ -27,7 +27,6 @@ from mmtok.errors import CheckpointError, MmtokError
 
 LAYOUT_FILE = "mmtok_layout.json"
 FORMAT_VERSION = 1
-PREFIXES = {"image": "img", "audio": "aud", "motion": "mot", "video": "vid"}
 
 
 @dataclass(frozen=True)
@@ -199,27 +198,31 @@ def plan_layout(base_model: str, text_vocab_size: int, model_rows: int, bundles:
     """The layout for extending a tokenizer of `text_vocab_size` entries (model with `model_rows` embedding rows)
     by `bundles`: (path, checksum, tokenizer.json meta) each. The model keeps at least `model_rows` rows (never
     shrunk), rounded up to `pad_to_multiple_of` when given."""
+    from mmtok import modalities
+    from mmtok.contract import TokenSpec
+
     mods, at, seen = [], text_vocab_size, {}
     for path, checksum, meta in bundles:
-        if meta.get("layout") == "multi_scale":  # VAR-style next-scale layouts are not built
-            raise MmtokError(f"bundle {path} has id layout 'multi_scale' (scales {meta.get('scales')}, "
-                             f"{meta.get('tokens_per_sample')} ids per sample, coarse to fine), which the LM stage "
+        spec = TokenSpec.from_meta(meta)
+        if spec.multi_scale:  # VAR-style next-scale layouts are not built
+            raise MmtokError(f"bundle {path} has id layout 'multi_scale' (scales {list(spec.scales)}, "
+                             f"{spec.tokens_per_sample} ids per sample, coarse to fine), which the LM stage "
                              "cannot lay out", hint="extend the LM with a single-scale tokenizer (model.scales: "
                              "null); next-scale (VAR-style) LM layouts are not built")
-        modality = str(meta["modality"])
+        modality = spec.modality
         n = seen.get(modality, 0)
         seen[modality] = n + 1
-        prefix = PREFIXES.get(modality, modality[:3]) + (str(n) if n else "")
-        grid = tuple(int(g) for g in meta["token_grid"])
-        levels = int(meta.get("num_codebooks", 1)) if meta.get("layout") == "residual" else 1
+        prefix = modalities.get(modality).lm_prefix + (str(n) if n else "")
+        grid = spec.token_grid
+        levels = max(spec.levels, 1)
         two_d = len(grid) == 2
         begin, end = at, at + 1
         eol = at + 2 if two_d else None
         offset = at + (3 if two_d else 2)
         mods.append(ModalityLayout(
             name=modality + (f"_{n}" if n else ""), prefix=prefix, bundle=str(path), bundle_checksum=checksum,
-            family=str(meta.get("family", "?")), modality=modality, token_grid=grid,
-            id_layout=str(meta.get("layout", "single")), levels=levels, codebook_size=int(meta["codebook_size"]),
+            family=spec.family, modality=modality, token_grid=grid,
+            id_layout=spec.layout, levels=levels, codebook_size=spec.codebook_size,
             begin_id=begin, end_id=end, eol_id=eol, code_offset=offset))
         at = mods[-1].end_of_block
     rows = max(model_rows, at)

@@ -144,12 +144,6 @@ def tokenize(bundle: str | os.PathLike, source: str, out: str | os.PathLike, *, 
             "tokens_per_s": round(stats["tokens"] / seconds, 1) if stats["tokens"] else None, "out": str(out)}
 
 
-def id_shape(meta: dict) -> tuple[int, ...]:
-    """The ids of one sample: token_grid, plus the levels of a residual bundle."""
-    grid = tuple(int(g) for g in meta["token_grid"])
-    return grid + ((int(meta["num_codebooks"]),) if meta.get("layout") == "residual" else ())
-
-
 class _Shard:
     """One output shard being filled: samples loaded as they come, encoded a batch at a time."""
 
@@ -184,7 +178,7 @@ class _Shard:
     def _encode(self, tok) -> None:
         if self.pending:
             ids = tok.encode(self.pending).cpu().numpy()
-            want = id_shape(tok.meta)
+            want = tok.spec.ids_shape
             if ids.shape[1:] != want:
                 raise DataError(f"the bundle encoded a sample to ids of shape {ids.shape[1:]}, not its token grid "
                                 f"{want}", hint="report this: the data source should cut samples to the bundle's "
@@ -195,7 +189,7 @@ class _Shard:
     def finish(self, tok) -> int:
         """Encode what is left and write the shard (atomically); returns the number of tokens in it."""
         self._encode(tok)
-        ids = np.concatenate(self.ids) if self.ids else np.zeros((0, *id_shape(tok.meta)), np.uint32)
+        ids = np.concatenate(self.ids) if self.ids else np.zeros((0, *tok.spec.ids_shape), np.uint32)
         _save_npz(self.path, ids=ids, keys=np.array(self.keys, dtype=str), captions=np.array(self.captions, dtype=str),
                   index=np.array(self.index, dtype=np.int64), skipped=np.int64(self.skipped),
                   bad=np.array(self.bad, dtype=str))

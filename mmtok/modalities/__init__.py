@@ -13,6 +13,7 @@ Fields (callables, or "module:attribute" strings imported on first use):
   bundle_meta(meta) -> dict       keys merged into tokenizer.json: "input", "ids", "vocab_size",
                                   "special_tokens" (and any flattening orders the modality offers)
   card(cfg, meta, evaluation, recipe_yaml, info, *, graphs, name, onnx) -> str   the bundle's README.md
+  lm_prefix                       the LM stage's token prefix (mmtok.lm.layout): "img" gives <img> ... </img>
   pack(...) or None               `mmtok data pack` for this modality (see mmtok.cli.data)
 """
 from __future__ import annotations
@@ -31,6 +32,7 @@ class Modality:
     tokenizer: str | Callable
     bundle_meta: str | Callable
     card: str | Callable
+    lm_prefix: str  # the LM stage's token prefix: <img>, <img_00042>, ... (a second bundle adds a digit)
     pack: str | Callable | None = None
 
     def resolve(self, field: str):

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 
 from mmtok.losses.adversarial import LeCam, PatchDiscriminator, adaptive_weight, d_loss, g_loss
 from mmtok.modalities import Modality
-from mmtok.train.objective import Adversary, MetricSuite, Objective
+from mmtok.contract import Adversary, MetricSuite, Objective
 
 
 def to_8bit_levels(x: torch.Tensor) -> torch.Tensor:
@@ -159,5 +159,6 @@ MODALITY = Modality(
     tokenizer="mmtok.export.tokenizer:ImageTokenizer",
     bundle_meta="mmtok.export.bundle:image_bundle_meta",
     card="mmtok.export.card:model_card",
+    lm_prefix="img",
     pack="mmtok.data.pack:pack_folder",
 )

@@ -40,6 +40,11 @@ class QuantizerConfig(Strict):
     def num_codebooks(self) -> int:
         return 1
 
+    @property
+    def id_layout(self) -> str:
+        """The token spec layout of this quantizer's ids (mmtok.contract.LAYOUTS)."""
+        return "single"
+
     @model_validator(mode="after")
     def _restart_below_needs_ema(self):
         return restart_below_needs_ema(self)
@@ -63,6 +68,10 @@ class ResidualVQConfig(QuantizerConfig):
     @property
     def num_codebooks(self) -> int:
         return self.levels
+
+    @property
+    def id_layout(self) -> str:
+        return "residual"  # ids [..., levels]
 
     def level_config(self) -> QuantizerConfig:
         """The plain VQ config each level is built from."""
@@ -93,6 +102,10 @@ class FSQConfig(Strict):
         return 1
 
     @property
+    def id_layout(self) -> str:
+        return "single"
+
+    @property
     def l2_norm(self) -> bool:
         return False
 
@@ -120,6 +133,10 @@ class LFQConfig(Strict):
     @property
     def num_codebooks(self) -> int:
         return 1
+
+    @property
+    def id_layout(self) -> str:
+        return "single"
 
     @property
     def l2_norm(self) -> bool:

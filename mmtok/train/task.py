@@ -1,6 +1,6 @@
 """The one generic tokenizer task: generator and adversary steps with manual optimisation, for every family.
 
-A family brings its model (`out = model(x)` -> TokenizerOutput) and its objective (mmtok.train.objective):
+A family brings its model (`out = model(x)` -> TokenizerOutput) and its objective (mmtok.contract):
 the task weighs the objective's terms, the model's own `out.losses` and the adversary's generator terms by
 `recipe.loss.weights`, steps the generator, then the adversary on its own terms. Every term is logged under
 its own name (train/l1, train/perceptual, train/commitment, train/gan, train/disc, ...). Validation runs the

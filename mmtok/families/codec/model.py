@@ -12,11 +12,11 @@ from torch import nn
 from mmtok.errors import MmtokError
 from mmtok.families.codec.config import CodecConfig
 from mmtok.families.codec.seanet import SEANetDecoder, SEANetEncoder
-from mmtok.families.output import TokenizerOutput
+from mmtok.contract import TokenSpec, Tokenizer, TokenizerOutput
 from mmtok.quantize import build_quantizer
 
 
-class Codec(nn.Module):
+class Codec(Tokenizer):
     def __init__(self, cfg: CodecConfig, *, active_terms=(), pretrained: bool = True):
         """`active_terms`: the weighted loss terms (the quantizer computes its entropy term only if asked);
         `pretrained` has no effect (nothing pretrained inside)."""
@@ -36,11 +36,11 @@ class Codec(nn.Module):
                 nn.init.zeros_(module.bias)
 
     @property
-    def meta(self) -> dict:
-        """The token spec (mmtok.families.spec.TokenSpec fields) plus the audio keys: sample_rate, frame_rate,
+    def spec(self) -> TokenSpec:
+        """The token spec plus the audio keys: sample_rate, frame_rate,
         hop, bitrate_per_level (bits/s with the first n levels, n = 1..levels)."""
         cfg, q = self.cfg, self.cfg.quantizer
-        return {
+        return TokenSpec.from_meta({
             "family": "codec", "modality": "audio",
             "input_size": [cfg.channels, cfg.segment_samples], "value_range": [-1.0, 1.0],
             "token_grid": [cfg.frames], "tokens_per_sample": cfg.frames, "downsample": cfg.hop,
@@ -50,7 +50,7 @@ class Codec(nn.Module):
             "sample_rate": cfg.sample_rate, "channels": cfg.channels, "hop": cfg.hop, "frame_rate": cfg.frame_rate,
             "segment_seconds": cfg.segment_samples / cfg.sample_rate,
             "bitrate_per_level": [round(cfg.bitrate(n), 3) for n in range(1, q.levels + 1)],
-        }
+        })
 
     @property
     def last_layer(self) -> torch.Tensor:

@@ -23,7 +23,7 @@ from torch import nn
 
 from mmtok.errors import DataError, MmtokError
 from mmtok.families.motion.config import MotionVQConfig
-from mmtok.families.output import TokenizerOutput
+from mmtok.contract import TokenSpec, Tokenizer, TokenizerOutput
 from mmtok.quantize import build_quantizer
 
 
@@ -127,7 +127,7 @@ def read_stats(source: str, hint: str) -> tuple[np.ndarray, np.ndarray]:
     raise DataError(f"missing Mean/Std: no folder or .npz at {source}", hint=hint)
 
 
-class MotionVQ(nn.Module):
+class MotionVQ(Tokenizer):
     def __init__(self, cfg: MotionVQConfig, *, active_terms=(), pretrained: bool = True):
         """`pretrained`: read the statistics named by cfg.stats (False: they come with the weights)."""
         super().__init__()
@@ -144,25 +144,25 @@ class MotionVQ(nn.Module):
     # ------------------------------------------------------------------------------------------- spec
 
     @property
-    def meta(self) -> dict:
-        """The token spec (mmtok.families.spec.TokenSpec fields) plus the motion keys: fps, feature layout and
+    def spec(self) -> TokenSpec:
+        """The token spec plus the motion keys: fps, feature layout and
         slices, skeleton, Mean/Std."""
         cfg, q, lay = self.cfg, self.cfg.quantizer, self.layout
         f, t = cfg.downsample, cfg.window // cfg.downsample
-        residual = q.kind == "rvq"
+        residual = q.id_layout == "residual"
         sk = lay.skeleton
-        return {
+        return TokenSpec.from_meta({
             "family": "motion_vq", "modality": "motion",
             "input_size": [cfg.window, lay.dim], "value_range": [None, None],
             "token_grid": [t], "tokens_per_sample": t, "downsample": f,
             "num_codebooks": q.num_codebooks, "codebook_size": q.codebook_size, "codebook_dim": q.dim,
-            "quantizer": q.kind, "layout": "residual" if residual else "single", "l2_norm": q.l2_norm,
+            "quantizer": q.kind, "layout": q.id_layout, "l2_norm": q.l2_norm,
             "flattening": f"time order, one token per {f} frames" + (", residual levels innermost" if residual else ""),
             "fps": cfg.fps, "features": lay.kind, "feature_dim": lay.dim, "num_joints": lay.num_joints,
             "slices": {k: list(v) for k, v in lay.slices.items()},
             "joints": list(sk.joints) if sk else None, "parents": list(sk.parents) if sk else None,
             "mean": [float(v) for v in self.mean.tolist()], "std": [float(v) for v in self.std.tolist()],
-        }
+        })
 
     # ------------------------------------------------------------------------------------------- normalisation
 
@@ -239,7 +239,7 @@ class DecodeGraph(nn.Module):
         self.register_buffer("mean", model.mean.clone())
         self.register_buffer("std", model.std.clone())
         self.code_dim = int(model.quantizer.input_dim)
-        self.residual = model.cfg.quantizer.kind == "rvq"
+        self.residual = model.spec.levels > 0
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         b, t = ids.shape[0], ids.shape[1]

@@ -18,7 +18,7 @@ from torch import nn
 
 from mmtok.errors import MmtokError
 from mmtok.families.conv_image import image_grid_meta
-from mmtok.families.output import TokenizerOutput
+from mmtok.contract import TokenSpec, Tokenizer, TokenizerOutput
 from mmtok.families.sde.config import SDEConfig
 from mmtok.nn.conv import ConvHead, Decoder, Encoder, QuantizedDecodeGraph
 from mmtok.quantize import build_quantizer
@@ -66,7 +66,7 @@ def semantic_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return (1 - F.cosine_similarity(pred.float(), target.float(), dim=-1)).mean()
 
 
-class SDE(nn.Module):
+class SDE(Tokenizer):
     def __init__(self, cfg: SDEConfig, *, active_terms=(), pretrained: bool = True):
         """`active_terms`: the loss terms the recipe weighs ("semantic" only computed when asked); `pretrained=False`
         builds the teacher without reading its weights file (a checkpoint or bundle supplies them)."""
@@ -93,9 +93,9 @@ class SDE(nn.Module):
     # ------------------------------------------------------------------------------------------- description
 
     @property
-    def meta(self) -> dict:
+    def spec(self) -> TokenSpec:
         g, t = self.grid[0], self.teacher
-        return {
+        return TokenSpec.from_meta({
             "family": "sde",
             **image_grid_meta(self.cfg, self.cfg.quantizer),
             "semantic": {
@@ -113,7 +113,7 @@ class SDE(nn.Module):
                                   "resize": "bilinear, antialiased, from images in [-1, 1] mapped to [0, 1]"},
                 "loss": "1 - cos per position to the teacher's patch features (mean)",
             },
-        }
+        })
 
     @property
     def last_layer(self) -> torch.Tensor:

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from mmtok.errors import MmtokError
-from mmtok.families.output import TokenizerOutput
+from mmtok.contract import TokenSpec, Tokenizer, TokenizerOutput
 from mmtok.families.seed.config import SEEDConfig
 from mmtok.nn.conv import Decoder
 from mmtok.nn.transformer import CausalBlocks, QFormer, QueryDecoder, mlp
@@ -96,7 +96,7 @@ class SEEDOutput(TokenizerOutput):
     contrastive: ContrastiveHead | None = None
 
 
-class SEED(nn.Module):
+class SEED(Tokenizer):
     def __init__(self, cfg: SEEDConfig, *, active_terms=(), pretrained: bool = True):
         """`active_terms`: the weighted loss terms (only those are computed in training); `pretrained=False` builds
         the teacher without reading its weights (a checkpoint or bundle supplies them)."""
@@ -132,9 +132,9 @@ class SEED(nn.Module):
     # ------------------------------------------------------------------------------------------- description
 
     @property
-    def meta(self) -> dict:
+    def spec(self) -> TokenSpec:
         c, q, t = self.cfg, self.cfg.quantizer, self.teacher
-        return {
+        return TokenSpec.from_meta({
             "family": "seed",
             "modality": "image",
             "input_size": [c.in_channels, c.resolution, c.resolution],
@@ -166,7 +166,7 @@ class SEED(nn.Module):
                 "loss": "semantic_cosine: cos between the causal embeddings rebuilt from the ids and the Q-Former's "
                         "output (1 - the reconstruct term)",
             },
-        }
+        })
 
     @property
     def last_layer(self) -> torch.Tensor:

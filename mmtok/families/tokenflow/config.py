@@ -59,6 +59,7 @@ class DualCodebookConfig(Strict):
     # what the image objective's metric suite and the export read (a single shared index)
     num_codebooks: ClassVar[int] = 1
     kind: ClassVar[str] = "dual"
+    id_layout: ClassVar[str] = "shared_index"  # one id indexes the semantic and the pixel codebook
     l2_norm: ClassVar[bool] = True
 
     @property

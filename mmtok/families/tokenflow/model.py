@@ -16,7 +16,7 @@ from torch import nn
 
 from mmtok.errors import MmtokError
 from mmtok.families.conv_image import image_grid_meta
-from mmtok.families.output import TokenizerOutput
+from mmtok.contract import TokenSpec, Tokenizer, TokenizerOutput
 from mmtok.families.tokenflow.config import TokenFlowConfig
 from mmtok.families.tokenflow.dual import DualCodebook
 from mmtok.families.tokenflow.multiscale import MultiScaleDualCodebook, map_rows, rows_map
@@ -60,7 +60,7 @@ class SemanticHead(nn.Module):
         return self.fc2(torch.tanh(self.fc1(x)))
 
 
-class TokenFlow(nn.Module):
+class TokenFlow(Tokenizer):
     def __init__(self, cfg: TokenFlowConfig, *, active_terms=(), pretrained: bool = True):
         """`active_terms`: the weighted loss terms ("semantic" is computed only when weighted); `pretrained=False`
         builds the teacher without reading its weights file (a checkpoint or bundle supplies them)."""
@@ -88,12 +88,11 @@ class TokenFlow(nn.Module):
     # ------------------------------------------------------------------------------------------------ meta
 
     @property
-    def meta(self) -> dict:
+    def spec(self) -> TokenSpec:
         cfg, q, t = self.cfg, self.cfg.quantizer, self.teacher
         meta = {
             "family": "tokenflow",
             **image_grid_meta(cfg, q),
-            "layout": "shared_index",
             "codebooks": {
                 "semantic": {"size": q.codebook_size, "dim": q.sem_dim, "l2_norm": True},
                 "pixel": {"size": q.codebook_size, "dim": q.pix_dim, "l2_norm": True},
@@ -114,7 +113,7 @@ class TokenFlow(nn.Module):
         }
         if self.scales:
             meta.update(self._multiscale_meta())
-        return meta
+        return TokenSpec.from_meta(meta)
 
     def _multiscale_meta(self) -> dict:
         """The token-spec fields that differ with multi-scale residual quantization."""

@@ -9,13 +9,13 @@ from torch import nn
 
 from mmtok.errors import MmtokError
 from mmtok.families.conv_image import image_grid_meta
-from mmtok.families.output import TokenizerOutput
+from mmtok.contract import TokenSpec, Tokenizer, TokenizerOutput
 from mmtok.families.vqgan.config import VQGANConfig
 from mmtok.nn.conv import Decoder, Encoder, QuantizedDecodeGraph
 from mmtok.quantize import build_quantizer
 
 
-class VQGAN(nn.Module):
+class VQGAN(Tokenizer):
     def __init__(self, cfg: VQGANConfig, *, active_terms=(), pretrained: bool = True):
         """`active_terms`: the loss terms the recipe weighs (the quantizer computes its entropy only if asked);
         `pretrained` has no effect (nothing pretrained inside)."""
@@ -32,9 +32,9 @@ class VQGAN(nn.Module):
         self.decoder = Decoder(out_channels=cfg.in_channels, **common)
 
     @property
-    def meta(self) -> dict:
-        """The token spec (mmtok.families.spec.TokenSpec fields)."""
-        return {"family": "vqgan", **image_grid_meta(self.cfg, self.cfg.quantizer)}
+    def spec(self) -> TokenSpec:
+        """The token spec."""
+        return TokenSpec.from_meta({"family": "vqgan", **image_grid_meta(self.cfg, self.cfg.quantizer)})
 
     @property
     def last_layer(self) -> torch.Tensor:

@@ -23,5 +23,6 @@ MODALITY = Modality(
     tokenizer="mmtok.modalities.audio.tokenizer:AudioTokenizer",
     bundle_meta="mmtok.modalities.audio.tokenizer:bundle_meta",
     card="mmtok.modalities.audio.card:model_card",
+    lm_prefix="aud",
     pack="mmtok.data.audio_pack:pack_audio_folder",
 )

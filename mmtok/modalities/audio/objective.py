@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from mmtok.train.objective import Adversary, MetricSuite, Objective
+from mmtok.contract import Adversary, MetricSuite, Objective
 
 MODALITY = "audio"
 SAMPLE_CLIPS = 4

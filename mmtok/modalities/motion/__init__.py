@@ -33,5 +33,6 @@ MODALITY = Modality(
     tokenizer="mmtok.modalities.motion.tokenizer:MotionTokenizer",
     bundle_meta="mmtok.modalities.motion.tokenizer:motion_bundle_meta",
     card="mmtok.modalities.motion.tokenizer:motion_card",
+    lm_prefix="mot",
     pack="mmtok.data.motion_pack:pack_motion",
 )

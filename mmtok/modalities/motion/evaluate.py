@@ -50,7 +50,7 @@ def evaluate_motion(model_path: str | os.PathLike, data: str, *, out: str | os.P
 
     import mmtok
     from mmtok.data import make_loader
-    from mmtok.families.output import TokenizerOutput
+    from mmtok.contract import TokenizerOutput
     from mmtok.model_io import load_model, weights_fingerprint
     from mmtok.modalities.motion.objective import MotionMetrics
     from mmtok.evaluation.timing import progress_bar, throughput

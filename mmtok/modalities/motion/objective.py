@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from mmtok.modalities.motion.recover import recover_joints
-from mmtok.train.objective import MetricSuite, Objective
+from mmtok.contract import MetricSuite, Objective
 
 MODALITY_KEY = "motion"
 

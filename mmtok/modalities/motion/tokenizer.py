@@ -118,8 +118,10 @@ class MotionTokenizer(BaseTokenizer):
 
 def motion_bundle_meta(meta: dict) -> dict:
     """The motion modality's tokenizer.json keys: how to prepare an input, the id layout, special tokens."""
-    k = int(meta["codebook_size"])
-    levels = int(meta.get("num_codebooks", 1)) if meta.get("layout") == "residual" else 0
+    from mmtok.contract import TokenSpec
+
+    spec = TokenSpec.from_meta(meta)
+    k, levels = spec.codebook_size, spec.levels
     f, fps = int(meta["downsample"]), float(meta["fps"])
     width = max(5, len(str(k - 1)))
     return {
@@ -155,7 +157,9 @@ def motion_card(cfg: dict, meta: dict, evaluation: dict | None, recipe_yaml: str
 
     k, f, d = meta["codebook_size"], meta["downsample"], meta["feature_dim"]
     fps, window = meta["fps"], meta["input_size"][0]
-    residual = meta.get("layout") == "residual"
+    from mmtok.contract import TokenSpec
+
+    residual = TokenSpec.from_meta(meta).levels > 0
     ids_shape = f"[B, T/{f}" + (f", {meta['num_codebooks']}]" if residual else "]")
     slices = ", ".join(f"{n} [{a}:{b}]" for n, (a, b) in meta["slices"].items() if b > a)
     lines = [
