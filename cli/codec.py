@@ -37,7 +37,7 @@ def encode_command(
     import numpy as np
 
     import mmtok
-    from mmtok.data.image import find_images
+    from mmtok.modalities.image.decode import find_images
     from mmtok.errors import DataError
     from mmtok.hardware import torch_device
 
@@ -75,7 +75,7 @@ def encode_command(
 
 def _encode_files(tok, files: list[Path], batch_size: int, strict: bool):
     """(id arrays per batch, the files encoded in row order, [(file, reason)] of those that could not be read)."""
-    from mmtok.data.image import ImageDecodeError, read_image
+    from mmtok.modalities.image.decode import ImageDecodeError, read_image
     from mmtok.errors import DataError
 
     chunks, encoded, skipped = [], [], []

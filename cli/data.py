@@ -3,7 +3,7 @@
 `mmtok data pack` packs a folder into webdataset shards for the modality `--modality` names, or the one the folder
 holds (images or audio files). A modality plugs its packer in as `Modality.pack` (mmtok.modalities):
 pack(src, out_pattern, shard_size=, val_fraction=, seed=, progress=) -> mmtok.data.pack.PackReport.
-Motion packs into a folder of feature files with Mean/Std instead (mmtok.data.motion_pack.pack_motion), in the
+Motion packs into a folder of feature files with Mean/Std instead (mmtok.modalities.motion.pack.pack_motion), in the
 layout and fps of a motion recipe's model (`--recipe`).
 """
 from __future__ import annotations
@@ -94,7 +94,7 @@ def pack_command(
 def _pack_motion(src: Path, out: str, recipe: str, val_fraction: float) -> None:
     """Motion clips -> OUT/[train|val]/*.npy features in `recipe`'s model layout, Mean/Std over the training split."""
     from mmtok import config
-    from mmtok.data.motion_pack import pack_motion
+    from mmtok.modalities.motion.pack import pack_motion
     from mmtok.errors import RecipeError
 
     spec = config.load(recipe).model
@@ -118,8 +118,8 @@ def _modality(src: Path, modality: str) -> str:
 
     if modality != "auto":
         return modality
-    from mmtok.data.audio import find_audio
-    from mmtok.data.image import find_images
+    from mmtok.modalities.audio.decode import find_audio
+    from mmtok.modalities.image.decode import find_images
     from mmtok.data.pack import check_source
 
     folder = check_source(src)
@@ -128,7 +128,7 @@ def _modality(src: Path, modality: str) -> str:
         raise DataError(f"{src} holds {images} image and {audio} audio files", hint="say which to pack with "
                         "--modality image or --modality audio")
     if not images and not audio:
-        from mmtok.data.motion_clips import find_clips
+        from mmtok.modalities.motion.clips import find_clips
 
         clips = find_clips(folder)
         if clips:

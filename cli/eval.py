@@ -7,7 +7,7 @@ from typing import Optional
 import typer
 from typing_extensions import Annotated
 
-DEFAULT_CLASSIFIER = "efficientnet_lite2"  # the image evaluator's default (mmtok.evaluation.runner)
+DEFAULT_CLASSIFIER = "efficientnet_lite2"  # the image evaluator's default (mmtok.modalities.image.evaluate)
 
 
 def eval_command(

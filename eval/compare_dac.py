@@ -16,7 +16,7 @@ codebook 1, gradient clipping 1000 (G) / 10 (D). DAC's decoder ends a few sample
 `fit_length`): its output is zero-padded to the input's length. `--no-adversary` drops DAC's discriminator (mel + VQ terms only,
 like mmtok's quick start).
 
-Held-out tests (--test, several in one run): the demo's reserved French clips (mmtok.data.audio_demo, never used
+Held-out tests (--test, several in one run): the demo's reserved French clips (mmtok.modalities.audio.demo, never used
 by either training or by mmtok's validation) and Debian's asterisk telephone prompts (8 kHz recordings of one
 speaker each, ASTERISK_SETS: asterisk_en, _fr, _es, _it, _ru from `apt-get install asterisk-core-sounds-LANG-wav`;
 asterisk_it_menardi, asterisk_es_co and asterisk_fr_armelle from the asterisk-prompt-* packages, the last two GSM
@@ -155,7 +155,7 @@ ASTERISK = Path("/usr/share/asterisk/sounds")
 def test_sets(names: list[str], tmp: Path):
     """(name, folder) of each test set: the demo's reserved French clips (linked into `tmp`), a Debian asterisk
     prompt set (ASTERISK_SETS; GSM prompts are decoded to WAV in `tmp` with sox), or a folder."""
-    from mmtok.data.audio_demo import demo_files, demo_root
+    from mmtok.modalities.audio.demo import demo_files, demo_root
 
     for name in names:
         if name == "reserved_fr":

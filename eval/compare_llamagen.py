@@ -20,7 +20,7 @@ after the other, with the same data loader (mmtok's folder stream: shorter side 
   peer   as eval/llamagen_peer.py trains it, until the same wall time has passed.
 
 Protocol, one function for both (`evaluate`): every image of the held-out folder, shorter side resized to
-64 (bicubic, antialiased), centre crop 64 x 64 (mmtok.data.image.resize_and_crop), pixels v / 255 in [0, 1];
+64 (bicubic, antialiased), centre crop 64 x 64 (mmtok.modalities.image.decode.resize_and_crop), pixels v / 255 in [0, 1];
 the model gets v / 127.5 - 1 in [-1, 1]; its output is clamped to [-1, 1] and mapped back to [0, 1];
 PSNR of each image = 10 log10(1 / MSE) over its 3 x 64 x 64 values (data range 1); the table shows the
 mean over images. Codebook usage: distinct codes over the whole held-out set / codebook size.
@@ -48,7 +48,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from llamagen_peer import PEER_DEFAULTS, VQ_OPTIONS, VQ_MODEL_FILE, PeerTokenizer, build_peer, train_peer  # noqa: E402
 from photos import collect_photos  # noqa: E402
 
-from mmtok.data.image import find_images, pil_to_uint8, read_image, resize_and_crop  # noqa: E402
+from mmtok.modalities.image.decode import find_images, pil_to_uint8, read_image, resize_and_crop  # noqa: E402
 
 RESOLUTION = 64
 RESULTS = Path(__file__).resolve().parent / "results"

@@ -6,7 +6,7 @@ so that MPJPE numbers have a floor to be read against.
 
 Writes the JSON (per split: mpjpe_mm, pa_mpjpe_mm, accel_error_mm, codebook usage, tokens, per-clip MPJPE; the
 baseline's MPJPE / PA-MPJPE on the same windows) and prints a markdown table. The training clips are read through
-a temporary folder of links to pybullet's files (mmtok.data.motion.DEMO_TRAIN).
+a temporary folder of links to pybullet's files (mmtok.modalities.motion.sources.DEMO_TRAIN).
 """
 from __future__ import annotations
 
@@ -42,7 +42,7 @@ def main() -> None:
     parser.add_argument("--out", default="eval/results/motion_quickstart.json")
     args = parser.parse_args()
 
-    from mmtok.data.motion import DEMO_TRAIN, demo_dir
+    from mmtok.modalities.motion.sources import DEMO_TRAIN, demo_dir
     from mmtok.evaluation import evaluate
     from mmtok.model_io import load_model
 

@@ -5,7 +5,7 @@ files are the dataset's, fetched by hand from github.com/EricGuo5513/HumanML3D).
 
 new_joints holds the joint positions HumanML3D recovered from new_joint_vecs (recover_from_ric), so
 1. mmtok.modalities.motion.recover.recover_joints(vecs) must give new_joints (float32 round-off), and
-2. mmtok.data.motion_features.features(new_joints) must give vecs again (up to the float32 positions it starts from).
+2. mmtok.modalities.motion.features.features(new_joints) must give vecs again (up to the float32 positions it starts from).
 Prints the max and mean absolute differences per feature slice; writes nothing.
 """
 from __future__ import annotations
@@ -15,8 +15,8 @@ import sys
 import numpy as np
 import torch
 
-from mmtok.data.motion_features import features
-from mmtok.data.motion_layout import layout_for
+from mmtok.modalities.motion.features import features
+from mmtok.modalities.motion.layout import layout_for
 from mmtok.modalities.motion.recover import recover_joints
 
 

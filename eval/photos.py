@@ -41,7 +41,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from mmtok.data.image import IMAGE_SUFFIXES, ImageDecodeError, read_image
+from mmtok.modalities.image.decode import IMAGE_SUFFIXES, ImageDecodeError, read_image
 
 MIN_SIDE = 64
 MIN_CHROMA = 16.0

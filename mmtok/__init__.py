@@ -4,7 +4,7 @@ __version__ = "0.1.0"
 
 def load(path, device: str = "cpu", verify: bool = True):
     """The exported bundle at `path` as the tokenizer of its modality (encode / decode / meta / to; images:
-    `mmtok.export.tokenizer.ImageTokenizer`).
+    `mmtok.modalities.image.tokenizer.ImageTokenizer`).
 
     Reads JSON and safetensors only (nothing is unpickled). verify=True (default) checks checksums.json
     first: the weights, config.json, tokenizer.json and the graphs must match (else CheckpointError); an

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from mmtok.data.image import to_rgb
+from mmtok.modalities.image.decode import to_rgb
 
 R = 16
 

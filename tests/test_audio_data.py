@@ -12,7 +12,7 @@ import torch
 from typer.testing import CliRunner
 
 from mmtok.data import make_loader
-from mmtok.data.audio import AudioDecodeError, AudioSpec, decode_audio, prepare
+from mmtok.modalities.audio.decode import AudioDecodeError, AudioSpec, decode_audio, prepare
 from mmtok.data.stream import DataStreamError
 from mmtok.errors import DataError
 from tests._audio_helpers import make_audio_folder, tone
@@ -123,7 +123,7 @@ def test_holdout_splits_a_folder_by_name(tmp_path):
 
 
 def test_demo_is_recorded_speech_with_languages_apart():
-    from mmtok.data.audio_demo import DEMO_PACKAGE, demo_files, language
+    from mmtok.modalities.audio.demo import DEMO_PACKAGE, demo_files, language
 
     try:
         train, val, reserved = demo_files("train"), demo_files("val"), demo_files("reserved")

@@ -12,9 +12,10 @@ import torch
 from PIL import Image
 
 from mmtok.data import build_dataset, make_loader
-from mmtok.data.demo import DEMO_TRAIN, DEMO_VAL, demo_dir
-from mmtok.data.image import ImageDecodeError, decode_image, image_to_tensor, to_rgb
-from mmtok.data.pack import brace_pattern, check_pattern, pack_folder, val_pattern
+from mmtok.modalities.image.demo import DEMO_TRAIN, DEMO_VAL, demo_dir
+from mmtok.modalities.image.decode import ImageDecodeError, decode_image, image_to_tensor, to_rgb
+from mmtok.data.pack import brace_pattern, check_pattern, val_pattern
+from mmtok.modalities.image.pack import pack_folder
 from mmtok.data.sources import collate_samples, expand_shards, source_kind
 from mmtok.data.stream import DataStreamError
 from mmtok.errors import DataError
@@ -294,7 +295,7 @@ def test_demo_images_exist_and_val_is_held_out():
 
 
 def test_demo_photos_are_all_colour():
-    from mmtok.data.demo import load_demo_images
+    from mmtok.modalities.image.demo import load_demo_images
 
     for split in ("train", "val"):
         for img in load_demo_images(split):
@@ -323,10 +324,11 @@ def test_pack_folder_lists_small_images(photo_folder, tmp_path):
 
 
 def test_data_sources_are_keyed_by_modality_and_kind():
-    from mmtok.data.sources import DATA_SOURCES, build_dataset
+    from mmtok import modalities
+    from mmtok.data.sources import build_dataset
     from mmtok.errors import DataError
 
-    assert {"image/demo", "image/folder", "image/shards"} <= set(DATA_SOURCES.names())
+    assert {"demo", "folder", "shards"} <= set(modalities.get("image").sources)
     from mmtok.errors import MmtokError
 
     with pytest.raises(MmtokError, match="no modality 'smell'"):

@@ -48,7 +48,7 @@ def _one_line_error(result, message: str) -> None:
 
 
 def test_reliability_levels_and_flags():
-    from mmtok.evaluation.fid_protocol import rfid_reliability, rfid_warning
+    from mmtok.modalities.image.fid_protocol import rfid_reliability, rfid_warning
     from mmtok.evaluation.report import metric_rows
 
     levels = [rfid_reliability(n) for n in (2, 499, 500, 4999, 5000, 50000)]

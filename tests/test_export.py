@@ -137,7 +137,7 @@ def test_graphs_run_with_plain_torch_and_match_eager(exported, tmp_path):
 
 def test_tokenizer_takes_paths_pil_and_lists_and_checks_inputs(exported, tiny_images):  # noqa: F811
     import mmtok
-    from mmtok.data.image import image_to_tensor, read_image
+    from mmtok.modalities.image.decode import image_to_tensor, read_image
 
     _, bundle = exported
     tok = mmtok.load(bundle)
@@ -292,7 +292,7 @@ def test_graphs_and_tokenizer_for_every_quantizer_kind(quantizer, tmp_path):
     from mmtok import config, families
     from mmtok.export.bundle import tokenizer_meta
     from mmtok.export.graphs import check_graphs, export_graphs
-    from mmtok.export.tokenizer import ImageTokenizer
+    from mmtok.modalities.image.tokenizer import ImageTokenizer
 
     recipe = config.load({"model": {"preset": "test_f4", "quantizer": quantizer}})
     torch.manual_seed(0)

@@ -105,7 +105,7 @@ class ToyDecode(nn.Module):
 
 
 TOY = families.register(Family(name="toy", modality="image", model_config=ToyConfig, loss_config=ToyLoss,
-                               model=Toy, objective="mmtok.modalities.image:ImageObjective",
+                               model=Toy, objective="mmtok.modalities.image.objective:ImageObjective",
                                presets={"test_toy": {"resolution": 16, "patch": 4}}))
 
 FAST = {"data": {"batch_size": 4, "num_workers": 0, "val_samples": 8},

@@ -60,7 +60,7 @@ def _motion_folder(root: Path, n: int = 3) -> Path:
 
 
 def test_audio_folder_to_token_shards(audio_bundle, tmp_path):
-    from mmtok.data.audio import AudioSpec, prepare, read_audio
+    from mmtok.modalities.audio.decode import AudioSpec, prepare, read_audio
 
     data = make_audio_folder(tmp_path / "clips", n=4, seconds=0.1, sr=8000)  # + broken.wav, silent.flac
     report = tokenize(audio_bundle, str(data), tmp_path / "tok", shard_size=3, batch_size=2, progress=False)

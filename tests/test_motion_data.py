@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 import torch
 
-from mmtok.data.motion_clips import BVHMappingError, read_clip
-from mmtok.data.motion_features import features, forward_kinematics, mean_std, qmul
-from mmtok.data.motion_layout import DEEPMIMIC, HUMANML3D, SMPL_JOINTS, layout_for
+from mmtok.modalities.motion.clips import BVHMappingError, read_clip
+from mmtok.modalities.motion.features import features, forward_kinematics, mean_std, qmul
+from mmtok.modalities.motion.layout import DEEPMIMIC, HUMANML3D, SMPL_JOINTS, layout_for
 from mmtok.errors import DataError
 from mmtok.modalities.motion.recover import recover_joints
 
@@ -108,7 +108,7 @@ def test_layouts_have_the_documented_dims_and_slices():
 
 def _clip_positions(n=40, seed=0):
     frames = deepmimic_frames(n, seed=seed)
-    from mmtok.data.motion_clips import deepmimic_local_rotations
+    from mmtok.modalities.motion.clips import deepmimic_local_rotations
 
     return forward_kinematics(DEEPMIMIC, deepmimic_local_rotations(frames), frames[:, 1:4])
 
@@ -159,7 +159,7 @@ def test_deepmimic_rest_pose_is_the_urdf_skeleton_in_metres(tmp_path):
     for col in (8, 12, 16, 21, 25, 30, 35, 39):
         frames[:, col] = 1.0  # identity quaternions, straight knees and elbows
     frames[:, 1:4] = [0.0, 0.9, 0.0]
-    from mmtok.data.motion_clips import deepmimic_positions
+    from mmtok.modalities.motion.clips import deepmimic_positions
 
     pos, fps = deepmimic_positions(write_deepmimic(tmp_path / "rest.txt", frames), "deepmimic")
     j = {n: i for i, n in enumerate(DEEPMIMIC.joints)}
@@ -293,7 +293,7 @@ def test_mean_std_average_std_within_each_slice_like_humanml3d():
 
 
 def test_pack_writes_features_and_training_only_statistics(tmp_path):
-    from mmtok.data.motion_pack import compute_stats, pack_motion
+    from mmtok.modalities.motion.pack import compute_stats, pack_motion
 
     src = tmp_path / "src"
     src.mkdir()
@@ -361,7 +361,7 @@ def test_data_pack_cli_packs_motion_for_a_recipe_and_prints_the_training_command
     assert "mmtok train motion_quickstart --data packed/train --set data.val=packed/val --set model.stats=packed" \
         in result.stdout
     from mmtok import config
-    from mmtok.families.motion.model import load_stats
+    from mmtok.families.motion_vq.model import load_stats
 
     spec = config.load("motion_quickstart", ["model.stats=packed"]).model
     mean, std = load_stats(spec.stats, np.load(out / "Mean.npy").shape[0], spec)

@@ -22,7 +22,7 @@ FAST = {"data": {"batch_size": 4, "num_workers": 0, "val_samples": 8},
 @pytest.fixture(scope="module")
 def clips(tmp_path_factory):
     """(folder of 5 DeepMimic clips, packed folder with features train/val + Mean/Std)."""
-    from mmtok.data.motion_pack import pack_motion
+    from mmtok.modalities.motion.pack import pack_motion
 
     root = tmp_path_factory.mktemp("motion")
     src = root / "clips"

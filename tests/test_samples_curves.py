@@ -8,7 +8,7 @@ from PIL import Image
 
 from mmtok.errors import CheckpointError
 from mmtok.train.curves import plot_curves, read_metrics
-from mmtok.modalities.grid import save_grid, upscale_factor
+from mmtok.modalities.image.grid import save_grid, upscale_factor
 
 
 def test_tiny_grids_are_enlarged_nearest_and_labelled(tmp_path):

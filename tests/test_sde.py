@@ -81,7 +81,7 @@ def test_export_and_load_give_the_eager_ids_pixels_and_semantic_embedding(traine
     emb = tok.semantic_embedding(ids.flatten(1))  # flat row-major sequences, as an LM holds them
     assert emb.shape == (3, 16, 40) and torch.allclose(emb, eager.semantic_embedding(ids), atol=1e-5)
     from mmtok.errors import MmtokError
-    from mmtok.export.tokenizer import ImageTokenizer
+    from mmtok.modalities.image.tokenizer import ImageTokenizer
 
     plain = families.build_model(config.load({"model": {"preset": "test_f4"}}).model)
     with pytest.raises(MmtokError, match="this vqgan tokenizer has no semantic branch"):

@@ -1,8 +1,10 @@
-"""Image data: `build_dataset` / `make_loader` over "demo", webdataset shards or a folder, and `pack_folder`.
+"""Data of every modality, modality-free: `build_dataset` / `make_loader` over a source string ("demo", webdataset
+shards, a folder; mmtok.data.sources) through the source builders a modality declares (`Modality.sources`), one
+stream base with split / holdout / sharding / skip accounting (mmtok.data.stream), shard packing
+(mmtok.data.pack), held-out splits (mmtok.data.holdout) and bad-sample accounting (`BadSamples`).
 
-Samples are {"image": float32 [3, R, R] in [-1, 1], "skipped": int, "bad": list[str]}; `BadSamples`
-collects the "bad" entries of batches once each; `holdout=` splits off held-out validation data.
-Names are imported on first use, so `import mmtok.data` itself loads neither torch nor webdataset.
+Samples are {MODALITY: float32 tensor, "skipped": int, "bad": list[str], ...}. Names are imported on first use, so
+`import mmtok.data` itself loads neither torch nor webdataset.
 """
 from __future__ import annotations
 
@@ -14,19 +16,12 @@ _EXPORTS = {
     "collate_samples": "mmtok.data.sources",
     "source_kind": "mmtok.data.sources",
     "expand_shards": "mmtok.data.sources",
-    "ImageStream": "mmtok.data.stream",
+    "Stream": "mmtok.data.stream",
+    "DataStreamError": "mmtok.data.stream",
     "BadSamples": "mmtok.data.bad",
     "check_holdout": "mmtok.data.holdout",
     "holdout_score": "mmtok.data.holdout",
-    "DataStreamError": "mmtok.data.stream",
-    "pack_folder": "mmtok.data.pack",
     "PackReport": "mmtok.data.pack",
-    "to_rgb": "mmtok.data.image",
-    "decode_image": "mmtok.data.image",
-    "image_to_tensor": "mmtok.data.image",
-    "ImageDecodeError": "mmtok.data.image",
-    "DEMO_TRAIN": "mmtok.data.demo",
-    "DEMO_VAL": "mmtok.data.demo",
 }
 __all__ = sorted(_EXPORTS)
 

@@ -18,6 +18,12 @@ from __future__ import annotations
 from typing import Iterable
 
 
+def one_line_reason(e: Exception) -> str:
+    """A short one-line reason for a sample that failed to read or decode: the exception's type and first line."""
+    text = str(e).splitlines()[0] if str(e) else ""
+    return (f"{type(e).__name__}: {text}" if text else type(e).__name__)[:200]
+
+
 class BadSamples:
     """Distinct "NAME: REASON" entries, in the order first seen."""
 

@@ -1,9 +1,8 @@
 """One entry point for data of every modality: `build_dataset` (an IterableDataset) and `make_loader` (its
-DataLoader). Sources are registered in DATA_SOURCES as "MODALITY/KIND" by the modality's module (see
-mmtok.modalities); the image sources are registered here.
+DataLoader). Each modality declares its source builders by kind (`Modality.sources`, see mmtok.modalities).
 
 A source string is one of:
-  "demo"                                 photographs bundled with scikit-image (mmtok.data.demo)
+  "demo"                                 photographs bundled with scikit-image (mmtok.modalities.image.demo)
   "shards/train-{000000..000009}.tar"    webdataset shards: brace ranges, globs ("shards/*.tar"), "a::b"
   "pipe:curl -s https://host/x-{0..9}.tar"  or an http(s)://, gs://, s3:// ... URL, read by webdataset
   "photos/"                              a folder of files, searched recursively
@@ -20,12 +19,9 @@ import torch
 from torch.utils.data import DataLoader
 
 from mmtok.data.holdout import check_holdout
-from mmtok.data.image import find_images
 from mmtok.data.stream import DataStreamError
 from mmtok.errors import DataError
-from mmtok.registry import Registry
 
-DATA_SOURCES = Registry("data source")  # "MODALITY/KIND" -> builder(source, split, spec, **options)
 
 FORMS_HINT = ("give 'demo', a folder of images, shard files such as 'shards/train-{000000..000009}.tar' or "
               "'shards/*.tar', or a 'pipe:' URL")
@@ -95,11 +91,11 @@ def source_kind(source: str) -> str:
 
 def build_dataset(source: str, split: str, spec, *, modality: str = "image", shuffle_buffer: int = 1000,
                   seed: int = 0, max_samples: int | None = None, holdout: float = 0.0):
-    """An IterableDataset of `modality` samples from `source`: the builder registered in DATA_SOURCES as
-    "MODALITY/KIND" (KIND from `source_kind`: demo, shards, folder), called as
+    """An IterableDataset of `modality` samples from `source`: the builder the modality declares for KIND
+    (`Modality.sources`; KIND from `source_kind`: demo, shards, folder), called as
     builder(source, split, spec, seed=, max_samples=, shuffle_buffer=, holdout=). `spec` says what one sample
     is: the recipe's model section (a family's validated config: resolution, sample rate, window, ...); for
-    images an int resolution R is enough. Image samples (mmtok.data.stream.ImageStream) are
+    images an int resolution R is enough. Image samples (mmtok.modalities.image.stream.ImageStream) are
     {"image": float32 [3, R, R] in [-1, 1], "caption": str, "skipped": int, "bad": list[str]}.
 
     split "train": endless (with `max_samples`: that many in all, dealt over ranks and workers), shuffled,
@@ -112,54 +108,12 @@ def build_dataset(source: str, split: str, spec, *, modality: str = "image", shu
     split is already a separate set of photographs), or when no source of that kind exists for the modality;
     the stream raises DataStreamError when a full pass finds no decodable image.
     """
+    from mmtok import modalities
+
     kind = source_kind(source)
-    name = f"{modality}/{kind}"
-    if name not in DATA_SOURCES:
-        from mmtok import modalities
-
-        modalities.get(modality)  # importing the modality's module registers its sources
-    if name not in DATA_SOURCES:
-        have = [n for n in DATA_SOURCES.names() if n.startswith(modality + "/")]
-        raise DataError(f"no {kind} data source for {modality}", hint="available: " + (", ".join(have) or "none"))
-    return DATA_SOURCES.get(name)(source, split, spec, seed=seed, max_samples=max_samples,
-                                  shuffle_buffer=shuffle_buffer, holdout=check_holdout(holdout))
-
-
-def _resolution(spec) -> int:
-    """An image source's R from its spec: an int, or a model config with `resolution`."""
-    return int(spec) if isinstance(spec, int) else int(spec.resolution)
-
-
-def _image_demo(source, split, spec, *, holdout, **kwargs):
-    if holdout:
-        raise DataError("holdout does not apply to 'demo': its val split is already separate photographs",
-                        hint="use split 'val' of 'demo' with holdout=0")
-    from mmtok.data.demo import DemoStream
-
-    return DemoStream(split, _resolution(spec), **kwargs)
-
-
-def _image_shards(source, split, spec, **kwargs):
-    from mmtok.data.shards import ShardStream
-
-    return ShardStream(source, expand_shards(source), split, _resolution(spec), **kwargs)
-
-
-def _image_folder(source, split, spec, **kwargs):
-    from mmtok.data.folder import FolderStream
-
-    files = find_images(source)
-    if not files:
-        tars = list(Path(source).glob("*.tar"))
-        hint = (f"it holds .tar shards: pass them as a pattern, e.g. '{Path(source) / '*.tar'}'" if tars
-                else "put .jpg/.png/.webp files in it (searched recursively)")
-        raise DataError(f"no image files in folder {source}", hint=hint)
-    return FolderStream(source, files, split, _resolution(spec), **kwargs)
-
-
-DATA_SOURCES.register("image/demo", _image_demo)
-DATA_SOURCES.register("image/shards", _image_shards)
-DATA_SOURCES.register("image/folder", _image_folder)
+    builder = modalities.get(modality).source(kind)
+    return builder(source, split, spec, seed=seed, max_samples=max_samples, shuffle_buffer=shuffle_buffer,
+                   holdout=check_holdout(holdout))
 
 
 def collate_samples(samples: list[dict]) -> dict:

@@ -1,8 +1,9 @@
-"""The streaming base shared by every source: worker/rank placement, seeds, skip accounting, shuffling.
+"""The streaming base shared by every source of every modality (`Stream`): worker/rank placement, seeds, skip
+accounting, shuffling, captions beside files and in shards.
 
-Every source yields samples `{"image": float32 [3, R, R] in [-1, 1], "caption": str, "skipped": int,
-"bad": list[str]}`. "caption" is the image's caption (a folder's NAME.txt beside NAME.png, a shard's "txt" entry
-or the caption / text of its "json"), "" when it has none; a batch carries them as a list of strings.
+Every source yields samples `{MODALITY: tensor, ..., "skipped": int, "bad": list[str]}` (images:
+mmtok.modalities.image.stream; audio and motion: their modalities' streams). A caption is a folder's NAME.txt
+beside the file or a shard's "txt" entry (or the caption / text of its "json"), "" when there is none.
 
 "bad" lists, as "NAME: REASON" strings, the samples this worker dropped (corrupt, undecodable, unreadable)
 since its previous yielded sample *for the first time*: a sample is named once per worker over the life of
@@ -27,7 +28,6 @@ from typing import Iterator, Literal
 from torch.utils.data import IterableDataset, get_worker_info
 
 from mmtok.data.holdout import check_holdout
-from mmtok.data.image import uint8_to_unit
 from mmtok.errors import DataError
 
 Split = Literal["train", "val"]
@@ -144,27 +144,28 @@ def shard_caption(sample: dict) -> str:
     return ""
 
 
-class ImageStream(IterableDataset):
-    """Base of every source. Subclasses implement `_images(place, rng, skips)`, yielding uint8 [3, R, R]
-    tensors, or (uint8 tensor, caption str) pairs when the source has captions, and calling
-    `skips.skip(reason)` for each sample they drop.
+class Stream(IterableDataset):
+    """Base of every source of every modality. A subclass implements `_items(place, rng, skips)`, yielding its
+    items and calling `skips.skip(name, reason)` for each sample it drops, and `_to_sample(item)`, which turns an
+    item into the sample dict ({MODALITY: tensor, ...} without "skipped" / "bad"). Items wait in the shuffle
+    buffer in the subclass's compact form (e.g. uint8 images), samples are made as they leave it.
 
-    train: infinite (unless `max_samples`), shuffled, seeded per (seed, pass, rank, worker).
-    val: finite and deterministic; `max_samples` caps the number of samples drawn from the source.
+    train: infinite (unless `max_samples`, dealt over ranks and workers), shuffled through a buffer of
+    `shuffle_buffer` items, seeded per (seed, pass, rank, worker). val: finite and deterministic; `max_samples`
+    caps the samples drawn from the source. `holdout` (applied by the subclasses, see mmtok.data.holdout): split
+    "val" sees only the held-out part, "train" never sees it.
     """
 
-    def __init__(self, split: Split, resolution: int, *, seed: int = 0, max_samples: int | None = None,
-                 shuffle_buffer: int = 0, holdout: float = 0.0):
+    def __init__(self, split: Split, *, seed: int = 0, max_samples: int | None = None, shuffle_buffer: int = 0,
+                 holdout: float = 0.0):
         super().__init__()
         if split not in ("train", "val"):
             raise DataError(f"unknown split {split!r}", hint="use 'train' or 'val'")
-        if resolution < 1:
-            raise DataError(f"resolution must be positive, got {resolution}")
         if max_samples is not None and max_samples < 0:
             raise DataError(f"max_samples must be >= 0, got {max_samples}")
-        self.split, self.resolution, self.seed = split, int(resolution), int(seed)
+        self.split, self.seed = split, int(seed)
         self.max_samples, self.shuffle_buffer = max_samples, int(shuffle_buffer)
-        self.holdout = check_holdout(holdout)  # see mmtok.data.holdout; applied by the subclasses
+        self.holdout = check_holdout(holdout)
         self.source = ""  # what the data is, for messages; set by subclasses
         self._passes = 0
         self._named: set[str] = set()  # bad samples this worker has already reported in a "bad" list
@@ -180,7 +181,10 @@ class ImageStream(IterableDataset):
     def train(self) -> bool:
         return self.split == "train"
 
-    def _images(self, place: Place, rng: random.Random, skips: SkipCounter) -> Iterator:
+    def _items(self, place: Place, rng: random.Random, skips: SkipCounter) -> Iterator:
+        raise NotImplementedError
+
+    def _to_sample(self, item) -> dict:
         raise NotImplementedError
 
     def __iter__(self) -> Iterator[dict]:
@@ -188,24 +192,19 @@ class ImageStream(IterableDataset):
         rng = random.Random(f"{self.seed}-{self._passes}-{place.rank}-{place.worker}")
         self._passes += 1
         skips = SkipCounter(self._named, distinct=self.train)
-        images = self._images(place, rng, skips)
+        items = self._items(place, rng, skips)
         if self.train and self.max_samples is not None:
-            images = _take(images, _share(self.max_samples, place))
+            items = _take(items, _share(self.max_samples, place))
         if self.train and self.shuffle_buffer > 1:
-            images = _shuffled(images, self.shuffle_buffer, rng)
+            items = _shuffled(items, self.shuffle_buffer, rng)
         held, held_skips = None, (0, [])
-        for image in images:  # hold one back so skips after the last sample still reach the caller
+        for item in items:  # hold one back so drops after the last sample still reach the caller
             if held is not None:
-                yield _sample(held, *held_skips)
-            held, held_skips = image, skips.take()
+                yield {**self._to_sample(held), "skipped": held_skips[0], "bad": held_skips[1]}
+            held, held_skips = item, skips.take()
         if held is not None:
             n, bad = skips.take()
-            yield _sample(held, held_skips[0] + n, held_skips[1] + bad)
-
-
-def _sample(item, skipped: int, bad: list[str]) -> dict:
-    image, caption = item if isinstance(item, tuple) else (item, "")
-    return {"image": uint8_to_unit(image), "caption": caption, "skipped": skipped, "bad": bad}
+            yield {**self._to_sample(held), "skipped": held_skips[0] + n, "bad": held_skips[1] + bad}
 
 
 def _share(n: int, place: Place) -> int:

@@ -1,8 +1,9 @@
 """Evaluation of a trained tokenizer: `evaluate(model, data)` -> metrics, pictures and a report.
 
-`evaluate` hands the work to the evaluator of the model's modality (mmtok.modalities: images are
-mmtok.evaluation.runner.evaluate_images, with its protocol). Importing this package loads neither torch nor
-Lightning.
+`evaluate` hands the work to the evaluator of the model's modality (`Modality.evaluate`, e.g.
+mmtok.modalities.image.evaluate), which checks its own options and runs the one evaluation loop
+(mmtok.evaluation.harness) with its metric suite, protocol and pictures. Importing this package loads neither
+torch nor Lightning.
 """
 from __future__ import annotations
 
@@ -10,29 +11,30 @@ import inspect
 import os
 
 from mmtok.errors import MmtokError
-from mmtok.evaluation.runner import default_out
+from mmtok.evaluation.output import eval_base as default_out
 
 
 def evaluate(model_path: str | os.PathLike, data: str, **options) -> dict:
     """Evaluate the tokenizer at `model_path` (run dir, .ckpt or bundle) on `data` with its modality's evaluator.
 
-    Every evaluator takes out, force, num_samples, batch_size, devices, accelerator, num_workers, ema, console
-    and progress; the others are its own (images: resolution, rfid, fid_weights, reference_stats,
-    save_reference_stats, classifier). An option the modality does not have is one MmtokError, before any work.
+    Every evaluator takes the harness's options (mmtok.evaluation.harness.run: out, force, num_samples, batch_size,
+    devices, accelerator, num_workers, ema, console, progress); the others are its own (images: resolution, rfid,
+    fid_weights, reference_stats, save_reference_stats, classifier; audio: levels, bitrate). An option the modality does not have is one MmtokError, before any work.
     """
     from mmtok import families, modalities
     from mmtok.model_io import model_family
 
     modality = families.get(model_family(model_path)).modality
-    run = modalities.get(modality).resolve("evaluate")
-    accepted = inspect.signature(run).parameters
-    if not any(p.kind is p.VAR_KEYWORD for p in accepted.values()):
-        unknown = sorted(k for k in options if k not in accepted)
-        if unknown:
-            names = ", ".join("--" + k.replace("_", "-") for k in unknown)
-            raise MmtokError(f"{names}: not an option for {modality} tokenizers",
-                             hint=f"`mmtok eval --help` says which options apply to which modality")
-    return run(model_path, data, **options)
+    from mmtok.evaluation.harness import run as harness_run
+
+    evaluator = modalities.get(modality).resolve("evaluate")
+    accepted = set(inspect.signature(evaluator).parameters) | set(inspect.signature(harness_run).parameters)
+    unknown = sorted(k for k in options if k not in accepted)
+    if unknown:
+        names = ", ".join("--" + k.replace("_", "-") for k in unknown)
+        raise MmtokError(f"{names}: not an option for {modality} tokenizers",
+                         hint="`mmtok eval --help` says which options apply to which modality")
+    return evaluator(model_path, data, **options)
 
 
 __all__ = ["default_out", "evaluate"]

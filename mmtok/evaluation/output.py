@@ -101,7 +101,7 @@ def write_outputs(out: Path, result: dict, counts, grid_in: list, grid_out: list
 
     from mmtok.evaluation.plots import usage_plot
     from mmtok.evaluation.report import report_markdown, write_json
-    from mmtok.modalities.grid import save_grid
+    from mmtok.modalities.image.grid import save_grid
 
     files = {"metrics": "metrics.json", "report": "report.md", "usage_plot": "codebook_usage.png",
              "codebook_counts": "codebook_counts.npy"}

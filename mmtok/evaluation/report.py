@@ -60,7 +60,7 @@ _SHOWN_INSIDE = {"codebook_usage_pct", "codebook_used", "codebook_size", "num_co
 
 def _rfid_flag(m: dict) -> str:
     """" (NOT MEANINGFUL: 12 images)" after an rFID from too few images, else ""."""
-    from mmtok.evaluation.fid_protocol import rfid_label
+    from mmtok.modalities.image.fid_protocol import rfid_label
 
     n = m.get("rfid_num_images")
     label = rfid_label(int(n)) if isinstance(n, int) and isinstance(m.get("rfid"), float) else None

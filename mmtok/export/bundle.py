@@ -41,41 +41,6 @@ def tokenizer_meta(model, recipe) -> dict:
     return meta
 
 
-def image_bundle_meta(meta: dict) -> dict:
-    """The image modality's tokenizer.json keys: input normalisation and resizing, row-major id layout, special
-    tokens."""
-    from mmtok.contract import TokenSpec
-
-    spec = TokenSpec.from_meta(meta)
-    k, levels, ids_per_sample = spec.codebook_size, spec.levels, spec.ids_per_sample
-    width = max(5, len(str(k - 1)))
-    r = int(meta["input_size"][-1])
-    one_d = len(meta["token_grid"]) == 1
-    return {
-        "input": {
-            "shape": meta["input_size"], "layout": "[B, C, H, W], RGB, channels first", "dtype": "float32",
-            "value_range": [-1.0, 1.0], "normalisation": "x = pixel / 127.5 - 1 for 8-bit pixels (0 -> -1, 255 -> 1)",
-            "mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5],
-            "resize": f"shorter side to {r} (bicubic, antialiased), then a centre crop {r}x{r}",
-        },
-        "ids": {
-            "dtype": "int64", "shape": ["B", *meta["token_grid"], *([levels] if levels else [])], "range": [0, k],
-            "layout": spec.order,
-            "per_sample": ids_per_sample,
-            "offset": 0,
-            "offsets_note": "ids are codebook indices starting at 0; add your own vocabulary offset in the LM"
-                            + (f" (e.g. level i at i * {k}, so the levels do not share tokens)" if levels else ""),
-        },
-        "vocab_size": k,
-        "special_tokens": {
-            "begin": "<img>", "end": "</img>", "code_format": f"<img_{{:0{width}d}}>",
-            "note": f"suggested: one image = begin, then the {ids_per_sample} codes in "
-                    f"{'sequence' if one_d else 'row-major'} order as code_format.format(id), then end; "
-                    f"{k * max(levels, 1)} + 2 new tokens in all",
-        },
-    }
-
-
 def find_evals(model_path: Path, source: str) -> list[Path]:
     """Every evaluation `mmtok eval` left for this model, oldest first: a bundle's eval.json, else the
     metrics.json files under the run's eval/ folder (see mmtok.evaluation.output)."""

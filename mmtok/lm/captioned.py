@@ -28,7 +28,7 @@ class Item:
 
     def read(self) -> bytes:
         """The encoded image; ImageDecodeError when the file cannot be read."""
-        from mmtok.data.image import ImageDecodeError
+        from mmtok.modalities.image.decode import ImageDecodeError
 
         if self.error:
             raise ImageDecodeError(self.error)
@@ -55,7 +55,7 @@ def iter_items(source: str) -> Iterator[Item]:
 
 
 def _folder_items(root: Path) -> Iterator[Item]:
-    from mmtok.data.image import find_images
+    from mmtok.modalities.image.decode import find_images
 
     files = find_images(root)
     if not files:
@@ -75,7 +75,7 @@ def shard_items(source: str, entries: tuple[str, ...] | None = None, what: str =
     keys), `what` names it in the error of a sample without one (mmtok.lm.inputs reads audio shards this way)."""
     import webdataset as wds
 
-    from mmtok.data.image import IMAGE_KEYS
+    from mmtok.modalities.image.decode import IMAGE_KEYS
     from mmtok.data.sources import expand_shards
 
     entries = entries or IMAGE_KEYS

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
-from mmtok.modalities.grid import font, to_uint8, upscale_factor
+from mmtok.modalities.image.grid import font, to_uint8, upscale_factor
 
 
 def save_rows(rows: list[tuple[str, torch.Tensor]], path: str | Path, min_cell: int = 128, max_label: int = 360) -> Path:

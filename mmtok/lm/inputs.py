@@ -9,15 +9,15 @@ before it, with "NAME: REASON"; the readers here make every unusable input an it
 InputError instead, so these stay 0 / []).
 
 - image: mmtok.lm.captioned (a folder with name.txt captions, or webdataset shards); `load()` decodes the image
-  (mmtok.data.image.decode_image, both sides at least the bundle's resolution).
-- audio: the audio modality's readers (mmtok.data.audio): a folder (recursive, sorted; the transcript NAME.txt
+  (mmtok.modalities.image.decode.decode_image, both sides at least the bundle's resolution).
+- audio: the audio modality's readers (mmtok.modalities.audio.decode): a folder (recursive, sorted; the transcript NAME.txt
   beside a file) or webdataset shards (a sample's audio entry; its "txt" entry, or json caption / text). A clip is
   decoded, mixed, resampled and loudness-normalised as in training and cut into consecutive pieces of the
   bundle's input length, keyed "NAME#k"; a trailing short piece is dropped, a clip shorter than one piece gives
   one zero-padded piece (as in the audio modality's validation). A folder's pieces are counted from the file
   headers and a file is decoded only when one of its pieces is loaded, so a resumed run or another rank does not
   decode the files of shards it does not write.
-- motion: a folder of clips read by the motion modality's reader (mmtok.data.motion.MotionStream: .npy features,
+- motion: a folder of clips read by the motion modality's reader (mmtok.modalities.motion.sources.MotionStream: .npy features,
   .bvh, DeepMimic clips; finite runs only): consecutive windows of the bundle's input length from the start of
   each finite run, keyed "NAME#k" (a trailing short window dropped; a clip without one whole window is one
   unusable item). The caption is NAME.txt beside a .npy / .bvh clip (HumanML3D's texts: the first line up to its
@@ -97,7 +97,7 @@ def _images(tok, source: str, kind: str) -> Iterator[Input]:
 
 
 def _image(item, size: int):
-    from mmtok.data.image import ImageDecodeError, decode_image
+    from mmtok.modalities.image.decode import ImageDecodeError, decode_image
 
     try:
         return decode_image(item.read(), min_size=size)
@@ -116,7 +116,7 @@ class _Clip:
         self.wave, self.error = None, ""
 
     def _prepared(self):
-        from mmtok.data.audio import AudioDecodeError, prepare
+        from mmtok.modalities.audio.decode import AudioDecodeError, prepare
 
         if self.wave is None and not self.error:
             try:
@@ -128,18 +128,18 @@ class _Clip:
         return self.wave
 
     def pieces(self) -> int:
-        from mmtok.data.audio import segment_count
+        from mmtok.modalities.audio.decode import segment_count
 
         return segment_count(self._prepared().shape[1], self.spec.segment)
 
     def piece(self, k: int):
-        from mmtok.data.audio import fixed_segment
+        from mmtok.modalities.audio.decode import fixed_segment
 
         return fixed_segment(self._prepared(), self.spec.segment, k).copy()  # float32 [C, segment]
 
 
 def _audio(tok, source: str, kind: str) -> Iterator[Input]:
-    from mmtok.data.audio import (AUDIO_KEYS, AudioSpec, audio_frames, decode_audio, find_audio, read_audio,
+    from mmtok.modalities.audio.decode import (AUDIO_KEYS, AudioSpec, audio_frames, decode_audio, find_audio, read_audio,
                                   segment_count)
     from mmtok.data.stream import sidecar_caption
     from mmtok.data.holdout import relative_name
@@ -183,8 +183,8 @@ def _audio(tok, source: str, kind: str) -> Iterator[Input]:
 
 
 def _motion(tok, source: str, kind: str) -> Iterator[Input]:
-    from mmtok.data.motion import MotionStream, check_folder
-    from mmtok.data.motion_clips import find_clips
+    from mmtok.modalities.motion.sources import MotionStream, check_folder
+    from mmtok.modalities.motion.clips import find_clips
 
     window = int(tok.meta["input_size"][0])
     spec = types.SimpleNamespace(**{**tok.config["model"], "window": window, "mirror": False})

@@ -102,7 +102,7 @@ class PESQ16k(Metric):
         import numpy as np
         from pesq import pesq
 
-        from mmtok.data.audio import resample
+        from mmtok.modalities.audio.decode import resample
 
         r = resample(recon.detach().float().cpu().numpy(), self.sample_rate, 16000)
         t = resample(target.detach().float().cpu().numpy(), self.sample_rate, 16000)

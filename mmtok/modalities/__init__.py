@@ -1,12 +1,13 @@
 """Modalities: what the core needs to know about one kind of data, in one module per modality.
 
-`mmtok/modalities/<name>.py` (or a package of that name) defines `MODALITY = Modality(...)` and, on import,
-registers its data sources in `mmtok.data.sources.DATA_SOURCES` as "<name>/<kind>" (kind: demo, folder,
-shards). Families name their modality (`Family.modality`); `get(name)` imports the module, so no central
-file lists the modalities. The module also holds the modality's objectives, metric suites and sample writers
-that its families share (e.g. mmtok.modalities.image).
+`mmtok/modalities/<name>/` (or a module of that name) defines `MODALITY = Modality(...)`. Families name their
+modality (`Family.modality`); `get(name)` imports the module, so no central file lists the modalities. The package
+also holds everything else modality-specific that its families share: reading and decoding, streams, packing,
+objectives and metric suites, samples and plots (e.g. mmtok.modalities.image.objective).
 
-Fields (callables, or "module:attribute" strings imported on first use):
+Fields (callables, or "module:attribute" strings imported on first use, so declaring a modality imports no torch):
+  sources {kind: builder}         data sources by kind ("demo", "folder", "shards"; see mmtok.data.sources):
+                                  builder(source, split, spec, *, seed, max_samples, shuffle_buffer, holdout)
   evaluate(model_path, data, *, out, force, num_samples, batch_size, devices, accelerator, num_workers, ema,
            console, progress, **modality_options) -> dict   `mmtok eval` (see mmtok.evaluation.evaluate)
   tokenizer   a mmtok.export.tokenizer.BaseTokenizer subclass: what `mmtok.load(bundle)` returns
@@ -20,7 +21,7 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Mapping
 
 from mmtok.errors import MmtokError
 
@@ -28,6 +29,7 @@ from mmtok.errors import MmtokError
 @dataclass(frozen=True)
 class Modality:
     name: str
+    sources: Mapping[str, str | Callable]
     evaluate: str | Callable
     tokenizer: str | Callable
     bundle_meta: str | Callable
@@ -37,11 +39,23 @@ class Modality:
 
     def resolve(self, field: str):
         """The callable behind `field` (imported when given as "module:attribute")."""
-        value = getattr(self, field)
-        if value is None or callable(value):
-            return value
-        module, _, attr = value.partition(":")
-        return getattr(importlib.import_module(module), attr)
+        return _resolve(getattr(self, field))
+
+    def source(self, kind: str) -> Callable:
+        """The data source builder of `kind`; DataError naming the kinds this modality has."""
+        if kind not in self.sources:
+            from mmtok.errors import DataError
+
+            raise DataError(f"no {kind} data source for {self.name}",
+                            hint="available: " + (", ".join(sorted(self.sources)) or "none"))
+        return _resolve(self.sources[kind])
+
+
+def _resolve(value):
+    if value is None or callable(value):
+        return value
+    module, _, attr = value.partition(":")
+    return getattr(importlib.import_module(module), attr)
 
 
 def get(name: str) -> Modality:

@@ -10,7 +10,7 @@ import math
 
 from PIL import Image, ImageDraw
 
-from mmtok.modalities.grid import font
+from mmtok.modalities.image.grid import font
 
 PANEL = (440, 250)
 MARGIN = dict(left=64, right=14, top=30, bottom=34)

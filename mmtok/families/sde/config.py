@@ -77,5 +77,5 @@ PRESETS = {
 }
 
 FAMILY = register(Family(name="sde", modality="image", model_config=SDEConfig, loss_config=SDELoss,
-                         model="mmtok.families.sde.model:SDE", objective="mmtok.modalities.image:SemanticImageObjective",
+                         model="mmtok.families.sde.model:SDE", objective="mmtok.modalities.image.objective:SemanticImageObjective",
                          presets=PRESETS))

@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 
 from mmtok.errors import DataError, RecipeError
-from mmtok.modalities.image import ImageMetrics, SemanticImageObjective
+from mmtok.modalities.image.objective import ImageMetrics, SemanticImageObjective
 
 PIXEL_TERMS = ("l1", "l2", "perceptual", "gan", "lecam")
 
@@ -73,7 +73,7 @@ def data_captioned(source: str) -> bool | None:
     if kind == "demo":
         return False
     if kind == "folder":
-        from mmtok.data.image import find_images
+        from mmtok.modalities.image.decode import find_images
 
         return any(Path(f).with_suffix(".txt").is_file() for f in find_images(source))
     return None

@@ -6,7 +6,7 @@ a lower one. Two l2-normalised codebooks of the same size K share ONE index per 
 argmin(w_sem d_sem + w_pix d_pix). A small semantic decoder is trained to give the teacher's patch features
 back from the semantic codes (1 - cos); the conv pixel decoder gives pixels back from the codes. The model is
 mmtok.families.tokenflow.model; the objective is the image objective (l1/l2, LPIPS, PatchGAN) with
-semantic_cosine in validation (mmtok.modalities.image.SemanticImageObjective).
+semantic_cosine in validation (mmtok.modalities.image.objective.SemanticImageObjective).
 
 `scales` (optional) turns on TokenFlow's multi-scale residual quantization (VAR-style, one shared id per position
 per scale; mmtok.families.tokenflow.multiscale); null keeps the single-scale model exactly as it was.
@@ -174,4 +174,4 @@ PRESETS = {
 
 FAMILY = register(Family(name="tokenflow", modality="image", model_config=TokenFlowConfig,
                          loss_config=TokenFlowLoss, model="mmtok.families.tokenflow.model:TokenFlow",
-                         objective="mmtok.modalities.image:SemanticImageObjective", presets=PRESETS))
+                         objective="mmtok.modalities.image.objective:SemanticImageObjective", presets=PRESETS))

@@ -54,4 +54,4 @@ PRESETS = {
 
 FAMILY = register(Family(name="vqgan", modality="image", model_config=VQGANConfig, loss_config=VQGANLoss,
                          model="mmtok.families.vqgan.model:VQGAN",
-                         objective="mmtok.modalities.image:ImageObjective", presets=PRESETS))
+                         objective="mmtok.modalities.image.objective:ImageObjective", presets=PRESETS))

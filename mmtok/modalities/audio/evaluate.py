@@ -1,6 +1,6 @@
 """`mmtok eval` for audio codecs: one pass over held-out segments, every metric at several numbers of RVQ levels.
 
-Protocol: the "val" split of the data source (mmtok.data.audio_stream: every file decoded, mixed down / resampled
+Protocol: the "val" split of the data source (mmtok.modalities.audio.stream: every file decoded, mixed down / resampled
 to the model's rate and cut into consecutive non-overlapping segments of the model's segment length, a file
 shorter than one segment zero-padded); EMA weights unless told otherwise; ids from one encode with every level,
 each reconstruction decoded from the first n levels (n in `levels`, default 1, 2, 4, ... and all) and clamped to
@@ -9,7 +9,7 @@ at 1e-5) and STFT distance (windows 2048 and 512: log10 power L1 + magnitude L1)
 n * log2(K) * frame rate. With all levels: wide-band PESQ (at 16 kHz) and STOI when their packages are installed,
 on each batch's segments joined end to end (both measures need seconds of speech, a segment is a fraction of one).
 Codebook usage, perplexity and entropy of each level over the whole pass on all ranks; encode and decode
-throughput (segments/s) timed apart. Results go to a new folder per evaluation (mmtok.evaluation.output):
+throughput (segments/s) timed apart, in the one evaluation loop (mmtok.evaluation.harness). Results:
 metrics.json, report.md, spectrogram.png (originals above, all-level reconstructions below), clips/*.wav,
 codebook_usage.png, codebook_counts.npy.
 """
@@ -17,17 +17,12 @@ from __future__ import annotations
 
 import math
 import os
-import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 from mmtok.errors import MmtokError
-from mmtok.evaluation.output import check_out, prepare_out
+from mmtok.evaluation.harness import EvalPass, run
 
-SPLIT = "val"
 CLIPS = 4
-FILES = {"metrics": "metrics.json", "report": "report.md", "spectrogram": "spectrogram.png", "clips": "clips",
-         "usage_plot": "codebook_usage.png", "codebook_counts": "codebook_counts.npy"}
 
 
 def default_levels(total: int) -> list[int]:
@@ -51,151 +46,97 @@ def check_levels(levels, total: int, bitrates: list[float] | None = None) -> lis
     return sorted(set(levels))
 
 
-def evaluate(model_path: str | os.PathLike, data: str, *, out: str | os.PathLike | None = None,
-             force: bool = False, num_samples: int | None = None, batch_size: int = 16, devices: int = 1,
-             accelerator: str = "auto", num_workers: int = 2, ema: bool = True, console=None, progress: bool = True,
-             levels: list[int] | None = None, bitrate: float | None = None) -> dict:
+def evaluate(model_path: str | os.PathLike, data: str, *, levels: list[int] | None = None,
+             bitrate: float | None = None, **options) -> dict:
     """Evaluate the audio codec at `model_path` (run dir, .ckpt or bundle) on `data` ("demo", a folder of audio or
-    shards); `num_samples` caps the segments; `levels` the numbers of RVQ levels measured besides all of
-    them (default 1, 2, 4, ...); `bitrate` (kbps) adds the most levels that fit in it (MmtokError when even one level needs more).
-    Returns the result dict written to OUT/metrics.json (keys mmtok_version, created, model (with
-    weights_sha256), protocol, metrics, unavailable, warnings, files) plus "out". Writes on global rank 0 only."""
-    if batch_size < 1 or devices < 1 or (num_samples is not None and num_samples < 1):
-        raise MmtokError(f"bad settings: batch_size={batch_size}, devices={devices}, num_samples={num_samples}",
-                         hint="all must be >= 1")
-    from mmtok import hardware
+    shards); `levels` the numbers of RVQ levels measured besides all of them (default 1, 2, 4, ...); `bitrate`
+    (kbps) adds the most levels that fit in it (MmtokError when even one level needs more). `options` are the
+    harness's (mmtok.evaluation.harness.run: out, force, num_samples (segments), batch_size, devices, ...)."""
+    return run(model_path, data, lambda model, recipe: AudioPass(model, recipe, levels=levels, bitrate=bitrate),
+               **options)
 
-    accel, devices = hardware.resolve(accelerator, devices, "ddp" if devices > 1 else "auto")
-    check_out(out, force)
 
-    import lightning as L
-    import torch
-    from rich.console import Console
+class AudioPass(EvalPass):
+    unit = "segments"
 
-    import mmtok
-    from mmtok.data import make_loader
-    from mmtok.evaluation.timing import progress_bar, throughput
-    from mmtok.metrics import CodebookUsage
-    from mmtok.metrics.audio import AudioDistances, LevelUsage, optional_metrics
-    from mmtok.model_io import load_model, weights_fingerprint
+    def __init__(self, model, recipe, *, levels: list[int] | None, bitrate: float | None):
+        super().__init__(model, recipe)
+        spec = self.spec
+        self.total = spec.num_codebooks
+        self.rates = rates = list(spec["bitrate_per_level"])
+        chosen = sorted(set(check_levels(levels, self.total, rates)) | {self.total})  # all levels: the headline
+        if bitrate is not None:
+            fits = [i + 1 for i, r in enumerate(rates) if r <= bitrate * 1000 + 1e-6]
+            if not fits:
+                raise MmtokError(f"--bitrate {bitrate:g} kbps is below this codec's lowest bitrate ({rates[0] / 1000:g}"
+                                 " kbps with one level)", hint=f"its bitrates: {', '.join(f'{r / 1000:g}' for r in rates)} "
+                                 "kbps")
+            chosen = sorted(set(chosen) | {fits[-1]})
+        self.chosen = chosen
+        self.sr = int(spec["sample_rate"])
+        self.kept_x, self.kept_recon = [], []
 
-    console = console or Console(stderr=True)
-    model, recipe, info = load_model(model_path, ema=ema)
-    spec, cfg = model.meta, recipe.model
-    k, total = int(spec["codebook_size"]), int(spec["num_codebooks"])
-    rates = list(spec["bitrate_per_level"])
-    chosen = sorted(set(check_levels(levels, total, rates)) | {total})  # all levels: the headline numbers
-    if bitrate is not None:
-        fits = [i + 1 for i, r in enumerate(rates) if r <= bitrate * 1000 + 1e-6]
-        if not fits:
-            raise MmtokError(f"--bitrate {bitrate:g} kbps is below this codec's lowest bitrate ({rates[0] / 1000:g} "
-                             "kbps with one level)", hint=f"its bitrates: {', '.join(f'{r / 1000:g}' for r in rates)} "
-                             "kbps")
-        chosen = sorted(set(chosen) | {fits[-1]})
-    fingerprint = weights_fingerprint(model, cfg.model_dump(mode="json"))
-    n_devices = len(devices) if isinstance(devices, list) else devices
-    fabric = L.Fabric(accelerator=accel, devices=devices, strategy="ddp" if n_devices > 1 else "auto",
-                      precision="32-true")
-    fabric.launch()
-    L.seed_everything(recipe.seed, verbose=False)
-    device, is_main, world = fabric.device, fabric.is_global_zero, fabric.world_size
-    model = model.to(device)
-    sr = int(spec["sample_rate"])
-    distances = {n: AudioDistances(sr).to(device) for n in chosen}
-    per_level = LevelUsage(k, total).to(device)
-    usage = CodebookUsage(k, total).to(device)
-    extra, unavailable = optional_metrics(sr)
-    extra = {name: m.to(device) for name, m in extra.items()}
+    def setup(self, device, *, console, is_main: bool, world: int) -> None:
+        from mmtok.metrics.audio import AudioDistances, LevelUsage, optional_metrics
 
-    loader = make_loader(data, SPLIT, cfg, batch_size=batch_size, num_workers=num_workers, shuffle_buffer=0,
-                         seed=recipe.seed, max_samples=num_samples, modality="audio")
-    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-    times = {"encode": 0.0, "decode": 0.0, "n": 0, "first": None}
-    kept_x, kept_recon, skipped, bad = [], [], 0, []
-    bar = progress_bar(console, num_samples, world, enabled=progress and is_main, unit="segments")
-    with bar, torch.no_grad():
-        task = bar.add_task("eval", total=math.ceil(num_samples / world) if num_samples else None)
-        for i, batch in enumerate(loader):
-            x = batch["audio"].to(device)
-            skipped += int(batch["skipped"].sum())
-            bad += batch.get("bad", [])
-            sync()
-            t0 = time.perf_counter()
-            ids = model.encode(x)
-            sync()
-            t1 = time.perf_counter()
-            recon = model.decode(ids).float().clamp(-1, 1)
-            sync()
-            t2 = time.perf_counter()
-            if i == 0:
-                times["first"] = (t1 - t0, t2 - t1, x.shape[0])
-            else:
-                times["encode"] += t1 - t0
-                times["decode"] += t2 - t1
-                times["n"] += x.shape[0]
-            for n, metric in distances.items():
-                metric.update(x, recon if n == total else model.decode(ids[..., :n]).float().clamp(-1, 1))
-            per_level.update(ids)
-            usage.update(ids.movedim(-1, 1))
-            # PESQ and STOI need seconds of speech: each batch's segments joined end to end, per channel
-            flat_x, flat_r = x.transpose(0, 1).reshape(x.shape[1], -1), recon.transpose(0, 1).reshape(x.shape[1], -1)
-            for metric in extra.values():
-                metric.update(flat_r, flat_x)
-            if is_main and len(kept_x) * batch_size < CLIPS:
-                kept_x.append(x[:CLIPS].cpu())
-                kept_recon.append(recon[:CLIPS].cpu())
-            bar.advance(task, x.shape[0])
+        self.is_main = is_main
+        self.distances = {n: AudioDistances(self.sr).to(device) for n in self.chosen}
+        self.per_level = LevelUsage(self.spec.codebook_size, self.total).to(device)
+        extra, unavailable = optional_metrics(self.sr)
+        self.extra_metrics = {name: m.to(device) for name, m in extra.items()}
+        self.unavailable.update(unavailable)
 
-    counted = usage.compute()
-    levels_stats = per_level.compute()
-    counts = usage.histogram()
-    n_total = int(counted["num_samples"])
-    by_levels = {}
-    for n, metric in distances.items():
-        values = metric.compute()
-        by_levels[str(n)] = {"kbps": round(rates[n - 1] / 1000, 4), **{key: float(v) for key, v in values.items()}}
-    full = by_levels[str(total)]
-    metrics = {
-        "mel_distance": full["mel_distance"], "stft_distance": full["stft_distance"], "si_sdr": full["si_sdr"],
-        "bitrate_kbps": rates[-1] / 1000,
-    }
-    for name, metric in extra.items():
-        value = float(metric.compute())
-        metrics[name] = value if math.isfinite(value) else "unavailable"
-        if name == "pesq" and int(metric.failed):
-            unavailable["pesq_failed_segments"] = f"{int(metric.failed)} segment(s) PESQ could not score (no speech)"
-    for name in ("pesq", "stoi"):
-        if name in unavailable:
-            metrics[name] = "unavailable"
-    usage_pct = [round(100 * float(u), 3) for u in levels_stats["usage"]]
-    metrics.update({
-        "codebook_usage_pct": float(counted["usage_pct"]), "codebook_usage_min_pct": min(usage_pct),
-        "codebook_used": int(counted["used_codes"]), "codebook_size": k, "num_codebooks": total,
-        "codebook_perplexity": float(counted["perplexity"]), "codebook_entropy_bits": float(counted["entropy_bits"]),
-        "codebook_entropy_max_bits": math.log2(k), "tokens_per_sample": float(counted["tokens_per_sample"]),
-        "usage_per_level_pct": usage_pct,
-        "perplexity_per_level": [round(float(p), 3) for p in levels_stats["perplexity"]],
-        "entropy_bits_per_level": [round(float(e), 4) for e in levels_stats["entropy_bits"]],
-        "by_levels": by_levels,
-    })
-    metrics.update(throughput(fabric, times, device))
-    skipped = int(fabric.all_reduce(torch.tensor(skipped, device=device), reduce_op="sum"))
-    warnings_ = []
-    if skipped:
-        warnings_.append(f"{skipped} file(s) dropped: " + "; ".join(dict.fromkeys(bad))[:400])
-    if num_samples and n_total < num_samples:
-        warnings_.append(f"asked for {num_samples} segments, the data held {n_total}")
-    seconds = cfg.segment_samples / sr
-    result = {
-        "mmtok_version": mmtok.__version__,
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "model": {**info, "family": recipe.model.family, "weights_sha256": fingerprint},
-        "protocol": {
-            "data": data, "split": SPLIT, "num_samples": n_total, "num_samples_requested": num_samples,
-            "skipped_samples": skipped, "sample_rate": sr, "channels": int(spec["channels"]),
-            "segment_seconds": seconds, "frame_rate": float(spec["frame_rate"]), "levels": chosen,
-            "batch_size": batch_size, "devices": world, "device": str(device.type), "precision": "fp32",
-            "weights": info["weights"], "seed": recipe.seed,
+    def decode(self, ids):
+        return self.model.decode(ids).float().clamp(-1, 1)
+
+    def update(self, batch: dict, x, ids, recon) -> None:
+        for n, metric in self.distances.items():
+            metric.update(x, recon if n == self.total else self.model.decode(ids[..., :n]).float().clamp(-1, 1))
+        self.per_level.update(ids)
+        # PESQ and STOI need seconds of speech: each batch's segments joined end to end, per channel
+        flat_x, flat_r = x.transpose(0, 1).reshape(x.shape[1], -1), recon.transpose(0, 1).reshape(x.shape[1], -1)
+        for metric in self.extra_metrics.values():
+            metric.update(flat_r, flat_x)
+        if self.is_main and sum(len(k) for k in self.kept_x) < CLIPS:
+            self.kept_x.append(x[:CLIPS].cpu())
+            self.kept_recon.append(recon[:CLIPS].cpu())
+
+    def metrics(self, num_samples: int) -> dict:
+        rates, unavailable = self.rates, self.unavailable
+        by_levels = {}
+        for n, metric in self.distances.items():
+            values = metric.compute()
+            by_levels[str(n)] = {"kbps": round(rates[n - 1] / 1000, 4), **{key: float(v) for key, v in values.items()}}
+        full = by_levels[str(self.total)]
+        metrics = {
+            "mel_distance": full["mel_distance"], "stft_distance": full["stft_distance"], "si_sdr": full["si_sdr"],
+            "bitrate_kbps": rates[-1] / 1000,
+        }
+        for name, metric in self.extra_metrics.items():
+            value = float(metric.compute())
+            metrics[name] = value if math.isfinite(value) else "unavailable"
+            if name == "pesq" and int(metric.failed):
+                unavailable["pesq_failed_segments"] = (f"{int(metric.failed)} segment(s) PESQ could not score "
+                                                       "(no speech)")
+        for name in ("pesq", "stoi"):
+            if name in unavailable:
+                metrics[name] = "unavailable"
+        levels_stats = self.per_level.compute()
+        usage_pct = [round(100 * float(u), 3) for u in levels_stats["usage"]]
+        metrics.update({
+            "codebook_usage_min_pct": min(usage_pct), "usage_per_level_pct": usage_pct,
+            "perplexity_per_level": [round(float(p), 3) for p in levels_stats["perplexity"]],
+            "entropy_bits_per_level": [round(float(e), 4) for e in levels_stats["entropy_bits"]],
+            "by_levels": by_levels,
+        })
+        return metrics
+
+    def protocol(self) -> dict:
+        spec = self.spec
+        return {
+            "sample_rate": self.sr, "channels": int(spec["channels"]),
+            "segment_seconds": self.recipe.model.segment_samples / self.sr, "frame_rate": float(spec["frame_rate"]),
+            "levels": self.chosen,
             "segments": "every file cut into consecutive non-overlapping segments from its start (a file shorter "
                         "than one segment zero-padded), decoded with soundfile, mixed down and resampled with soxr",
             "distances": "DAC's mel distance (windows 32..2048, 5..320 mel bands, L1 of log10 mel clamped at 1e-5) "
@@ -203,44 +144,27 @@ def evaluate(model_path: str | os.PathLike, data: str, *, out: str | os.PathLike
                          "averaged; SI-SDR in dB, zero-mean; reconstructions clamped to [-1, 1]",
             "pesq_stoi": "all levels, on each batch's segments joined end to end (both need seconds of speech); "
                          "PESQ wide band after resampling to 16 kHz; STOI at the model's rate",
-            "throughput": "segments/s over all devices, first batch excluded as warm-up, encode and decode apart",
-        },
-        "metrics": metrics,
-        "unavailable": unavailable,
-        "warnings": warnings_,
-    }
-    if is_main:
-        out_dir = prepare_out(out, model_path, force)
-        result["files"] = _write(out_dir, result, counts, kept_x, kept_recon, sr)
-        result["out"] = str(out_dir)
-    fabric.barrier()
-    return result
+        }
 
+    def usage_title(self, metrics: dict, counts) -> str:
+        return (f"codebook usage: {metrics['codebook_used']}/{counts.numel()} codes of {counts.shape[0]} levels used "
+                f"({metrics['codebook_usage_pct']:.1f}% on average, least-used level "
+                f"{metrics['codebook_usage_min_pct']:.1f}%)")
 
-def _write(out: Path, result: dict, counts, kept_x: list, kept_recon: list, sample_rate: int) -> dict:
-    import numpy as np
-    import torch
+    def write(self, out: Path, result: dict) -> dict[str, str]:
+        import torch
 
-    from mmtok.evaluation.plots import usage_plot
-    from mmtok.evaluation.report import write_json
-    from mmtok.modalities.audio.samples import spectrogram_picture, write_clips
+        from mmtok.modalities.audio.samples import spectrogram_picture, write_clips
 
-    files = dict(FILES)
-    if kept_x:
-        x, recon = torch.cat(kept_x)[:CLIPS], torch.cat(kept_recon)[:CLIPS]
-        spectrogram_picture(x, recon, sample_rate, out / files["spectrogram"])
-        write_clips(x, recon, sample_rate, out / files["clips"])
-    else:
-        del files["spectrogram"], files["clips"]
-    m = result["metrics"]
-    title = (f"codebook usage: {m['codebook_used']}/{counts.numel()} codes of {counts.shape[0]} levels used "
-             f"({m['codebook_usage_pct']:.1f}% on average, least-used level {m['codebook_usage_min_pct']:.1f}%)")
-    usage_plot(counts.numpy(), out / files["usage_plot"], title=title)
-    np.save(out / files["codebook_counts"], counts.numpy().astype(np.int64))
-    result["files"] = files
-    write_json(out / files["metrics"], result)
-    (out / files["report"]).write_text(report_markdown(result))
-    return files
+        if not self.kept_x:
+            return {}
+        x, recon = torch.cat(self.kept_x)[:CLIPS], torch.cat(self.kept_recon)[:CLIPS]
+        spectrogram_picture(x, recon, self.sr, out / "spectrogram.png")
+        write_clips(x, recon, self.sr, out / "clips")
+        return {"spectrogram": "spectrogram.png", "clips": "clips"}
+
+    def report(self, result: dict) -> str:
+        return report_markdown(result)
 
 
 def report_markdown(result: dict) -> str:

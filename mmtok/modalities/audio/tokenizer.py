@@ -55,7 +55,7 @@ class AudioTokenizer(BaseTokenizer):
 
     def _waves(self, item: Any, sample_rate: int | None) -> list[torch.Tensor]:
         """One input as a list of [C, T] float32 CPU tensors at this tokenizer's sample rate."""
-        from mmtok.data.audio import AudioDecodeError, AudioSpec, prepare, read_audio, resample
+        from mmtok.modalities.audio.decode import AudioDecodeError, AudioSpec, prepare, read_audio, resample
 
         if isinstance(item, (str, os.PathLike)):
             try:

@@ -2,7 +2,7 @@
 (MPJPE, PA-MPJPE, acceleration error on recovered joints, codebook usage and perplexity) and stick-figure samples.
 
 Batches hold raw features under "motion" ([B, T, D]); the model's output carries the normalised input and
-reconstruction (mmtok.families.motion.model.MotionOutput) that the feature terms compare, as T2M-GPT does.
+reconstruction (mmtok.families.motion_vq.model.MotionOutput) that the feature terms compare, as T2M-GPT does.
 """
 from __future__ import annotations
 
@@ -50,7 +50,7 @@ class MotionMetrics(MetricSuite):
 class MotionObjective(Objective):
     """features (smooth-L1 on all normalised features), joint_positions (smooth-L1 on the normalised positions
     slice), velocity (smooth-L1 between joint velocities in m/s from finite differences over time of the joints
-    recovered from raw features); see mmtok.families.motion.config.MotionLoss."""
+    recovered from raw features); see mmtok.families.motion_vq.config.MotionLoss."""
 
     def __init__(self, recipe):
         super().__init__(recipe)

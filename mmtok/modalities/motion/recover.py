@@ -1,5 +1,5 @@
 """Joint positions from features (torch, differentiable): HumanML3D's `recover_from_ric` and its twin for the
-"positions" layout (see mmtok.data.motion_layout).
+"positions" layout (see mmtok.modalities.motion.layout).
 
     joints = recover_joints(features, layout)   # [..., T, D] -> [..., T, J, 3] metres, Y up
 
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import torch
 
-from mmtok.data.motion_layout import FeatureLayout
+from mmtok.modalities.motion.layout import FeatureLayout
 
 
 def _qrot_y(angle: torch.Tensor, v: torch.Tensor) -> torch.Tensor:

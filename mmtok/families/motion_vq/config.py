@@ -5,7 +5,7 @@ T2M-GPT (Zhang et al. 2023; MotionGPT uses the same): a 1-D conv encoder over pe
 dim 512 with EMA updates (0.99) and dead-code reset, a mirrored decoder. MoMask (Guo et al. 2024): the same
 network with a residual VQ of 6 levels and quantizer dropout 0.2. The model takes raw features [B, T, D] and
 carries their Mean/Std as buffers (read from `stats` when trained, from the weights when loaded); see
-mmtok.families.motion.model and mmtok.data.motion_layout for the feature layouts.
+mmtok.families.motion_vq.model and mmtok.modalities.motion.layout for the feature layouts.
 """
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from typing import ClassVar, Literal, Optional
 
 from pydantic import Field, model_validator
 
-from mmtok.data.motion_layout import FEATURES, FeatureLayout, layout_for
+from mmtok.modalities.motion.layout import FEATURES, FeatureLayout, layout_for
 from mmtok.families import Family, register
 from mmtok.losses.config import LossConfig
 from mmtok.quantize.config import AnyQuantizerConfig, QuantizerConfig
@@ -114,5 +114,5 @@ PRESETS = {
 }
 
 FAMILY = register(Family(name="motion_vq", modality="motion", model_config=MotionVQConfig, loss_config=MotionLoss,
-                         model="mmtok.families.motion.model:MotionVQ",
+                         model="mmtok.families.motion_vq.model:MotionVQ",
                          objective="mmtok.modalities.motion.objective:MotionObjective", presets=PRESETS))

@@ -44,7 +44,7 @@ def language(path: str | Path) -> str:
 
 def demo_files(split: str) -> list[Path]:
     """The spoken descriptions of `split` ("train", "val" or "reserved"), sorted."""
-    from mmtok.data.audio import find_audio
+    from mmtok.modalities.audio.decode import find_audio
 
     root = demo_root()
     clips = [p for p in find_audio(root) if _DESC.search(p.name)]

@@ -1,12 +1,12 @@
 """The audio modality's data sources, registered by mmtok.modalities.audio as "audio/demo", "audio/folder" and
 "audio/shards": builder(source, split, spec, *, seed, max_samples, shuffle_buffer, holdout) -> an AudioStream
-(mmtok.data.audio_stream) of {"audio": float32 [C, S] in [-1, 1], "text": str, "skipped": int, "bad": list[str]},
+(mmtok.modalities.audio.stream) of {"audio": float32 [C, S] in [-1, 1], "text": str, "skipped": int, "bad": list[str]},
 `spec` being the codec's model section (sample rate, channels, segment length, loudness) or an AudioSpec."""
 from __future__ import annotations
 
 from pathlib import Path
 
-from mmtok.data.audio import audio_spec, find_audio
+from mmtok.modalities.audio.decode import audio_spec, find_audio
 from mmtok.errors import DataError
 
 
@@ -14,14 +14,14 @@ def audio_demo(source, split, spec, *, holdout, **kwargs):
     if holdout:
         raise DataError("holdout does not apply to 'demo': its val split is already separate speakers and languages",
                         hint="use split 'val' of 'demo' with holdout=0")
-    from mmtok.data.audio_demo import demo_files, demo_root
-    from mmtok.data.audio_stream import AudioFileStream
+    from mmtok.modalities.audio.demo import demo_files, demo_root
+    from mmtok.modalities.audio.stream import AudioFileStream
 
     return AudioFileStream(str(demo_root()), demo_files(split), split, audio_spec(spec), source="demo", **kwargs)
 
 
 def audio_folder(source, split, spec, **kwargs):
-    from mmtok.data.audio_stream import AudioFileStream
+    from mmtok.modalities.audio.stream import AudioFileStream
 
     files = find_audio(source)
     if not files:
@@ -33,7 +33,7 @@ def audio_folder(source, split, spec, **kwargs):
 
 
 def audio_shards(source, split, spec, **kwargs):
-    from mmtok.data.audio_stream import AudioShardStream
+    from mmtok.modalities.audio.stream import AudioShardStream
     from mmtok.data.sources import expand_shards
 
     return AudioShardStream(source, expand_shards(source), split, audio_spec(spec), **kwargs)

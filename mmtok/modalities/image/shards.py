@@ -22,8 +22,9 @@ import random
 from typing import Iterator
 
 from mmtok.data.holdout import is_held_out
-from mmtok.data.image import IMAGE_KEYS, ImageDecodeError, decode_image, image_to_uint8
-from mmtok.data.stream import DataStreamError, ImageStream, Place, SkipCounter, shard_caption, strided
+from mmtok.modalities.image.decode import IMAGE_KEYS, ImageDecodeError, decode_image, image_to_uint8
+from mmtok.data.stream import DataStreamError, Place, SkipCounter, shard_caption, strided
+from mmtok.modalities.image.stream import ImageStream
 
 _HINT = ("samples need an image entry (jpg, png, webp, ...); check the shards with "
          "`tar tf SHARD | head`, or rebuild them with `mmtok data pack FOLDER OUT_PATTERN`")

@@ -14,7 +14,7 @@ import os
 from pathlib import Path
 from typing import Callable
 
-from mmtok.data.audio import decode_audio, find_audio
+from mmtok.modalities.audio.decode import decode_audio, find_audio
 from mmtok.data.pack import PackReport, check_options, check_source, pack_files
 from mmtok.errors import DataError
 

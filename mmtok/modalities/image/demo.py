@@ -20,8 +20,9 @@ from typing import Iterator
 
 from PIL import Image
 
-from mmtok.data.image import pil_to_uint8, read_image
-from mmtok.data.stream import ImageStream, Place, SkipCounter, strided
+from mmtok.modalities.image.decode import pil_to_uint8, read_image
+from mmtok.data.stream import Place, SkipCounter, strided
+from mmtok.modalities.image.stream import ImageStream
 from mmtok.errors import DataError
 
 DEMO_TRAIN = (

@@ -15,8 +15,9 @@ from pathlib import Path
 from typing import Iterator
 
 from mmtok.data.holdout import split_files
-from mmtok.data.image import ImageDecodeError, decode_image, image_to_uint8
-from mmtok.data.stream import DataStreamError, ImageStream, Place, SkipCounter, sidecar_caption, strided
+from mmtok.modalities.image.decode import ImageDecodeError, decode_image, image_to_uint8
+from mmtok.data.stream import DataStreamError, Place, SkipCounter, sidecar_caption, strided
+from mmtok.modalities.image.stream import ImageStream
 
 _HINT = "the files are truncated, corrupt or not images; check a few with an image viewer"
 

@@ -1,4 +1,4 @@
-"""The image modality (MODALITY, see mmtok.modalities) and its objective: pixel terms (l1, l2), LPIPS
+"""The image objective: pixel terms (l1, l2), LPIPS
 (perceptual), a PatchGAN adversary (gan, lecam), the validation suite (PSNR on 8-bit levels, L2, codebook usage and perplexity) and reconstruction grids.
 
 Images are float [B, C, H, W] in [-1, 1] under the batch key "image". Image families (VQGAN and the semantic
@@ -11,9 +11,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from mmtok.losses.adversarial import LeCam, PatchDiscriminator, adaptive_weight, d_loss, g_loss
-from mmtok.modalities import Modality
 from mmtok.contract import Adversary, MetricSuite, Objective
+from mmtok.losses.adversarial import LeCam, PatchDiscriminator, adaptive_weight, d_loss, g_loss
 
 
 def to_8bit_levels(x: torch.Tensor) -> torch.Tensor:
@@ -118,7 +117,7 @@ class ImageObjective(Objective):
         return ImageMetrics(q.codebook_size, q.num_codebooks)
 
     def write_samples(self, x, out, path: Path) -> None:
-        from mmtok.modalities.grid import save_grid
+        from mmtok.modalities.image.grid import save_grid
 
         save_grid(x[:8], out.recon[:8].float().clamp(-1, 1), path)
 
@@ -152,13 +151,3 @@ class SemanticImageObjective(ImageObjective):
         q = self.recipe.model.quantizer
         return SemanticImageMetrics(q.codebook_size, q.num_codebooks)
 
-
-MODALITY = Modality(
-    name="image",
-    evaluate="mmtok.evaluation.runner:evaluate_images",
-    tokenizer="mmtok.export.tokenizer:ImageTokenizer",
-    bundle_meta="mmtok.export.bundle:image_bundle_meta",
-    card="mmtok.export.card:model_card",
-    lm_prefix="img",
-    pack="mmtok.data.pack:pack_folder",
-)

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps
 
+from mmtok.data.bad import one_line_reason
 from mmtok.errors import DataError
 
 # file suffixes read as images (folders, packing) and sample keys read as images (shards), in priority order
@@ -83,8 +84,7 @@ def describe_error(e: Exception) -> str:
     """A short one-line reason for an image that failed to open or decode."""
     if isinstance(e, Image.UnidentifiedImageError):
         return "not a recognised image format"
-    text = str(e).splitlines()[0] if str(e) else ""
-    return (f"{type(e).__name__}: {text}" if text else type(e).__name__)[:200]
+    return one_line_reason(e)
 
 
 def read_image(path: str | os.PathLike, *, min_size: int | None = None) -> Image.Image:

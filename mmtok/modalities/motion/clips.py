@@ -12,7 +12,7 @@
 - `.txt` / `.json` with a "Frames" list: DeepMimic clips (pybullet_data/data/motions/): per frame 44 numbers
   (duration, root position, root quaternion w-x-y-z, then the rotations of chest, neck, right hip, right knee
   (1 angle), right ankle, right shoulder, right elbow (1 angle), left hip, left knee, left ankle, left shoulder,
-  left elbow), forward kinematics on DeepMimic's humanoid (mmtok.data.motion_layout.DEEPMIMIC). Clips marked
+  left elbow), forward kinematics on DeepMimic's humanoid (mmtok.modalities.motion.layout.DEEPMIMIC). Clips marked
   "Loop": "wrap" are cycles and are repeated (root path and heading carried on) to at least LOOP_SECONDS.
 
 Errors are ClipError (a DataError) with a one-line reason; the stream skips and names such clips.
@@ -24,8 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-from mmtok.data.motion_features import features, forward_kinematics, qmul, qrot
-from mmtok.data.motion_layout import DEEPMIMIC, SMPL_JOINTS, layout_for
+from mmtok.modalities.motion.features import features, forward_kinematics, qmul, qrot
+from mmtok.modalities.motion.layout import DEEPMIMIC, SMPL_JOINTS, layout_for
 from mmtok.errors import DataError
 
 MOTION_SUFFIXES = (".npy", ".bvh", ".txt", ".json")

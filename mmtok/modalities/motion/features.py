@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from mmtok.data.motion_layout import FeatureLayout, Skeleton
+from mmtok.modalities.motion.layout import FeatureLayout, Skeleton
 
 FOOT_THRESHOLD = 0.002  # HumanML3D's contact threshold on squared per-frame foot displacement (m^2) at 20 fps
 HEADING_SIGMA_SECONDS = 1.0  # HumanML3D smooths the heading with a Gaussian of sigma 20 frames at 20 fps
@@ -162,7 +162,7 @@ def retarget(positions: np.ndarray, skeleton: Skeleton) -> np.ndarray:
 
 def features(positions: np.ndarray, layout: FeatureLayout, fps: float, *, uniform: bool = False) -> np.ndarray:
     """float32 [T - 1, layout.dim] features of joint positions [T, J, 3] (metres, Y up) at `fps` (see the module
-    docstring; "positions" layouts: mmtok.data.motion_layout). `uniform` first retargets to the skeleton's bone
+    docstring; "positions" layouts: mmtok.modalities.motion.layout). `uniform` first retargets to the skeleton's bone
     lengths (HumanML3D does, for sources of other proportions). Raises ValueError for T < 2 or the wrong J."""
     positions = np.asarray(positions, dtype=np.float64)
     if positions.ndim != 3 or positions.shape[1] != layout.num_joints or positions.shape[2] != 3:

@@ -2,7 +2,7 @@
 rank placement, seeding, shuffling and skip accounting as the image streams (mmtok.data.stream).
 
 Every sample is {"audio": float32 [C, S] in [-1, 1], "text": str, "skipped": int, "bad": list[str]}: S samples
-at the model's sample rate (mmtok.data.audio.AudioSpec), "text" the transcript (a sidecar NAME.txt beside a
+at the model's sample rate (mmtok.modalities.audio.decode.AudioSpec), "text" the transcript (a sidecar NAME.txt beside a
 file, a shard's "txt" entry) or "".
 train: endless, one random segment per file visit (a file shorter than the segment is zero-padded), files
 reshuffled every pass (shards: resampled), seeded per (seed, pass, rank, worker), a shuffle buffer over segments.
@@ -18,80 +18,40 @@ import random
 from typing import Iterator
 
 import numpy as np
-from torch.utils.data import IterableDataset
 
-from mmtok.data.audio import (AUDIO_KEYS, AudioDecodeError, AudioSpec, audio_frames, decode_audio, fixed_segment,
-                              prepare, random_segment, read_audio, segment_count)
-from mmtok.data.holdout import check_holdout, is_held_out, split_files
-from mmtok.data.stream import (DataStreamError, Place, SkipCounter, _shuffled, _share, _take, shard_caption,
-                               sidecar_caption, strided)
-from mmtok.errors import DataError
+from mmtok.data.holdout import is_held_out, split_files
+from mmtok.data.stream import DataStreamError, Place, SkipCounter, Stream, _share, shard_caption, sidecar_caption, strided
+from mmtok.modalities.audio.decode import (AUDIO_KEYS, AudioDecodeError, AudioSpec, audio_frames, decode_audio,
+                                           fixed_segment, prepare, random_segment, read_audio, segment_count)
 
 _HINT = "the files are truncated, corrupt, silent or not audio; check a few with an audio player"
 
 
-class AudioStream(IterableDataset):
+class AudioStream(Stream):
     """Base of the audio sources: subclasses implement `_segments(place, rng, skips)`, yielding
     (float32 [C, S] array, text) and calling `skips.skip(name, reason)` for each file they drop."""
 
-    def __init__(self, split: str, spec: AudioSpec, *, seed: int = 0, max_samples: int | None = None,
-                 shuffle_buffer: int = 0, holdout: float = 0.0):
-        super().__init__()
-        if split not in ("train", "val"):
-            raise DataError(f"unknown split {split!r}", hint="use 'train' or 'val'")
-        if max_samples is not None and max_samples < 0:
-            raise DataError(f"max_samples must be >= 0, got {max_samples}")
-        self.split, self.spec, self.seed = split, spec, int(seed)
-        self.max_samples, self.shuffle_buffer = max_samples, int(shuffle_buffer)
-        self.holdout = check_holdout(holdout)
-        self.source = ""
-        self._passes = 0
-        self._named: set[str] = set()
-
-    @property
-    def train(self) -> bool:
-        return self.split == "train"
-
-    def describe(self) -> str:
-        if not self.holdout:
-            return self.source
-        part = "held-out" if self.split == "val" else "training"
-        return f"the {part} part of {self.source} (holdout {self.holdout:g})"
+    def __init__(self, split: str, spec: AudioSpec, **kwargs):
+        super().__init__(split, **kwargs)
+        self.spec = spec
 
     def _segments(self, place: Place, rng: random.Random, skips: SkipCounter) -> Iterator:
         raise NotImplementedError
 
-    def __iter__(self) -> Iterator[dict]:
-        place = Place.current()
-        rng = random.Random(f"{self.seed}-{self._passes}-{place.rank}-{place.worker}")
-        self._passes += 1
-        skips = SkipCounter(self._named, distinct=self.train)
-        items = self._segments(place, rng, skips)
-        if self.train and self.max_samples is not None:
-            items = _take(items, _share(self.max_samples, place))
-        if self.train and self.shuffle_buffer > 1:
-            items = _shuffled(items, self.shuffle_buffer, rng)
-        held, held_skips = None, (0, [])
-        for item in items:  # hold one back so skips after the last segment still reach the caller
-            if held is not None:
-                yield _sample(held, *held_skips)
-            held, held_skips = item, skips.take()
-        if held is not None:
-            n, bad = skips.take()
-            yield _sample(held, held_skips[0] + n, held_skips[1] + bad)
+    def _items(self, place: Place, rng: random.Random, skips: SkipCounter) -> Iterator:
+        return self._segments(place, rng, skips)
+
+    def _to_sample(self, item) -> dict:
+        import torch
+
+        wave, text = item
+        return {"audio": torch.from_numpy(np.ascontiguousarray(wave, dtype=np.float32)), "text": text}
 
     def _too_short(self, longest: float) -> DataStreamError:
         return DataStreamError(
             f"the {self.spec.seconds:g} s segment is longer than every audio file of {self.describe()} (longest "
             f"{longest:.2f} s)", hint="shorten model.segment_seconds, or give longer recordings")
 
-
-def _sample(item, skipped: int, bad: list[str]) -> dict:
-    import torch
-
-    wave, text = item
-    return {"audio": torch.from_numpy(np.ascontiguousarray(wave, dtype=np.float32)), "text": text,
-            "skipped": skipped, "bad": bad}
 
 
 class AudioFileStream(AudioStream):

@@ -5,8 +5,8 @@
     # packed/train/<clip>.npy and packed/val/<clip>.npy features [T, D] at spec.fps (without holdout:
     # packed/<clip>.npy), packed/Mean.npy, packed/Std.npy (training clips only), packed/motion.json
 
-`spec` is a motion model config (mmtok.families.motion.config.MotionVQConfig: features, fps, joint_map, ...).
-The statistics follow HumanML3D's convention (mmtok.data.motion_features.mean_std) and are computed over every
+`spec` is a motion model config (mmtok.families.motion_vq.config.MotionVQConfig: features, fps, joint_map, ...).
+The statistics follow HumanML3D's convention (mmtok.modalities.motion.features.mean_std) and are computed over every
 finite frame of the training split only: with `holdout`, the clips held out by name (mmtok.data.holdout, the
 same rule `data.val=holdout` uses) are converted but left out of Mean/Std. A packed folder is both training
 data (`--data packed/train --set data.val=packed/val`) and the recipe's statistics (`model.stats=packed`).
@@ -21,8 +21,8 @@ from pathlib import Path
 import numpy as np
 
 from mmtok.data.holdout import check_holdout, relative_name, split_files
-from mmtok.data.motion_clips import find_clips, layout_of, read_clip
-from mmtok.data.motion_features import mean_std
+from mmtok.modalities.motion.clips import find_clips, layout_of, read_clip
+from mmtok.modalities.motion.features import mean_std
 from mmtok.errors import DataError
 
 
@@ -75,7 +75,7 @@ def _stats(clips: list[np.ndarray], spec, source: str, errors: list[str]):
 def _demo_stats(features: str, num_joints, fps: float) -> tuple[np.ndarray, np.ndarray]:
     from types import SimpleNamespace
 
-    from mmtok.data.motion import demo_files
+    from mmtok.modalities.motion.sources import demo_files
 
     spec = SimpleNamespace(features=features, num_joints=num_joints, fps=fps, joint_map={}, bvh_scale=None)
     clips = [_finite_rows(read_clip(f, spec)) for f in demo_files("train")]
@@ -83,7 +83,7 @@ def _demo_stats(features: str, num_joints, fps: float) -> tuple[np.ndarray, np.n
 
 
 def demo_stats(spec) -> tuple[np.ndarray, np.ndarray]:
-    """Mean/Std of the built-in clips' training split (mmtok.data.motion.DEMO_TRAIN) in `spec`'s layout and fps."""
+    """Mean/Std of the built-in clips' training split (mmtok.modalities.motion.sources.DEMO_TRAIN) in `spec`'s layout and fps."""
     mean, std = _demo_stats(spec.features, spec.num_joints, float(spec.fps))
     return mean.copy(), std.copy()
 

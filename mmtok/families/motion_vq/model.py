@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from mmtok.errors import DataError, MmtokError
-from mmtok.families.motion.config import MotionVQConfig
+from mmtok.families.motion_vq.config import MotionVQConfig
 from mmtok.contract import TokenSpec, Tokenizer, TokenizerOutput
 from mmtok.quantize import build_quantizer
 
@@ -91,7 +91,7 @@ def load_stats(source: str | None, dim: int, cfg: MotionVQConfig) -> tuple[np.nd
     if source == "identity":
         return np.zeros(dim, np.float32), np.ones(dim, np.float32)
     if source == "demo":
-        from mmtok.data.motion_pack import demo_stats
+        from mmtok.modalities.motion.pack import demo_stats
 
         mean, std = demo_stats(cfg)
     else:

@@ -2,7 +2,7 @@
 
 Sources (registered by mmtok.modalities.motion as "motion/folder" and "motion/demo"):
 - a folder, searched recursively for .npy feature files, .bvh files and DeepMimic .txt/.json clips (read and
-  converted by mmtok.data.motion_clips to the recipe's layout and fps);
+  converted by mmtok.modalities.motion.clips to the recipe's layout and fps);
 - "demo": the DeepMimic humanoid clips that ship inside PyPI `pybullet` (pybullet_data/data/motions/): DEMO_TRAIN
   to train on, DEMO_VAL held out (never trained on: other performances of kinds of motion seen in training).
   humanoid3d_kick (1.5 s, not a cycle) is in neither: it is shorter than most windows.
@@ -25,13 +25,12 @@ from typing import Iterator
 
 import numpy as np
 import torch
-from torch.utils.data import IterableDataset
 
-from mmtok.data.holdout import check_holdout, relative_name, split_files
-from mmtok.data.motion_clips import (ClipError, FeatureDimError, check_feature_shape, find_clips, layout_of, read_clip,
-                                     bvh_positions)
-from mmtok.data.stream import DataStreamError, Place, SkipCounter, strided
+from mmtok.data.holdout import relative_name, split_files
+from mmtok.data.stream import DataStreamError, Place, SkipCounter, Stream, strided
 from mmtok.errors import DataError
+from mmtok.modalities.motion.clips import (ClipError, FeatureDimError, bvh_positions, check_feature_shape, find_clips,
+                                           layout_of, read_clip)
 
 DEMO_TRAIN = (
     "humanoid3d_backflip", "humanoid3d_cartwheel", "humanoid3d_crawl", "humanoid3d_dance_a",
@@ -64,18 +63,13 @@ def demo_files(split: str) -> list[str]:
     return [str(f) for f in files]
 
 
-class MotionStream(IterableDataset):
+class MotionStream(Stream):
     """Windows of features from `files` (see the module docstring); `root` names them (relative paths)."""
 
     def __init__(self, files: list[str], split: str, spec, *, root: str | None = None, source: str = "",
                  seed: int = 0, max_samples: int | None = None, holdout: float = 0.0):
-        super().__init__()
-        if split not in ("train", "val"):
-            raise DataError(f"unknown split {split!r}", hint="use 'train' or 'val'")
-        if max_samples is not None and max_samples < 0:
-            raise DataError(f"max_samples must be >= 0, got {max_samples}")
-        self.split, self.spec, self.seed, self.max_samples = split, spec, int(seed), max_samples
-        self.holdout = check_holdout(holdout)
+        super().__init__(split, seed=seed, max_samples=max_samples, holdout=holdout)
+        self.spec = spec
         self.root = root
         if self.holdout:
             train_files, val_files = split_files(root, files, self.holdout)
@@ -84,18 +78,6 @@ class MotionStream(IterableDataset):
         self.source = source or (root or "motion clips")
         self.window = int(spec.window)
         self._cache: dict[tuple[str, bool], tuple] = {}  # (path, mirrored) -> (runs, reason)
-        self._named: set[str] = set()
-        self._passes = 0
-
-    @property
-    def train(self) -> bool:
-        return self.split == "train"
-
-    def describe(self) -> str:
-        if not self.holdout:
-            return self.source
-        part = "held-out" if self.split == "val" else "training"
-        return f"the {part} part of {self.source} (holdout {self.holdout:g})"
 
     def name(self, path: str) -> str:
         return relative_name(path, self.root) if self.root else Path(path).stem
@@ -142,26 +124,11 @@ class MotionStream(IterableDataset):
 
     # ------------------------------------------------------------------------------------------- iteration
 
-    def __iter__(self) -> Iterator[dict]:
-        place = Place.current()
-        rng = random.Random(f"{self.seed}-{self._passes}-{place.rank}-{place.worker}")
-        self._passes += 1
-        skips = SkipCounter(self._named, distinct=self.train)
-        windows = self._train_windows(place, rng, skips) if self.train else self._val_windows(place, skips)
-        if self.train and self.max_samples is not None:
-            share = self.max_samples // place.total + (1 if place.index < self.max_samples % place.total else 0)
-            windows = _take(windows, share)
-        held = None
-        for item in windows:  # hold one back so drops after the last window still reach the caller
-            if held is not None:
-                yield held
-            n, new = skips.take()
-            held = {**item, "skipped": n, "bad": new}
-        if held is not None:
-            n, new = skips.take()
-            held["skipped"] += n
-            held["bad"] = held["bad"] + new
-            yield held
+    def _items(self, place: Place, rng: random.Random, skips: SkipCounter) -> Iterator[dict]:
+        return self._train_windows(place, rng, skips) if self.train else self._val_windows(place, skips)
+
+    def _to_sample(self, item: dict) -> dict:
+        return item
 
     def _sample(self, path: str, run: tuple[int, np.ndarray], start: int) -> dict:
         """The window at `start` of a run; "start" counts frames from the clip's first."""
@@ -205,15 +172,6 @@ class MotionStream(IterableDataset):
                                f"({skips.total} dropped: {skips.describe()})",
                                hint=f"clips need at least {self.window} finite frames at {self.spec.fps:g} fps; "
                                "lower model.window or check the files")
-
-
-def _take(items: Iterator, n: int) -> Iterator:
-    if n <= 0:
-        return
-    for i, item in enumerate(items, 1):
-        yield item
-        if i >= n:
-            return
 
 
 # ------------------------------------------------------------------------------------------------ sources
