@@ -37,9 +37,9 @@ def encode_command(
     import numpy as np
 
     import mmtok
-    from mmtok.modalities.image.decode import find_images
     from mmtok.errors import DataError
     from mmtok.hardware import torch_device
+    from mmtok.modalities.image.decode import find_images
 
     device = torch_device(device)  # before any work: a GPU that is not there is one line
     files: list[Path] = []
@@ -75,8 +75,8 @@ def encode_command(
 
 def _encode_files(tok, files: list[Path], batch_size: int, strict: bool):
     """(id arrays per batch, the files encoded in row order, [(file, reason)] of those that could not be read)."""
-    from mmtok.modalities.image.decode import ImageDecodeError, read_image
     from mmtok.errors import DataError
+    from mmtok.modalities.image.decode import ImageDecodeError, read_image
 
     chunks, encoded, skipped = [], [], []
     for batch in _batches(files, batch_size):

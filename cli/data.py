@@ -94,8 +94,8 @@ def pack_command(
 def _pack_motion(src: Path, out: str, recipe: str, val_fraction: float) -> None:
     """Motion clips -> OUT/[train|val]/*.npy features in `recipe`'s model layout, Mean/Std over the training split."""
     from mmtok import config
-    from mmtok.modalities.motion.pack import pack_motion
     from mmtok.errors import RecipeError
+    from mmtok.modalities.motion.pack import pack_motion
 
     spec = config.load(recipe).model
     if not hasattr(spec, "joint_map"):
@@ -118,9 +118,9 @@ def _modality(src: Path, modality: str) -> str:
 
     if modality != "auto":
         return modality
+    from mmtok.data.pack import check_source
     from mmtok.modalities.audio.decode import find_audio
     from mmtok.modalities.image.decode import find_images
-    from mmtok.data.pack import check_source
 
     folder = check_source(src)
     images, audio = len(find_images(folder)), len(find_audio(folder))
@@ -146,7 +146,7 @@ def _packer(name: str):
     pack = modalities.get(name).resolve("pack")
     if pack is None or "out_pattern" not in inspect.signature(pack).parameters:
         raise DataError(f"`mmtok data pack` cannot pack {name} data into shards",
-                        hint="image and audio folders pack into shards; see the README for this modality's data")
+                        hint="image and audio folders pack into shards; docs/data.md says how to prepare other data")
     return pack
 
 

@@ -45,7 +45,8 @@ def eval_command(
         "--bitrate", help="Audio only: also measure the most RVQ levels that fit in KBPS kilobits per second.")] = None,
 ):
     """Evaluate a tokenizer on held-out data with its modality's metrics (images: rFID, PSNR, SSIM, LPIPS,
-    classifier agreement, semantic cosine; audio and motion: see the README), codebook usage and throughput.
+    classifier agreement, semantic cosine; audio and motion: see docs/audio.md and docs/motion.md), codebook usage
+    and throughput.
 
     Writes metrics.json, report.md and pictures into a new folder per evaluation. The rFID, FID, resolution
     and classifier options apply to image tokenizers only; --levels / --bitrate apply to audio codecs (their

@@ -16,9 +16,10 @@ import yaml
 from pydantic import BaseModel, BeforeValidator, Field, ValidationError
 
 from mmtok.errors import RecipeError
-from mmtok.recipe_errors import FieldProblem, choices_hint, describe_errors as _describe_errors, yaml_where
+from mmtok.recipe_errors import describe_errors as _describe_errors
+from mmtok.recipe_errors import yaml_where
+from mmtok.registry import did_you_mean
 from mmtok.schema import Strict
-
 
 # ----------------------------------------------------------------------------------------------- training
 
@@ -174,7 +175,7 @@ def read_recipe_text(source: str) -> tuple[str, str]:
         return path.stem, path.read_text()
     entry = recipe_dir() / f"{source}.yaml"
     if not entry.is_file():
-        raise RecipeError(f"unknown recipe {source!r}", hint=choices_hint(source, shipped_recipes()) + " (or a YAML path)")
+        raise RecipeError(f"unknown recipe {source!r}", hint=did_you_mean(source, shipped_recipes(), list_known=False) + " (or a YAML path)")
     return source, entry.read_text()
 
 

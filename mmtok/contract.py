@@ -147,8 +147,8 @@ class TokenSpec:
             text = (f"scale by scale, coarse to fine (scales {list(self.scales)}, each s x s row-major; scale j "
                     "starts at scale_offsets[j]); one shared id per position")
         elif len(self.token_grid) == 1:
-            text = "in sequence order (1-D tokens" + ("; position i depends only on positions <= i)"
-                                                     if self.layout == "1d_causal" else ")")
+            text = "in sequence order (1-D tokens" + ("; position i depends only on positions <= i for layout "
+                                                     "1d_causal)" if self.layout == "1d_causal" else ")")
         else:
             text = ("row-major over the grid (raster order: left to right, then top to bottom); "
                     "flat index = row * width + col")

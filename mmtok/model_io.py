@@ -19,6 +19,7 @@ import os
 from pathlib import Path
 
 from mmtok.errors import CheckpointError
+from mmtok.files import last_checkpoint
 
 EMA_PREFIX = "ema.module."
 RAW_PREFIX = "tokenizer."
@@ -33,7 +34,7 @@ def model_kind(path: str | os.PathLike) -> str:
         raise CheckpointError(f"{p} is not a checkpoint (.ckpt)",
                               hint="give a run directory, a .ckpt file or an exported bundle directory")
     if p.is_dir():
-        if (p / "checkpoints" / "last.ckpt").is_file():
+        if last_checkpoint(p).is_file():
             return "run"
         if (p / "config.json").is_file() and (p / "model.safetensors").is_file():
             return "bundle"
@@ -85,7 +86,7 @@ def model_family(path: str | os.PathLike) -> str:
         if not isinstance(family, str):
             raise CheckpointError(f"{Path(path) / CONFIG_FILE} names no family", hint="re-export the bundle")
         return family
-    file = Path(path) / "checkpoints" / "last.ckpt" if kind == "run" else Path(path)
+    file = last_checkpoint(path) if kind == "run" else Path(path)
     recipe = read_checkpoint(file, mmap=True)["mmtok"]["recipe"]
     model = recipe.get("model") or {}
     if "family" in model:
@@ -111,10 +112,10 @@ def load_model(path: str | os.PathLike, *, ema: bool = True, map_location: str =
         return model.to(map_location), recipe, info
 
     from mmtok import config, families
-    from mmtok.weights import load_strict
     from mmtok.errors import RecipeError
+    from mmtok.weights import load_strict
 
-    file = Path(path) / "checkpoints" / "last.ckpt" if kind == "run" else Path(path)
+    file = last_checkpoint(path) if kind == "run" else Path(path)
     ckpt = read_checkpoint(file)
     meta = ckpt["mmtok"]
     try:

@@ -3,12 +3,13 @@ and YAML syntax errors with their line and column. Imports no torch (and nothing
 is passed in)."""
 from __future__ import annotations
 
-import difflib
 import typing
 from typing import Annotated, Any, Optional, Union
 
 import yaml
 from pydantic import BaseModel, Tag, ValidationError
+
+from mmtok.registry import did_you_mean
 
 
 class FieldProblem(ValueError):
@@ -86,7 +87,7 @@ def _describe_error(err: dict, root: type[BaseModel]) -> tuple[str, str, Any, st
     path = ".".join(str(p) for p in loc) or "(top)"
     if err["type"] == "extra_forbidden":
         fields = _fields_at(root, raw_loc[:-1])
-        hint = choices_hint(str(loc[-1]), fields) if fields else ""
+        hint = did_you_mean(str(loc[-1]), fields, list_known=False) if fields else ""
         return path, "unknown key" + (f" ({hint})" if hint else ""), _NOTHING, None
     return path, msg, value, member
 
@@ -97,13 +98,6 @@ def _got(value: Any) -> str:
         return ""
     text = repr(value)
     return f" (got {text if len(text) <= 80 else text[:77] + '...'})"
-
-
-def choices_hint(name: str, choices) -> str:
-    close = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.5)
-    if close:
-        return f"did you mean {close[0]!r}?"
-    return "known: " + ", ".join(sorted(choices))
 
 
 def _fields_at(cls: type[BaseModel], loc: tuple) -> list[str]:

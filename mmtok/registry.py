@@ -40,10 +40,13 @@ class Registry:
         return iter(self.names())
 
 
-def did_you_mean(name: str, choices: Any) -> str:
-    """A hint naming the closest choice (if any) and the known choices."""
+def did_you_mean(name: str, choices: Any, *, list_known: bool = True) -> str:
+    """A hint naming the closest choice (if any) and the known choices (the first 12); with `list_known=False`
+    the known choices only when none is close. The one did-you-mean of mmtok (recipes, registries, assets)."""
     choices = sorted(str(c) for c in choices)
     close = difflib.get_close_matches(str(name), choices, n=1, cutoff=0.5)
+    if close and not list_known:
+        return f"did you mean {close[0]!r}?"
     known = ", ".join(choices) if len(choices) <= 12 else ", ".join(choices[:12]) + ", ..."
     return (f"did you mean {close[0]!r}? " if close else "") + f"known: {known}"
 

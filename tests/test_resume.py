@@ -5,7 +5,8 @@ import torch
 
 from mmtok import config
 from mmtok.errors import RecipeError
-from mmtok.train.run import last_checkpoint, resume_recipe, train
+from mmtok.files import last_checkpoint
+from mmtok.train.run import resume_recipe, train
 
 FAST = ["data.val_samples=4", "data.batch_size=2", "data.num_workers=0", "trainer.max_steps=2",
         "trainer.val_every=2", "trainer.log_every=1"]

@@ -6,7 +6,8 @@ import lightning as L
 import torch
 
 from mmtok import config
-from mmtok.train.run import last_checkpoint, train
+from mmtok.files import last_checkpoint
+from mmtok.train.run import train
 
 FAST = ["data.val_samples=8", "data.batch_size=4", "data.num_workers=0"]
 

@@ -6,8 +6,9 @@ A source string is one of:
   "shards/train-{000000..000009}.tar"    webdataset shards: brace ranges, globs ("shards/*.tar"), "a::b"
   "pipe:curl -s https://host/x-{0..9}.tar"  or an http(s)://, gs://, s3:// ... URL, read by webdataset
   "photos/"                              a folder of files, searched recursively
-Each sample is {MODALITY: float32 tensor, "skipped": int, "bad": list[str], ...}; images are
-{"image": float32 [3, R, R] in [-1, 1], "caption": str ("" without one), ...}, see mmtok.data.stream. `holdout` splits a folder or shards into train and held-out val (mmtok.data.holdout).
+Each sample is {MODALITY: float32 tensor, "skipped": int, "bad": list[str], ...} (images: {"image": float32
+[3, R, R] in [-1, 1], "caption": str, ...}, see mmtok.modalities.image.stream). `holdout` splits a folder or shards
+into train and held-out val (mmtok.data.holdout).
 """
 from __future__ import annotations
 
@@ -21,7 +22,6 @@ from torch.utils.data import DataLoader
 from mmtok.data.holdout import check_holdout
 from mmtok.data.stream import DataStreamError
 from mmtok.errors import DataError
-
 
 FORMS_HINT = ("give 'demo', a folder of images, shard files such as 'shards/train-{000000..000009}.tar' or "
               "'shards/*.tar', or a 'pipe:' URL")

@@ -28,7 +28,8 @@ def evaluate(model_path: str | os.PathLike, data: str, **options) -> dict:
     from mmtok.evaluation.harness import run as harness_run
 
     evaluator = modalities.get(modality).resolve("evaluate")
-    accepted = set(inspect.signature(evaluator).parameters) | set(inspect.signature(harness_run).parameters)
+    accepted = {name for fn in (evaluator, harness_run) for name, p in inspect.signature(fn).parameters.items()
+                if p.kind is p.KEYWORD_ONLY}  # the modality's own options and the harness's
     unknown = sorted(k for k in options if k not in accepted)
     if unknown:
         names = ", ".join("--" + k.replace("_", "-") for k in unknown)

@@ -206,7 +206,7 @@ def run(model_path: str | os.PathLike, data: str, make_pass: Callable, *, out: s
     }
     if is_main:
         out_dir = prepare_out(out, model_path, force)
-        result["files"] = _write(out_dir, result, counts, ev)
+        _write(out_dir, result, counts, ev)  # sets result["files"]
         result["out"] = str(out_dir)
     fabric.barrier()
     return result
@@ -217,12 +217,13 @@ def _write(out: Path, result: dict, counts, ev: EvalPass) -> dict[str, str]:
     import numpy as np
 
     from mmtok.evaluation.plots import usage_plot
-    from mmtok.evaluation.report import write_json
+    from mmtok.files import write_json
 
     files = {"metrics": "metrics.json", "report": "report.md", **ev.write(out, result),
              "usage_plot": "codebook_usage.png", "codebook_counts": "codebook_counts.npy"}
     usage_plot(counts.numpy(), out / files["usage_plot"], title=ev.usage_title(result["metrics"], counts))
-    np.save(out / files["codebook_counts"], (counts[0] if counts.shape[0] == 1 else counts).numpy().astype(np.int64))
+    kept = counts if counts.shape[0] > 1 or ev.spec.levels else counts[0]  # [levels, K] for residual layouts
+    np.save(out / files["codebook_counts"], kept.numpy().astype(np.int64))
     result["files"] = files
     write_json(out / files["metrics"], result)
     (out / files["report"]).write_text(ev.report(result))

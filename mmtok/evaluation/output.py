@@ -19,6 +19,7 @@ import os
 from pathlib import Path
 
 from mmtok.errors import MmtokError
+from mmtok.files import CHECKPOINTS, checkpoint_dir
 
 EVAL_FILES = ("metrics.json", "report.md", "reconstructions.png", "codebook_usage.png", "codebook_counts.npy")
 
@@ -26,9 +27,9 @@ EVAL_FILES = ("metrics.json", "report.md", "reconstructions.png", "codebook_usag
 def eval_base(model_path: str | os.PathLike) -> Path:
     """RUN/eval for a run directory (and for RUN/checkpoints/x.ckpt), else ./eval-NAME."""
     p = Path(model_path)
-    if p.is_dir() and (p / "checkpoints").is_dir():
+    if p.is_dir() and checkpoint_dir(p).is_dir():
         return p / "eval"
-    if p.is_file() and p.parent.name == "checkpoints" and (p.parent.parent / "recipe.yaml").is_file():
+    if p.is_file() and p.parent.name == CHECKPOINTS and (p.parent.parent / "recipe.yaml").is_file():
         return p.parent.parent / "eval"
     return Path(f"eval-{p.stem if p.is_file() else p.resolve().name}")
 
@@ -91,31 +92,3 @@ def find_evaluations(base: str | os.PathLike) -> list[Path]:
         return created, _number(f.parent) if f.parent != base else -1
 
     return sorted(found, key=key)
-
-
-def write_outputs(out: Path, result: dict, counts, grid_in: list, grid_out: list, grid_images: int) -> dict:
-    """Write metrics.json, report.md, the reconstruction grid, the usage plot and the code counts into `out`
-    (an existing folder); returns {role: file name}, also stored as result["files"]."""
-    import numpy as np
-    import torch
-
-    from mmtok.evaluation.plots import usage_plot
-    from mmtok.evaluation.report import report_markdown, write_json
-    from mmtok.modalities.image.grid import save_grid
-
-    files = {"metrics": "metrics.json", "report": "report.md", "usage_plot": "codebook_usage.png",
-             "codebook_counts": "codebook_counts.npy"}
-    if grid_in:
-        save_grid(torch.cat(grid_in)[:grid_images], torch.cat(grid_out)[:grid_images], out / "reconstructions.png")
-        files["grid"] = "reconstructions.png"
-    m = result["metrics"]
-    title = None
-    if counts.shape[0] > 1:  # every codebook's codes in one plot
-        title = (f"codebook usage: {m['codebook_used']}/{counts.numel()} codes of {counts.shape[0]} codebooks used "
-                 f"({m['codebook_usage_pct']:.1f}% on average)")
-    usage_plot(counts.numpy(), out / files["usage_plot"], title=title or "")
-    np.save(out / files["codebook_counts"], (counts[0] if counts.shape[0] == 1 else counts).numpy().astype(np.int64))
-    result["files"] = files
-    write_json(out / files["metrics"], result)
-    (out / files["report"]).write_text(report_markdown(result))
-    return files

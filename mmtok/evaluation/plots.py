@@ -12,6 +12,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from mmtok.files import save_image
+
 WIDTH, HEIGHT = 900, 420
 LEFT, RIGHT, TOP, BOTTOM = 80, 20, 40, 60
 BAR, DEAD, AXIS, GRID, TEXT = (52, 101, 164), (204, 0, 0), (0, 0, 0), (225, 225, 225), (30, 30, 30)
@@ -67,9 +69,4 @@ def usage_plot(counts, path: str | os.PathLike, title: str = "") -> Path:
     d.text((x0, 12), head, fill=TEXT, font=font)
     if used < k:
         d.text((x1, 12), f"{k - used} dead codes (red)", fill=DEAD, font=font, anchor="ra")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp.png")
-    img.save(tmp)
-    os.replace(tmp, path)
-    return path
+    return save_image(img, path)

@@ -1,11 +1,8 @@
-"""Presenting an evaluation: metric rows (shared by the rich table, report.md and the bundle's model card),
-metrics.json and report.md."""
+"""Presenting an evaluation: metric rows, shared by the rich table of `mmtok eval`, every modality's report.md and
+the bundles' model cards."""
 from __future__ import annotations
 
-import json
 import math
-import os
-from pathlib import Path
 
 UNAVAILABLE = "unavailable"
 
@@ -65,50 +62,3 @@ def _rfid_flag(m: dict) -> str:
     n = m.get("rfid_num_images")
     label = rfid_label(int(n)) if isinstance(n, int) and isinstance(m.get("rfid"), float) else None
     return f" ({label})" if label else ""
-
-
-def write_json(path: Path, data: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
-    os.replace(tmp, path)
-
-
-def report_markdown(result: dict) -> str:
-    """report.md: model, protocol, metrics, what was unavailable and why, and the two pictures."""
-    model, proto, m = result["model"], result["protocol"], result["metrics"]
-    lines = [
-        f"# Evaluation of {model.get('recipe_name')} ({model.get('path')})",
-        "",
-        f"{proto['num_samples']} images of `{proto['data']}` ({proto['split']} split: {proto['crop']}), "
-        f"{proto['resolution']}x{proto['resolution']}, {model['weights']} weights"
-        + (f" (step {model['step']})" if model.get("step", -1) >= 0 else "")
-        + f", mmtok {result['mmtok_version']}, seed {proto['seed']}, {proto['devices']} device(s) ({proto['device']}).",
-        "",
-        "| metric | value |",
-        "|---|---|",
-    ]
-    lines += [f"| {label} | {value} |" for label, value in metric_rows(m)]
-    lines.append("")
-    if result.get("warnings"):
-        lines += ["Warnings:", ""] + [f"- **{w}**" if w.startswith("rFID from") else f"- {w}"
-                                      for w in result["warnings"]] + [""]
-    if result.get("unavailable"):
-        lines += ["Unavailable:", ""] + [f"- **{k}**: {why}" for k, why in result["unavailable"].items()] + [""]
-    lines += [
-        "rFID: Inception-v3 pool3 features of the cropped originals"
-        + (f" (precomputed reference statistics {proto['reference_stats']}, of "
-           f"`{(proto.get('reference_source') or {}).get('data')}`)" if proto.get("reference_stats") else "")
-        + f" and of the reconstructions, float64 statistics ({proto.get('fid_weights') or 'weights unavailable'}). "
-        f"PSNR and SSIM on [0, 1] images with data_range 1.0. {proto['reconstructions']}. "
-        f"Throughput: {proto['throughput']}.",
-        "",
-    ]
-    if model.get("note"):
-        lines += [f"Note: {model['note']}", ""]
-    files = result.get("files", {})
-    if "grid" in files:
-        lines += ["## Reconstructions (originals above, reconstructions below)", "", f"![reconstructions]({files['grid']})", ""]
-    if "usage_plot" in files:
-        lines += ["## Codebook usage (code frequencies, sorted, log scale)", "", f"![codebook usage]({files['usage_plot']})", ""]
-    return "\n".join(lines)

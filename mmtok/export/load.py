@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from mmtok.errors import CheckpointError
+from mmtok.files import last_checkpoint
 
 FORMAT_VERSION = 1
 CONFIG_FILE, WEIGHTS_FILE, META_FILE, CHECKSUMS_FILE = "config.json", "model.safetensors", "tokenizer.json", "checksums.json"
@@ -128,7 +129,7 @@ def read_bundle(path: str | os.PathLike, verify: bool = True) -> tuple[dict, dic
         if bundle.exists():
             raise CheckpointError(f"{bundle} is a file; a bundle is a directory", hint="give the bundle directory")
         raise CheckpointError(f"no bundle at {bundle}", hint="make one with `mmtok export MODEL OUT_DIR`")
-    if not (bundle / CONFIG_FILE).is_file() and (bundle / "checkpoints" / "last.ckpt").is_file():
+    if not (bundle / CONFIG_FILE).is_file() and last_checkpoint(bundle).is_file():
         raise CheckpointError(f"{bundle} is a training run, not a bundle",
                               hint=f"export it first: mmtok export {bundle} BUNDLE_DIR")
     config = read_json(bundle / CONFIG_FILE)

@@ -75,8 +75,8 @@ def shard_items(source: str, entries: tuple[str, ...] | None = None, what: str =
     keys), `what` names it in the error of a sample without one (mmtok.lm.inputs reads audio shards this way)."""
     import webdataset as wds
 
-    from mmtok.modalities.image.decode import IMAGE_KEYS
     from mmtok.data.sources import expand_shards
+    from mmtok.modalities.image.decode import IMAGE_KEYS
 
     entries = entries or IMAGE_KEYS
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Sequence
 
 from mmtok.errors import CheckpointError
-from mmtok.lm.layout import LAYOUT_FILE, Layout, bundle_checksum, plan_layout
+from mmtok.lm.layout import LAYOUT_FILE, Layout, bundle_checksum, bundle_spec, plan_layout
 from mmtok.lm.llm import load_model, load_tokenizer, resolve_llm
 
 
@@ -51,6 +51,8 @@ def extend(llm: str | os.PathLike, bundles: Sequence[str | os.PathLike], out: st
         raise CheckpointError(f"{directory} is already extended by mmtok ({LAYOUT_FILE})",
                               hint="extend the original LLM with every bundle at once (--tokenizer A --tokenizer B)")
     metas = [(str(b), *read_bundle_meta(b)) for b in bundles]
+    for path, _, meta in metas:
+        bundle_spec(path, meta)  # a bundle the LM stage cannot lay out: one line before the model loads
     tokenizer = load_tokenizer(directory, gguf)
     model = load_model(directory, gguf)
 

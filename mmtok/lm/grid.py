@@ -2,13 +2,13 @@
 integer factor (nearest neighbour, so a 64 px sample stays honest about its resolution)."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
+from mmtok.files import save_image
 from mmtok.modalities.image.grid import font, to_uint8, upscale_factor
 
 
@@ -39,9 +39,4 @@ def save_rows(rows: list[tuple[str, torch.Tensor]], path: str | Path, min_cell: 
             else:
                 lines[-1] = trial
         draw.multiline_text((gap, gap + r * (ch + gap)), "\n".join(lines[:6]), fill=(0, 0, 0), font=fnt)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp.png")
-    image.save(tmp)
-    os.replace(tmp, path)
-    return path
+    return save_image(image, path)

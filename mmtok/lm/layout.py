@@ -172,10 +172,9 @@ class Layout:
         return cls(**data, modalities=mods)
 
     def save(self, directory: str | os.PathLike) -> Path:
-        path = Path(directory) / LAYOUT_FILE
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(self.to_json())
-        os.replace(tmp, path)
+        from mmtok.files import write_text
+
+        path = write_text(Path(directory) / LAYOUT_FILE, self.to_json())
         return path
 
     def check(self) -> None:
@@ -193,22 +192,34 @@ class Layout:
             raise ValueError(f"model_vocab_size {self.model_vocab_size} < tokenizer_size {self.tokenizer_size}")
 
 
+def bundle_spec(path, meta: dict):
+    """The token spec of a bundle's tokenizer.json `meta`, if the LM stage can lay it out; CheckpointError naming
+    the bundle and the problem otherwise (a malformed spec, or a layout the LM stage does not build)."""
+    from mmtok.contract import TokenSpec
+
+    try:
+        spec = TokenSpec.from_meta(meta)
+    except ValueError as e:
+        raise CheckpointError(f"bundle {path} has a malformed tokenizer.json ({e})",
+                              hint="re-export it with `mmtok export`") from None
+    if spec.multi_scale:  # VAR-style next-scale layouts are not built
+        raise MmtokError(f"bundle {path} has id layout 'multi_scale' (scales {list(spec.scales)}, "
+                         f"{spec.tokens_per_sample} ids per sample, coarse to fine), which the LM stage "
+                         "cannot lay out", hint="extend the LM with a single-scale tokenizer (model.scales: "
+                         "null); next-scale (VAR-style) LM layouts are not built")
+    return spec
+
+
 def plan_layout(base_model: str, text_vocab_size: int, model_rows: int, bundles: Iterable[tuple[str, str, dict]],
                 pad_to_multiple_of: int | None = None) -> Layout:
     """The layout for extending a tokenizer of `text_vocab_size` entries (model with `model_rows` embedding rows)
     by `bundles`: (path, checksum, tokenizer.json meta) each. The model keeps at least `model_rows` rows (never
     shrunk), rounded up to `pad_to_multiple_of` when given."""
     from mmtok import modalities
-    from mmtok.contract import TokenSpec
 
     mods, at, seen = [], text_vocab_size, {}
     for path, checksum, meta in bundles:
-        spec = TokenSpec.from_meta(meta)
-        if spec.multi_scale:  # VAR-style next-scale layouts are not built
-            raise MmtokError(f"bundle {path} has id layout 'multi_scale' (scales {list(spec.scales)}, "
-                             f"{spec.tokens_per_sample} ids per sample, coarse to fine), which the LM stage "
-                             "cannot lay out", hint="extend the LM with a single-scale tokenizer (model.scales: "
-                             "null); next-scale (VAR-style) LM layouts are not built")
+        spec = bundle_spec(path, meta)
         modality = spec.modality
         n = seen.get(modality, 0)
         seen[modality] = n + 1

@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from mmtok.errors import DataError
+from mmtok.files import atomic_write
 
 HEADER = "tokens.json"
 FORMAT_VERSION = 1
@@ -37,18 +38,12 @@ SPEC_KEYS = ("family", "modality", "token_grid", "tokens_per_sample", "codebook_
 # ------------------------------------------------------------------------------------------- writing
 
 
-def _write_atomic(path: Path, write) -> None:
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")  # ranks writing at once never share a temporary file
-    write(tmp)
-    os.replace(tmp, path)
-
-
 def _save_npz(path: Path, **arrays) -> None:
     def write(tmp: Path):
         with open(tmp, "wb") as f:
             np.savez(f, **arrays)
 
-    _write_atomic(path, write)
+    atomic_write(path, write)
 
 
 def shard_name(n: int) -> str:
@@ -74,7 +69,7 @@ def _check_or_write_header(out: Path, header: dict) -> None:
                                 hint="choose another --out, or delete it to start again")
         return
     out.mkdir(parents=True, exist_ok=True)
-    _write_atomic(path, lambda tmp: tmp.write_text(json.dumps(header, indent=2)))
+    atomic_write(path, lambda tmp: tmp.write_text(json.dumps(header, indent=2)))
 
 
 def tokenize(bundle: str | os.PathLike, source: str, out: str | os.PathLike, *, shard_size: int = 1000,
@@ -132,7 +127,7 @@ def tokenize(bundle: str | os.PathLike, source: str, out: str | os.PathLike, *, 
             stats["tokens"] += shard.finish(tok)
     if stats["samples"] == 0:
         raise DataError(f"no samples in {source}")
-    _write_atomic(out / f"rank-{rank}.json",
+    atomic_write(out / f"rank-{rank}.json",
                   lambda tmp: tmp.write_text(json.dumps({"samples": stats["samples"], "world": world}, indent=2)))
     bad, skipped = [], 0
     for name in stats["shards"]:

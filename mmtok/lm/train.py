@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from mmtok.errors import CheckpointError, DataError, RecipeError
+from mmtok.files import last_checkpoint, write_text
 from mmtok.lm.recipe import LMRecipe, dump_recipe, load_recipe
 
 
@@ -146,13 +147,6 @@ def build_data(recipe: LMRecipe, tokenizer, layout):
                              "skipped_samples": shards.skipped()[0], "modality": m.name}
 
 
-def _write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def resume_recipe(out: Path, overrides=()) -> LMRecipe:
     saved = Path(out) / "recipe.yaml"
     if not saved.is_file():
@@ -172,7 +166,7 @@ def train(recipe: LMRecipe, out: str | Path, *, resume: bool = False, callbacks:
     from mmtok.train.stop import StopRequest
 
     out = Path(out)
-    ckpt = out / "checkpoints" / "last.ckpt"
+    ckpt = last_checkpoint(out)
     if resume and not ckpt.is_file():
         raise CheckpointError(f"nothing to resume in {out}: {ckpt} does not exist",
                               hint="drop --resume to start a new run, or point --out at an earlier run")
@@ -212,7 +206,7 @@ def _train(recipe: LMRecipe, out: Path, layout, m, ckpt, callbacks: list, reques
     model, tokenizer, _ = load_extended(recipe.model.path, dtype=dtype)
     stream, val_batches, counts = build_data(recipe, tokenizer, layout)
     task = LMTask(recipe, model, layout, stream, modality=m.modality)
-    _write(out / "recipe.yaml", dump_recipe(recipe))
+    write_text(out / "recipe.yaml", dump_recipe(recipe))
 
     train_loader = DataLoader(stream, batch_size=None)
     val_loader = DataLoader(val_batches, batch_size=None) if val_batches else None
@@ -243,14 +237,14 @@ def _train(recipe: LMRecipe, out: Path, layout, m, ckpt, callbacks: list, reques
         "before": {k: round(float(v), 4) for k, v in before.items()},
         "final": {k: round(float(v), 4) for k, v in final.items()},
         **counts, "lora": recipe.lora is not None,
-        "checkpoint": str(out / "checkpoints" / "last.ckpt"),
+        "checkpoint": str(last_checkpoint(out)),
         "model": None, "stop_reason": reason_name(stopped.reason) if stopped is not None else None,
         "exit_code": exit_code(stopped.reason) if interrupted else 0, "is_global_zero": trainer.is_global_zero,
     }
     if trainer.is_global_zero:
         if save_model and not interrupted:
             summary["model"] = str(save_trained(task, tokenizer, layout, out / "model"))
-        _write(out / "summary.json", json.dumps(summary, indent=2))
+        write_text(out / "summary.json", json.dumps(summary, indent=2))
     return summary
 
 

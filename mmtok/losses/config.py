@@ -11,7 +11,8 @@ from typing import ClassVar, Literal, Optional
 
 from pydantic import Field, field_validator, model_validator
 
-from mmtok.recipe_errors import FieldProblem, choices_hint
+from mmtok.recipe_errors import FieldProblem
+from mmtok.registry import did_you_mean
 from mmtok.schema import Strict
 
 
@@ -39,7 +40,7 @@ class LossConfig(Strict):
         for name, weight in self.weights.items():
             if name not in self.TERMS:
                 raise FieldProblem(f"weights.{name}", f"unknown loss term {name!r} "
-                                   f"({choices_hint(name, self.TERMS)})")
+                                   f"({did_you_mean(name, self.TERMS, list_known=False)})")
             if weight < 0:
                 raise FieldProblem(f"weights.{name}", f"a loss weight must be >= 0, got {weight}")
         return self

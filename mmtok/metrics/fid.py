@@ -38,6 +38,7 @@ from torchmetrics import Metric
 
 from mmtok import assets
 from mmtok.errors import AssetError
+from mmtok.files import atomic_write
 
 INCEPTION_SIZE = 299
 INCEPTION_FEATURES = 2048
@@ -257,22 +258,24 @@ def save_stats(path: str | os.PathLike, mu: Tensor, sigma: Tensor, count: int, m
     """Write mu, sigma (float64), count and optional metadata (a JSON-able dict: where the statistics come
     from) to `.npz` (numpy; meta as a JSON string array) or `.safetensors` (meta in the header), atomically."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
     mu, sigma = _f64(mu), _f64(sigma)
     text = json.dumps(meta, sort_keys=True) if meta is not None else None
     if path.suffix == ".safetensors":
         from safetensors.torch import save_file
 
-        save_file({"mu": mu.contiguous(), "sigma": sigma.contiguous(), "count": torch.tensor([int(count)])}, str(tmp),
-                  metadata={META_KEY: text} if text is not None else None)
+        atomic_write(path, lambda tmp: save_file({"mu": mu.contiguous(), "sigma": sigma.contiguous(),
+                                                   "count": torch.tensor([int(count)])}, str(tmp),
+                                                  metadata={META_KEY: text} if text is not None else None))
     elif path.suffix == ".npz":
         extra = {META_KEY: np.array(text)} if text is not None else {}
-        with open(tmp, "wb") as fh:
-            np.savez(fh, mu=mu.numpy(), sigma=sigma.numpy(), count=np.int64(count), **extra)
+
+        def write(tmp: Path) -> None:
+            with open(tmp, "wb") as fh:
+                np.savez(fh, mu=mu.numpy(), sigma=sigma.numpy(), count=np.int64(count), **extra)
+
+        atomic_write(path, write)
     else:
         raise ValueError(f"reference stats must be .npz or .safetensors, got {path.name}")
-    os.replace(tmp, path)
 
 
 def load_stats(path: str | os.PathLike) -> tuple[Tensor, Tensor, int]:

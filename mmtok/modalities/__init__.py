@@ -1,7 +1,8 @@
 """Modalities: what the core needs to know about one kind of data, in one module per modality.
 
-`mmtok/modalities/<name>/` (or a module of that name) defines `MODALITY = Modality(...)`. Families name their
-modality (`Family.modality`); `get(name)` imports the module, so no central file lists the modalities. The package
+`mmtok/modalities/<name>/` (or a module of that name) defines `MODALITY = Modality(...)`; a modality defined
+elsewhere is made known with `register(Modality(...))`. Families name their modality (`Family.modality`); `get(name)`
+imports the module, so no central file lists the modalities. The package
 also holds everything else modality-specific that its families share: reading and decoding, streams, packing,
 objectives and metric suites, samples and plots (e.g. mmtok.modalities.image.objective).
 
@@ -15,6 +16,7 @@ Fields (callables, or "module:attribute" strings imported on first use, so decla
                                   "special_tokens" (and any flattening orders the modality offers)
   card(cfg, meta, evaluation, recipe_yaml, info, *, graphs, name, onnx) -> str   the bundle's README.md
   lm_prefix                       the LM stage's token prefix (mmtok.lm.layout): "img" gives <img> ... </img>
+  lm_inputs(tok, source, kind) or None   `mmtok tokenize`'s reader of this modality's data (mmtok.lm.inputs)
   pack(...) or None               `mmtok data pack` for this modality (see mmtok.cli.data)
 """
 from __future__ import annotations
@@ -35,6 +37,7 @@ class Modality:
     bundle_meta: str | Callable
     card: str | Callable
     lm_prefix: str  # the LM stage's token prefix: <img>, <img_00042>, ... (a second bundle adds a digit)
+    lm_inputs: str | Callable | None = None
     pack: str | Callable | None = None
 
     def resolve(self, field: str):
@@ -58,15 +61,29 @@ def _resolve(value):
     return getattr(importlib.import_module(module), attr)
 
 
+_REGISTERED: dict[str, Modality] = {}
+
+
+def register(modality: Modality) -> Modality:
+    """Make a modality defined outside mmtok/modalities/ known (e.g. in a test file or a plugin); names must be new."""
+    if modality.name in _REGISTERED:
+        raise ValueError(f"modality {modality.name!r} is registered twice")
+    _REGISTERED[modality.name] = modality
+    return modality
+
+
 def get(name: str) -> Modality:
-    """The modality called `name`: `mmtok.modalities.<name>.MODALITY` (importing it registers its data sources)."""
+    """The modality called `name`: a registered one, else `mmtok.modalities.<name>.MODALITY`."""
+    if name in _REGISTERED:
+        return _REGISTERED[name]
     try:
         module = importlib.import_module(f"{__name__}.{name}")
     except ModuleNotFoundError as e:
         if e.name != f"{__name__}.{name}":
             raise
-        raise MmtokError(f"no modality {name!r}: mmtok/modalities/{name}.py does not exist",
-                         hint="a family's `modality` must name a module under mmtok/modalities/") from None
+        raise MmtokError(f"no modality {name!r}: mmtok/modalities/{name}/ does not exist",
+                         hint="a family's `modality` must name a package under mmtok/modalities/ or a modality "
+                         "registered with mmtok.modalities.register") from None
     found = getattr(module, "MODALITY", None)
     if not isinstance(found, Modality):
         raise MmtokError(f"mmtok.modalities.{name} defines no MODALITY = Modality(...)")

@@ -6,8 +6,6 @@ be reached by every rank in the same order; callers decide when (`sync=`).
 """
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.distributed as dist
 
@@ -52,18 +50,15 @@ def code_counts(ids: torch.Tensor, K: int, *, sync: bool = True) -> torch.Tensor
 
 
 def usage_stats(counts: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Scalar float tensors from per-code counts [K]:
+    """Scalar float32 tensors from per-code counts [K], as the training log shows them (computed by
+    mmtok.metrics.codebook.usage_stats, the one implementation):
 
     usage:        fraction of codes with a non-zero count, in [0, 1];
-    perplexity:   exp(entropy) of the code distribution (nats), in [1, K] (1 when counts are all zero);
+    perplexity:   exp(entropy) of the code distribution, in [1, K] (1 when counts are all zero);
     entropy_bits: entropy of the code distribution in bits, in [0, log2 K].
     """
-    c = counts.detach().double()
-    total = c.sum()
-    p = c / total.clamp_min(1)
-    entropy = -(p * torch.where(p > 0, p.log(), torch.zeros_like(p))).sum()
-    return {
-        "usage": (c > 0).float().mean(),
-        "perplexity": entropy.exp().float(),
-        "entropy_bits": (entropy / math.log(2)).float(),
-    }
+    from mmtok.metrics.codebook import usage_stats as stats
+
+    s = stats(counts.detach())
+    return {"usage": (s["usage_pct"] / 100).float(), "perplexity": s["perplexity"].float(),
+            "entropy_bits": s["entropy_bits"].float()}

@@ -16,11 +16,12 @@ Layer choice (`layer`, Python-style index, negative from the end):
 """
 from __future__ import annotations
 
-import difflib
 from pathlib import Path
 from typing import Any, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from mmtok.registry import did_you_mean
 
 TEACHER_KINDS = ("timm", "open_clip", "hf", "efficientnet_lite")
 
@@ -76,9 +77,7 @@ class TeacherConfig(BaseModel):
         if isinstance(data, dict) and data.get("preset") is not None:
             name = data["preset"]
             if name not in TEACHER_PRESETS:
-                close = difflib.get_close_matches(str(name), TEACHER_PRESETS, n=1, cutoff=0.5)
-                hint = f"did you mean {close[0]!r}? " if close else ""
-                raise ValueError(f"unknown teacher preset {name!r} ({hint}known: {', '.join(TEACHER_PRESETS)})")
+                raise ValueError(f"unknown teacher preset {name!r} ({did_you_mean(name, TEACHER_PRESETS)})")
             data = {**TEACHER_PRESETS[name], **data}
         return data
 
@@ -134,10 +133,8 @@ class TextEncoderConfig(BaseModel):
         if isinstance(data, dict) and data.get("preset") is not None:
             name = data["preset"]
             if name not in TEXT_ENCODER_PRESETS:
-                close = difflib.get_close_matches(str(name), TEXT_ENCODER_PRESETS, n=1, cutoff=0.5)
-                hint = f"did you mean {close[0]!r}? " if close else ""
-                raise ValueError(f"unknown text encoder preset {name!r} ({hint}known: "
-                                 f"{', '.join(TEXT_ENCODER_PRESETS)}; or give a model folder path)")
+                raise ValueError(f"unknown text encoder preset {name!r} ({did_you_mean(name, TEXT_ENCODER_PRESETS)}; "
+                                 "or give a model folder path)")
             data = {**TEXT_ENCODER_PRESETS[name], **data}
         return data
 

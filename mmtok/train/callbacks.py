@@ -1,7 +1,6 @@
 """Training callbacks: a rich progress bar over steps and atomic checkpoints."""
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 from typing import Any
@@ -12,6 +11,8 @@ from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+from mmtok.files import atomic_write, checkpoint_dir, last_checkpoint
+
 SHOWN = [("train/loss", "loss"), ("train/l1", "l1"), ("train/l2", "l2"), ("train/perceptual", "lpips"),
          ("train/gan", "gan"), ("train/disc", "disc"), ("train/usage", "usage"), ("val/psnr", "val psnr"),
          ("val/mpjpe", "val mpjpe"), ("val/usage", "val usage")]
@@ -21,11 +22,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     """Writes checkpoints to a temporary file and renames it into place: a crash never leaves half a file."""
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options=None) -> None:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        torch.save(checkpoint, tmp)
-        os.replace(tmp, path)
+        atomic_write(path, lambda tmp: torch.save(checkpoint, tmp))
 
 
 class Checkpointer(L.Callback):
@@ -37,8 +34,8 @@ class Checkpointer(L.Callback):
 
     def __init__(self, run_dir: Path, every: int, keep_every: int | None = None, keep_best: str | None = None,
                  best_mode: str = "max"):
-        self.dir = Path(run_dir) / "checkpoints"
-        self.path = self.dir / "last.ckpt"
+        self.dir = checkpoint_dir(run_dir)
+        self.path = last_checkpoint(run_dir)
         self.every, self.keep_every = every, keep_every
         self.keep_best, self.best_mode = keep_best, best_mode
         self.best: float | None = None

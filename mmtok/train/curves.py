@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import csv
 import math
-import os
 import re
 from pathlib import Path
 
 from mmtok.errors import CheckpointError
+from mmtok.files import save_image
 
 Series = list[tuple[int, float]]
 _VERSION = re.compile(r"version_(\d+)$")
@@ -108,9 +108,5 @@ def plot_curves(run_dir: str | Path, out: str | Path | None = None, *, columns: 
     names = panel_order(series)
     title = run_dir.resolve().name + ("   (dashed lines: resumed)" if resumes else "")
     image = draw_panels([(n, series[n]) for n in names], resumes, title=title, columns=columns)
-    out = Path(out) if out is not None else run_dir / "curves.png"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp.png")
-    image.save(tmp)
-    os.replace(tmp, out)
+    out = save_image(image, Path(out) if out is not None else run_dir / "curves.png")
     return out

@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from mmtok.errors import CheckpointError
+from mmtok.files import last_checkpoint
 from mmtok.train.curves import last_value, metric_files, read_metrics
 
 RECENT_S = 15 * 60
@@ -73,7 +74,7 @@ def run_info(run: str | Path) -> RunInfo:
     run = Path(run)
     recipe = _yaml(run / "recipe.yaml")
     summary = _json(run / "summary.json")
-    activity = max([_mtime(p) for p in metric_files(run)] + [_mtime(run / "checkpoints" / "last.ckpt"),
+    activity = max([_mtime(p) for p in metric_files(run)] + [_mtime(last_checkpoint(run)),
                                                                _mtime(run / "recipe.yaml")])
     summary_time = _mtime(run / "summary.json")
     current = summary is not None and summary_time + _SLACK_S >= activity

@@ -12,17 +12,13 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
 import time
 from pathlib import Path
 
 from mmtok import config
 from mmtok.config import Recipe
 from mmtok.errors import CheckpointError, RecipeError
-
-
-def last_checkpoint(run_dir: Path) -> Path:
-    return Path(run_dir) / "checkpoints" / "last.ckpt"
+from mmtok.files import last_checkpoint, write_text
 
 
 def flat(d: dict, prefix: str = "") -> dict:
@@ -91,13 +87,6 @@ def prepare_run_dir(recipe: Recipe, out: Path, resume: bool) -> Path | None:
         raise CheckpointError(f"{out} already holds a run ({ckpt})",
                               hint="add --resume to continue it, or choose another --out")
     return None
-
-
-def _write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def _precision(recipe: Recipe, accelerator: str) -> str:
@@ -174,7 +163,7 @@ def _train(recipe: Recipe, out: Path, resume: bool, callbacks: list, request) ->
     if t.keep_best and t.keep_best not in task.val_metrics:
         raise RecipeError(f"trainer.keep_best: unknown validation metric {t.keep_best!r}",
                           hint="one of " + ", ".join(task.val_metrics))
-    _write(out / "recipe.yaml", config.dump(recipe))
+    write_text(out / "recipe.yaml", config.dump(recipe))
 
     checkpointer = Checkpointer(out, t.ckpt_every, t.keep_every, t.keep_best, t.keep_best_mode)
     stopper = RunStopper(request, t.max_minutes, checkpointer.save)
@@ -208,7 +197,7 @@ def _train(recipe: Recipe, out: Path, resume: bool, callbacks: list, request) ->
     }
     if trainer.is_global_zero:
         summary["curves"] = _curves(out)
-        _write(out / "summary.json", json.dumps(summary, indent=2))
+        write_text(out / "summary.json", json.dumps(summary, indent=2))
     return summary
 
 

@@ -177,7 +177,9 @@ class TokenizerTask(L.LightningModule):
         out = self.eval_model(x)
         self._suite.update(x, out)
         if batch_idx == 0 and self.run_dir is not None and self.trainer.is_global_zero:
-            self.objective.write_samples(x, out, self.run_dir / "samples" / f"step_{self.global_step:06d}.png")
+            samples = self.run_dir / "samples"
+            samples.mkdir(parents=True, exist_ok=True)
+            self.objective.write_samples(x, out, samples / f"step_{self.global_step:06d}.png")
 
     def on_validation_epoch_end(self):
         metrics = self._suite.compute()  # torchmetrics: synced across ranks

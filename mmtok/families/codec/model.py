@@ -9,10 +9,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from mmtok.contract import Tokenizer, TokenizerOutput, TokenSpec
 from mmtok.errors import MmtokError
 from mmtok.families.codec.config import CodecConfig
 from mmtok.families.codec.seanet import SEANetDecoder, SEANetEncoder
-from mmtok.contract import TokenSpec, Tokenizer, TokenizerOutput
 from mmtok.quantize import build_quantizer
 
 

@@ -13,9 +13,9 @@ from typing import ClassVar, Literal, Optional
 
 from pydantic import Field, model_validator
 
-from mmtok.modalities.motion.layout import FEATURES, FeatureLayout, layout_for
 from mmtok.families import Family, register
 from mmtok.losses.config import LossConfig
+from mmtok.modalities.motion.layout import FEATURES, FeatureLayout, layout_for
 from mmtok.quantize.config import AnyQuantizerConfig, QuantizerConfig
 from mmtok.recipe_errors import FieldProblem
 from mmtok.schema import Strict

@@ -21,9 +21,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from mmtok.contract import Tokenizer, TokenizerOutput, TokenSpec
 from mmtok.errors import DataError, MmtokError
 from mmtok.families.motion_vq.config import MotionVQConfig
-from mmtok.contract import TokenSpec, Tokenizer, TokenizerOutput
 from mmtok.quantize import build_quantizer
 
 

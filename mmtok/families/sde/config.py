@@ -12,8 +12,8 @@ from pydantic import Field, model_validator
 
 from mmtok.families import Family, register
 from mmtok.families.conv_image import ConvImageConfig
-from mmtok.quantize.config import AnyQuantizerConfig, QuantizerConfig
 from mmtok.losses.config import QUANTIZER_DEFAULTS, QUANTIZER_TERMS, ImageLossConfig
+from mmtok.quantize.config import AnyQuantizerConfig, QuantizerConfig
 from mmtok.recipe_errors import FieldProblem
 from mmtok.teachers.config import TeacherConfig
 

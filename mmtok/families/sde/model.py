@@ -16,9 +16,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mmtok.contract import Tokenizer, TokenizerOutput, TokenSpec
 from mmtok.errors import MmtokError
 from mmtok.families.conv_image import image_grid_meta
-from mmtok.contract import TokenSpec, Tokenizer, TokenizerOutput
 from mmtok.families.sde.config import SDEConfig
 from mmtok.nn.conv import ConvHead, Decoder, Encoder, QuantizedDecodeGraph
 from mmtok.quantize import build_quantizer

@@ -19,12 +19,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mmtok.contract import Tokenizer, TokenizerOutput, TokenSpec
 from mmtok.errors import MmtokError
-from mmtok.contract import TokenSpec, Tokenizer, TokenizerOutput
 from mmtok.families.seed.config import SEEDConfig
 from mmtok.nn.conv import Decoder
 from mmtok.nn.transformer import CausalBlocks, QFormer, QueryDecoder, mlp
 from mmtok.quantize import build_quantizer
+
 
 def bottleneck(d_in: int, hidden: int, d_out: int) -> nn.Sequential:
     """SEED's Linear-Tanh-Linear."""

@@ -14,9 +14,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mmtok.contract import Tokenizer, TokenizerOutput, TokenSpec
 from mmtok.errors import MmtokError
 from mmtok.families.conv_image import image_grid_meta
-from mmtok.contract import TokenSpec, Tokenizer, TokenizerOutput
 from mmtok.families.tokenflow.config import TokenFlowConfig
 from mmtok.families.tokenflow.dual import DualCodebook
 from mmtok.families.tokenflow.multiscale import MultiScaleDualCodebook, map_rows, rows_map

@@ -7,9 +7,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from mmtok.contract import Tokenizer, TokenizerOutput, TokenSpec
 from mmtok.errors import MmtokError
 from mmtok.families.conv_image import image_grid_meta
-from mmtok.contract import TokenSpec, Tokenizer, TokenizerOutput
 from mmtok.families.vqgan.config import VQGANConfig
 from mmtok.nn.conv import Decoder, Encoder, QuantizedDecodeGraph
 from mmtok.quantize import build_quantizer

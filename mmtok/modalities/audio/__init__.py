@@ -19,5 +19,6 @@ MODALITY = Modality(
     bundle_meta="mmtok.modalities.audio.tokenizer:bundle_meta",
     card="mmtok.modalities.audio.card:model_card",
     lm_prefix="aud",
+    lm_inputs="mmtok.modalities.audio.lm_inputs:read_inputs",
     pack="mmtok.modalities.audio.pack:pack_audio_folder",
 )

@@ -14,9 +14,9 @@ import os
 from pathlib import Path
 from typing import Callable
 
-from mmtok.modalities.audio.decode import decode_audio, find_audio
 from mmtok.data.pack import PackReport, check_options, check_source, pack_files
 from mmtok.errors import DataError
+from mmtok.modalities.audio.decode import decode_audio, find_audio
 
 _KEEP = {".wav": "wav", ".flac": "flac", ".ogg": "ogg", ".oga": "ogg", ".opus": "opus", ".mp3": "mp3"}
 

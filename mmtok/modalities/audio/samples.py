@@ -8,6 +8,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from mmtok.files import save_image
+
 # a perceptually ordered dark-to-bright colour ramp (anchors of matplotlib's "magma"), interpolated to 256 levels
 _ANCHORS = np.array([[0, 0, 4], [59, 15, 112], [140, 41, 129], [222, 73, 104], [254, 159, 109], [252, 253, 191]],
                     dtype=np.float64)
@@ -62,12 +64,7 @@ def spectrogram_rows(rows: list[tuple[str, torch.Tensor]], sample_rate: int, pat
             tile = Image.fromarray(pixels).resize((m.shape[1] * scale, height), Image.NEAREST)
             img.paste(tile, (x, y + label))
             x += tile.width + pad
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.stem + ".tmp.png")
-    img.save(tmp)
-    os.replace(tmp, path)
-    return path
+    return save_image(img, path)
 
 
 def write_clips(originals: torch.Tensor, recons: torch.Tensor, sample_rate: int, folder: str | os.PathLike,

@@ -1,13 +1,13 @@
-"""The audio modality's data sources, registered by mmtok.modalities.audio as "audio/demo", "audio/folder" and
-"audio/shards": builder(source, split, spec, *, seed, max_samples, shuffle_buffer, holdout) -> an AudioStream
+"""The audio modality's data sources, declared by kind in mmtok.modalities.audio's Modality.sources ("demo",
+"folder", "shards"): builder(source, split, spec, *, seed, max_samples, shuffle_buffer, holdout) -> an AudioStream
 (mmtok.modalities.audio.stream) of {"audio": float32 [C, S] in [-1, 1], "text": str, "skipped": int, "bad": list[str]},
 `spec` being the codec's model section (sample rate, channels, segment length, loudness) or an AudioSpec."""
 from __future__ import annotations
 
 from pathlib import Path
 
-from mmtok.modalities.audio.decode import audio_spec, find_audio
 from mmtok.errors import DataError
+from mmtok.modalities.audio.decode import audio_spec, find_audio
 
 
 def audio_demo(source, split, spec, *, holdout, **kwargs):
@@ -33,7 +33,7 @@ def audio_folder(source, split, spec, **kwargs):
 
 
 def audio_shards(source, split, spec, **kwargs):
-    from mmtok.modalities.audio.stream import AudioShardStream
     from mmtok.data.sources import expand_shards
+    from mmtok.modalities.audio.stream import AudioShardStream
 
     return AudioShardStream(source, expand_shards(source), split, audio_spec(spec), **kwargs)

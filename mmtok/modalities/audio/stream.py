@@ -20,26 +20,39 @@ from typing import Iterator
 import numpy as np
 
 from mmtok.data.holdout import is_held_out, split_files
-from mmtok.data.stream import DataStreamError, Place, SkipCounter, Stream, _share, shard_caption, sidecar_caption, strided
-from mmtok.modalities.audio.decode import (AUDIO_KEYS, AudioDecodeError, AudioSpec, audio_frames, decode_audio,
-                                           fixed_segment, prepare, random_segment, read_audio, segment_count)
+from mmtok.data.stream import (
+    DataStreamError,
+    Place,
+    SkipCounter,
+    Stream,
+    _share,
+    shard_caption,
+    sidecar_caption,
+    strided,
+)
+from mmtok.modalities.audio.decode import (
+    AUDIO_KEYS,
+    AudioDecodeError,
+    AudioSpec,
+    audio_frames,
+    decode_audio,
+    fixed_segment,
+    prepare,
+    random_segment,
+    read_audio,
+    segment_count,
+)
 
 _HINT = "the files are truncated, corrupt, silent or not audio; check a few with an audio player"
 
 
 class AudioStream(Stream):
-    """Base of the audio sources: subclasses implement `_segments(place, rng, skips)`, yielding
+    """Base of the audio sources: subclasses implement `_items(place, rng, skips)`, yielding
     (float32 [C, S] array, text) and calling `skips.skip(name, reason)` for each file they drop."""
 
     def __init__(self, split: str, spec: AudioSpec, **kwargs):
         super().__init__(split, **kwargs)
         self.spec = spec
-
-    def _segments(self, place: Place, rng: random.Random, skips: SkipCounter) -> Iterator:
-        raise NotImplementedError
-
-    def _items(self, place: Place, rng: random.Random, skips: SkipCounter) -> Iterator:
-        return self._segments(place, rng, skips)
 
     def _to_sample(self, item) -> dict:
         import torch
@@ -74,7 +87,7 @@ class AudioFileStream(AudioStream):
             return None
         return prepare(wave, sr, self.spec), sidecar_caption(path)
 
-    def _segments(self, place: Place, rng: random.Random, skips: SkipCounter) -> Iterator:
+    def _items(self, place: Place, rng: random.Random, skips: SkipCounter) -> Iterator:
         seg = self.spec.segment
         state = {"good": 0, "longest": 0.0}
         if self.train:
@@ -141,7 +154,7 @@ class AudioShardStream(AudioStream):
         super().__init__(split, spec, **kwargs)
         self.source, self.urls = source, list(urls)
 
-    def _segments(self, place: Place, rng: random.Random, skips: SkipCounter) -> Iterator:
+    def _items(self, place: Place, rng: random.Random, skips: SkipCounter) -> Iterator:
         import webdataset as wds
 
         state = {"good": 0, "longest": 0.0, "kept": 0}

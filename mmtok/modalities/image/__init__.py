@@ -20,5 +20,6 @@ MODALITY = Modality(
     bundle_meta="mmtok.modalities.image.tokenizer:bundle_meta",
     card="mmtok.modalities.image.card:model_card",
     lm_prefix="img",
+    lm_inputs="mmtok.modalities.image.lm_inputs:read_inputs",
     pack="mmtok.modalities.image.pack:pack_folder",
 )

@@ -20,10 +20,10 @@ from typing import Iterator
 
 from PIL import Image
 
-from mmtok.modalities.image.decode import pil_to_uint8, read_image
 from mmtok.data.stream import Place, SkipCounter, strided
-from mmtok.modalities.image.stream import ImageStream
 from mmtok.errors import DataError
+from mmtok.modalities.image.decode import pil_to_uint8, read_image
+from mmtok.modalities.image.stream import ImageStream
 
 DEMO_TRAIN = (
     "astronaut.png", "rocket.jpg", "hubble_deep_field.jpg", "retina.jpg", "motorcycle_left.png",
@@ -80,7 +80,7 @@ class DemoStream(ImageStream):
     def __getstate__(self):  # workers load their own copy rather than receive pickled pixels
         return {**self.__dict__, "_cache": None}
 
-    def _images(self, place: Place, rng: random.Random, skips: SkipCounter) -> Iterator:
+    def _items(self, place: Place, rng: random.Random, skips: SkipCounter) -> Iterator:
         if self._cache is None:
             self._cache = load_demo_images(self.split)
         images, r = self._cache, self.resolution

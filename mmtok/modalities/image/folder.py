@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Iterator
 
 from mmtok.data.holdout import split_files
-from mmtok.modalities.image.decode import ImageDecodeError, decode_image, image_to_uint8
 from mmtok.data.stream import DataStreamError, Place, SkipCounter, sidecar_caption, strided
+from mmtok.modalities.image.decode import ImageDecodeError, decode_image, image_to_uint8
 from mmtok.modalities.image.stream import ImageStream
 
 _HINT = "the files are truncated, corrupt or not images; check a few with an image viewer"
@@ -34,7 +34,7 @@ class FolderStream(ImageStream):
         self.files = val_files if self.holdout and split == "val" else train_files
         self.source = self.root
 
-    def _images(self, place: Place, rng: random.Random, skips: SkipCounter) -> Iterator:
+    def _items(self, place: Place, rng: random.Random, skips: SkipCounter) -> Iterator:
         good = [0]
         if not self.train:
             for _, path in strided(iter(self.files), place, self.max_samples):

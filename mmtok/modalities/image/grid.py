@@ -8,13 +8,14 @@ step is written above the grid.
 from __future__ import annotations
 
 import math
-import os
 import re
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
+
+from mmtok.files import save_image
 
 MIN_CELL = 256
 _STEP = re.compile(r"step[_-]?(\d+)")
@@ -80,12 +81,7 @@ def save_grid(inputs: torch.Tensor, recons: torch.Tensor, path: str | Path, pad:
     if title:
         draw.text((left + gap, gap), title, fill=(0, 0, 0), font=fnt)
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp.png")
-    image.save(tmp)
-    os.replace(tmp, path)
-    return path
+    return save_image(image, path)
 
 
 def _enlarge(images: np.ndarray, s: int) -> np.ndarray:

@@ -22,8 +22,8 @@ import random
 from typing import Iterator
 
 from mmtok.data.holdout import is_held_out
-from mmtok.modalities.image.decode import IMAGE_KEYS, ImageDecodeError, decode_image, image_to_uint8
 from mmtok.data.stream import DataStreamError, Place, SkipCounter, shard_caption, strided
+from mmtok.modalities.image.decode import IMAGE_KEYS, ImageDecodeError, decode_image, image_to_uint8
 from mmtok.modalities.image.stream import ImageStream
 
 _HINT = ("samples need an image entry (jpg, png, webp, ...); check the shards with "
@@ -39,7 +39,7 @@ class ShardStream(ImageStream):
                          holdout=holdout)
         self.source, self.urls = source, list(urls)
 
-    def _images(self, place: Place, rng: random.Random, skips: SkipCounter) -> Iterator:
+    def _items(self, place: Place, rng: random.Random, skips: SkipCounter) -> Iterator:
         import webdataset as wds
 
         good, kept = [0], [0]  # decoded images; samples on this split's side of the holdout

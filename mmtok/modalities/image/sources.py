@@ -1,4 +1,4 @@
-"""The image data sources, registered by mmtok.modalities.image as "image/demo", "image/shards" and "image/folder".
+"""The image data sources, declared by kind in mmtok.modalities.image's Modality.sources ("demo", "shards", "folder").
 
 Each is builder(source, split, spec, *, seed, max_samples, shuffle_buffer, holdout) -> a stream of
 {"image": float32 [3, R, R] in [-1, 1], "caption": str, "skipped": int, "bad": list[str]} (see

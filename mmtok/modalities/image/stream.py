@@ -3,30 +3,21 @@
 accounting); its sources are the demo photographs, folders and shards (demo.py, folder.py, shards.py)."""
 from __future__ import annotations
 
-import random
-from typing import Iterator
-
-from mmtok.data.stream import Place, SkipCounter, Split, Stream
+from mmtok.data.stream import Split, Stream
 from mmtok.errors import DataError
 from mmtok.modalities.image.decode import uint8_to_unit
 
 
 class ImageStream(Stream):
-    """Base of the image sources. Subclasses implement `_images(place, rng, skips)`, yielding uint8 [3, R, R]
+    """Base of the image sources. Subclasses implement `_items(place, rng, skips)`, yielding uint8 [3, R, R]
     tensors, or (uint8 tensor, caption str) pairs when the source has captions, and calling
     `skips.skip(name, reason)` for each sample they drop. A shuffle buffer holds the uint8 crops."""
 
     def __init__(self, split: Split, resolution: int, **kwargs):
-        super().__init__(split, **kwargs)
-        if resolution < 1:
+        if split in ("train", "val") and resolution < 1:
             raise DataError(f"resolution must be positive, got {resolution}")
+        super().__init__(split, **kwargs)
         self.resolution = int(resolution)
-
-    def _images(self, place: Place, rng: random.Random, skips: SkipCounter) -> Iterator:
-        raise NotImplementedError
-
-    def _items(self, place: Place, rng: random.Random, skips: SkipCounter) -> Iterator:
-        return self._images(place, rng, skips)
 
     def _to_sample(self, item) -> dict:
         image, caption = item if isinstance(item, tuple) else (item, "")

@@ -18,5 +18,6 @@ MODALITY = Modality(
     bundle_meta="mmtok.modalities.motion.tokenizer:motion_bundle_meta",
     card="mmtok.modalities.motion.tokenizer:motion_card",
     lm_prefix="mot",
+    lm_inputs="mmtok.modalities.motion.lm_inputs:read_inputs",
     pack="mmtok.modalities.motion.pack:pack_motion",
 )

@@ -24,9 +24,9 @@ from pathlib import Path
 
 import numpy as np
 
+from mmtok.errors import DataError
 from mmtok.modalities.motion.features import features, forward_kinematics, qmul, qrot
 from mmtok.modalities.motion.layout import DEEPMIMIC, SMPL_JOINTS, layout_for
-from mmtok.errors import DataError
 
 MOTION_SUFFIXES = (".npy", ".bvh", ".txt", ".json")
 STATS_FILES = ("mean.npy", "std.npy")  # never clips

@@ -11,8 +11,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from mmtok.modalities.motion.recover import recover_joints
 from mmtok.contract import MetricSuite, Objective
+from mmtok.modalities.motion.recover import recover_joints
 
 MODALITY_KEY = "motion"
 

@@ -21,9 +21,9 @@ from pathlib import Path
 import numpy as np
 
 from mmtok.data.holdout import check_holdout, relative_name, split_files
+from mmtok.errors import DataError
 from mmtok.modalities.motion.clips import find_clips, layout_of, read_clip
 from mmtok.modalities.motion.features import mean_std
-from mmtok.errors import DataError
 
 
 @dataclass

@@ -1,6 +1,6 @@
 """Motion data: windows of per-frame features from a folder of clips or the built-in DeepMimic clips.
 
-Sources (registered by mmtok.modalities.motion as "motion/folder" and "motion/demo"):
+Sources (declared in mmtok.modalities.motion's Modality.sources as "folder" and "demo"):
 - a folder, searched recursively for .npy feature files, .bvh files and DeepMimic .txt/.json clips (read and
   converted by mmtok.modalities.motion.clips to the recipe's layout and fps);
 - "demo": the DeepMimic humanoid clips that ship inside PyPI `pybullet` (pybullet_data/data/motions/): DEMO_TRAIN
@@ -27,10 +27,17 @@ import numpy as np
 import torch
 
 from mmtok.data.holdout import relative_name, split_files
-from mmtok.data.stream import DataStreamError, Place, SkipCounter, Stream, strided
+from mmtok.data.stream import DataStreamError, Place, SkipCounter, Stream
 from mmtok.errors import DataError
-from mmtok.modalities.motion.clips import (ClipError, FeatureDimError, bvh_positions, check_feature_shape, find_clips,
-                                           layout_of, read_clip)
+from mmtok.modalities.motion.clips import (
+    ClipError,
+    FeatureDimError,
+    bvh_positions,
+    check_feature_shape,
+    find_clips,
+    layout_of,
+    read_clip,
+)
 
 DEMO_TRAIN = (
     "humanoid3d_backflip", "humanoid3d_cartwheel", "humanoid3d_crawl", "humanoid3d_dance_a",
