@@ -1,15 +1,14 @@
 """`mmtok data ...`: prepare data. Heavy modules (PIL, soundfile, webdataset, torch) load inside the commands.
 
-`mmtok data pack` packs a folder into webdataset shards for the modality `--modality` names, or the one the folder
-holds (images or audio files). A modality plugs its packer in as `Modality.pack` (mmtok.modalities):
-pack(src, out_pattern, shard_size=, val_fraction=, seed=, progress=) -> mmtok.data.pack.PackReport.
-Motion packs into a folder of feature files with Mean/Std instead (mmtok.modalities.motion.pack.pack_motion), in the
-layout and fps of a motion recipe's model (`--recipe`).
+`mmtok data pack` packs a folder for the modality `--modality` names, or the one whose files the folder holds
+(`Modality.find_files`). A modality plugs its packer in as `Modality.pack` (mmtok.modalities): into shards,
+pack(src, out_pattern, shard_size=, val_fraction=, seed=, progress=, [min_side=, recipe=]) ->
+mmtok.data.pack.PackReport; or into a folder (motion: feature files with Mean/Std in the layout of `--recipe`'s
+model), pack(src, out, [recipe=, val_fraction=]) with `Modality.pack_summary` printing its report.
 """
 from __future__ import annotations
 
 import inspect
-import json
 import shlex
 from pathlib import Path
 
@@ -17,13 +16,14 @@ import typer
 
 from mmtok.cli.common import guarded
 
-data_app = typer.Typer(help="Prepare data: pack a folder of images or audio into webdataset shards.",
+HELP = "Prepare data: pack a folder of images or audio into webdataset shards, or motion clips into features."
+data_app = typer.Typer(help=HELP,
                        no_args_is_help=True, rich_markup_mode="rich", add_completion=False)
 
 
 @data_app.callback()
 def data_callback() -> None:
-    """Prepare data: pack a folder of images or audio into webdataset shards."""
+    """Prepare data: pack a folder of images or audio into webdataset shards, or motion clips into features."""
 
 SHOWN_SKIPS = 5
 
@@ -37,8 +37,8 @@ def pack_command(
     val_fraction: float = typer.Option(0.0, "--val-fraction", help="Share of the images held out in validation shards (0 to <1)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the sample order and of the validation draw."),
     min_side: int = typer.Option(256, "--min-side", help="Warn about images whose shorter side is below this (px)."),
-    modality: str = typer.Option("auto", "--modality", help="image, audio, motion, or auto: what the folder holds "
-                                 "(images or audio)."),
+    modality: str = typer.Option("auto", "--modality", help="image, audio, motion, or auto: the modality whose "
+                                 "files the folder holds (image or audio; motion is named)."),
     recipe: str = typer.Option("motion_quickstart", "--recipe", help="Motion only: the recipe whose model (feature "
                                "layout, fps, joint map) the clips are converted for."),
 ) -> None:
@@ -62,15 +62,28 @@ def pack_command(
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+    from mmtok import modalities
     from mmtok.data.pack import check_pattern
+    from mmtok.errors import DataError
 
-    if modality == "motion":
-        return _pack_motion(src, out_pattern, recipe, val_fraction)
-    check_pattern(out_pattern)
     name = _modality(src, modality)
-    packer, options = _packer(name), {}
-    if name == "image":
-        options["min_side"] = min_side
+    found = modalities.get(name)
+    pack = found.resolve("pack")
+    if pack is None:
+        raise DataError(f"`mmtok data pack` cannot pack {name} data",
+                        hint="docs/data.md says how to prepare other data")
+    params = inspect.signature(pack).parameters
+    options = {k: v for k, v in {"min_side": min_side, "recipe": recipe, "val_fraction": val_fraction}.items()
+               if k in params}
+    if "out_pattern" not in params:  # a packer into a folder (motion: feature files and their statistics)
+        if found.pack_summary is None:
+            raise DataError(f"the {name} modality packs into a folder but declares no pack_summary",
+                            hint="Modality.pack_summary(report) -> lines (see docs/adding-a-modality.md)")
+        report = pack(src, out_pattern, **options)
+        for line in found.resolve("pack_summary")(report):
+            typer.echo(line)
+        return
+    check_pattern(out_pattern)
     columns = (TextColumn("packing"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
                TextColumn("{task.description}"))
     bar: list = []  # started on the first file, so that argument errors print one clean line
@@ -83,71 +96,46 @@ def pack_command(
         bar[0].update(bar[1], completed=done, description=name[-40:])
 
     try:
-        report = packer(src, out_pattern, shard_size=shard_size, val_fraction=val_fraction, seed=seed,
-                        progress=step, **options)
+        report = pack(src, out_pattern, shard_size=shard_size, seed=seed, progress=step, **options)
     finally:
         if bar:
             bar[0].stop()
     _summary(report, out_pattern)
 
 
-def _pack_motion(src: Path, out: str, recipe: str, val_fraction: float) -> None:
-    """Motion clips -> OUT/[train|val]/*.npy features in `recipe`'s model layout, Mean/Std over the training split."""
-    from mmtok import config
-    from mmtok.errors import RecipeError
-    from mmtok.modalities.motion.pack import pack_motion
-
-    spec = config.load(recipe).model
-    if not hasattr(spec, "joint_map"):
-        raise RecipeError(f"recipe {recipe!r} is not a motion recipe", hint="give --recipe motion_quickstart, "
-                          "motion_t2m_gpt, motion_momask_rvq or a YAML of the motion family")
-    report = pack_motion(str(src), out, spec, holdout=val_fraction)
-    typer.echo(report.summary())
-    for line in report.dropped[:SHOWN_SKIPS]:
-        typer.echo(f"dropped {line}")
-    if len(report.dropped) > SHOWN_SKIPS:
-        typer.echo(f"... and {len(report.dropped) - SHOWN_SKIPS} more (all listed in {out}/motion.json)")
-    data = f"{out}/train --set data.val={out}/val" if val_fraction else f"{out} --set data.val=null"
-    typer.echo("train on them with:")
-    typer.echo(f"  mmtok train {recipe} --data {data} --set model.stats={out}")
-
-
 def _modality(src: Path, modality: str) -> str:
-    """The modality to pack `src` as: `modality` unless "auto", else what the folder holds (images or audio)."""
+    """The modality to pack `src` as: `modality` unless "auto", else the one whose files the folder holds, among
+    the modalities that declare `find_files` and pack into shards (a modality that packs into a folder, such as
+    motion, is named with --modality)."""
+    from mmtok import modalities
+    from mmtok.data.pack import check_source
     from mmtok.errors import DataError
 
     if modality != "auto":
         return modality
-    from mmtok.data.pack import check_source
-    from mmtok.modalities.audio.decode import find_audio
-    from mmtok.modalities.image.decode import find_images
-
     folder = check_source(src)
-    images, audio = len(find_images(folder)), len(find_audio(folder))
-    if images and audio:
-        raise DataError(f"{src} holds {images} image and {audio} audio files", hint="say which to pack with "
-                        "--modality image or --modality audio")
-    if not images and not audio:
-        from mmtok.modalities.motion.clips import find_clips
-
-        clips = find_clips(folder)
-        if clips:
-            raise DataError(f"{src} holds no image or audio files, but {len(clips)} that may be motion clips "
-                            "(.bvh .txt .npy .json)", hint="pack motion clips with --modality motion (--recipe names "
-                            "the feature layout)")
-    return "audio" if audio else "image"  # a folder with neither gets the image packer's "no image files" error
-
-
-def _packer(name: str):
-    """The modality's pack hook (mmtok.modalities); DataError when it has none in the shard form."""
-    from mmtok import modalities
-    from mmtok.errors import DataError
-
-    pack = modalities.get(name).resolve("pack")
-    if pack is None or "out_pattern" not in inspect.signature(pack).parameters:
-        raise DataError(f"`mmtok data pack` cannot pack {name} data into shards",
-                        hint="image and audio folders pack into shards; docs/data.md says how to prepare other data")
-    return pack
+    counts, explicit = {}, {}
+    for name in modalities.names():
+        m = modalities.get(name)
+        if m.find_files is None or m.pack is None:
+            continue
+        shards = "out_pattern" in inspect.signature(m.resolve("pack")).parameters
+        n = len(m.resolve("find_files")(folder))
+        (counts if shards else explicit)[name] = n
+    held = {name: n for name, n in counts.items() if n}
+    if len(held) > 1:
+        what = " and ".join(f"{n} {name}" for name, n in held.items())
+        raise DataError(f"{src} holds {what} files", hint="say which to pack with "
+                        + " or ".join(f"--modality {name}" for name in held))
+    if held:
+        return next(iter(held))
+    maybe = {name: n for name, n in explicit.items() if n}
+    if maybe:
+        name, n = next(iter(maybe.items()))
+        raise DataError(f"{src} holds no {' or '.join(counts)} files, but {n} that may be {name} data",
+                        hint=f"pack them with --modality {name}")
+    raise DataError(f"{src} holds nothing to pack: " + ", ".join(f"no {name} files" for name in counts),
+                    hint="put files in it (searched recursively), or name the modality with --modality")
 
 
 def _summary(report, out_pattern: str) -> None:
@@ -161,8 +149,8 @@ def _summary(report, out_pattern: str) -> None:
     table.add_row("train samples", str(report.train_written))
     table.add_row("val samples", str(report.val_written))
     table.add_row("skipped", str(report.skipped_count))
-    table.add_row("with transcript" if report.modality == "audio" else "with caption", str(report.captions))
-    if report.modality == "audio":
+    table.add_row(f"with {report.caption_label}", str(report.captions))
+    if report.seconds:
         table.add_row("duration", f"{report.seconds / 60:.1f} min")
     table.add_row("other files ignored", str(report.ignored))
     table.add_row("train shards", f"{len(report.train_shards)}  {report.train_pattern or '-'}")
@@ -179,15 +167,14 @@ def _summary(report, out_pattern: str) -> None:
         typer.echo(f"warning: older shards past the range just written still exist (e.g. {report.stale[0]}); "
                    "delete them before using a glob over this folder")
     from mmtok.data.pack import report_path, val_pattern
+    from mmtok.files import write_json
 
-    json_path = report_path(out_pattern)
-    json_path.write_text(json.dumps(report.to_dict(), indent=2) + "\n")
+    json_path = write_json(report_path(out_pattern), report.to_dict())
     typer.echo(f"report: {json_path}")
     if not report.train_pattern:
         typer.echo("no train samples were written: nothing to train on")
         return
-    recipe = "audio_quickstart" if report.modality == "audio" else "quickstart"
-    command = f"mmtok train {recipe} --data {_quote(report.train_pattern)}"
+    command = f"mmtok train {report.train_recipe} --data {_quote(report.train_pattern)}"
     if report.val_pattern:
         command += f" --set data.val={_quote(report.val_pattern)}"
     typer.echo("train on them with:")

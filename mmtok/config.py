@@ -183,12 +183,18 @@ def load(source: str | dict, overrides: list[str] | tuple[str, ...] = ()) -> Rec
     """A validated Recipe from a shipped name, a YAML path or a dict, with `KEY=VALUE` overrides applied."""
     raw = read_raw(source, overrides)
     cls = recipe_class(_expand_preset(raw))
+    label = source if isinstance(source, str) else "recipe"
     try:
-        return cls.model_validate(raw)
+        recipe = cls.model_validate(raw)
     except ValidationError as e:
         problems = describe_errors(e, cls)
-        label = source if isinstance(source, str) else "recipe"
         raise RecipeError(f"recipe {label!r} has {len(problems)} problem(s):", problems) from None
+    from mmtok import families
+
+    problems = families.get(recipe.model.family).recipe_problems(recipe)  # e.g. a loss term the model cannot make
+    if problems:
+        raise RecipeError(f"recipe {label!r} has {len(problems)} problem(s):", problems)
+    return recipe
 
 
 def read_raw(source: str | dict, overrides: list[str] | tuple[str, ...] = ()) -> dict:

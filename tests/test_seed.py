@@ -155,3 +155,14 @@ def test_the_patch_term_gives_every_query_output_a_target_where_distill_targets_
     with pytest.raises(RecipeError, match="patch_decoder_depth is 0"):
         families.get("seed").build_objective(config.load({"model": {"preset": "test_seed"},
                                                           "loss": {"weights": {"patches": 1.0}}}))
+
+
+def test_a_problem_across_two_sections_is_reported_by_print_config_before_any_work():
+    from typer.testing import CliRunner
+
+    from mmtok.cli.main import app
+
+    res = CliRunner().invoke(app, ["train", "seed_quickstart_stage1", "--print-config",
+                                   "--set", "model.patch_decoder_depth=0"])
+    assert res.exit_code == 2
+    assert "loss.weights.patches needs the patch head, but model.patch_decoder_depth is 0" in res.stderr

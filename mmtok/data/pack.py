@@ -40,6 +40,8 @@ class PackReport:
     min_side: int = 256
     small: list[tuple[str, int, int]] = field(default_factory=list)  # (path, width, height), shorter side < min_side
     seconds: float = 0.0  # audio: the packed duration
+    caption_label: str = "caption"  # what a sample's "txt" is, in the summary ("caption", "transcript")
+    train_recipe: str = "quickstart"  # the shipped recipe the summary's train command names
 
     @property
     def skipped_count(self) -> int:

@@ -30,6 +30,11 @@ class Family:
     model: str | Callable  # (model_config, active_terms=(), pretrained=True) -> nn.Module
     objective: str | Callable  # Recipe -> Objective
     presets: Mapping[str, dict] = field(default_factory=dict)  # name -> model fields (plain data)
+    check_recipe: str | Callable | None = None  # (Recipe) -> [problem]: checks across sections, torch-free
+
+    def recipe_problems(self, recipe) -> list[str]:
+        """What `check_recipe` finds in a validated recipe (one line each; [] without a check)."""
+        return list(_resolve(self.check_recipe)(recipe)) if self.check_recipe else []
 
     @property
     def loss_terms(self) -> tuple[str, ...]:

@@ -11,13 +11,12 @@ its tokenizer keeps its rows (the new ids fill the padding first) and is never s
 from __future__ import annotations
 
 import os
-import shutil
 from pathlib import Path
 from typing import Sequence
 
 from mmtok.errors import CheckpointError
 from mmtok.lm.layout import LAYOUT_FILE, Layout, bundle_checksum, bundle_spec, plan_layout
-from mmtok.lm.llm import load_model, load_tokenizer, resolve_llm
+from mmtok.lm.llm import load_model, load_tokenizer, resolve_llm, save_extended
 
 
 def read_bundle_meta(bundle: str | os.PathLike) -> tuple[str, dict]:
@@ -77,13 +76,5 @@ def extend(llm: str | os.PathLike, bundles: Sequence[str | os.PathLike], out: st
     if model.get_input_embeddings().num_embeddings != layout.model_vocab_size:
         raise CheckpointError("resizing the embeddings gave an unexpected size", hint="report this")
 
-    tmp = out.with_name(out.name + ".partial")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    model.save_pretrained(str(tmp))
-    tokenizer.save_pretrained(str(tmp))
-    layout.save(tmp)
-    if out.exists():
-        shutil.rmtree(out)
-    os.replace(tmp, out)
+    save_extended(model, tokenizer, layout, out)
     return layout

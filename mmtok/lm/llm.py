@@ -148,3 +148,21 @@ def check_bundle(bundle: str | os.PathLike, m) -> None:
         raise CheckpointError(f"bundle {bundle} (checksum {digest[:12]}) is not the one the model was extended with "
                               f"({m.bundle}, checksum {m.bundle_checksum[:12]})",
                               hint="decode with the model's own bundle; its ids mean nothing to another tokenizer")
+
+
+def save_extended(model, tokenizer, layout: Layout, out: str | os.PathLike) -> Path:
+    """Write a model, its tokenizer and its layout to `out` atomically (built in OUT.partial, then renamed into
+    place, replacing an older `out`): the directory every `mmtok lm` command takes."""
+    import shutil
+
+    out = Path(out)
+    tmp = out.with_name(out.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    model.save_pretrained(str(tmp))
+    tokenizer.save_pretrained(str(tmp))
+    layout.save(tmp)
+    if out.exists():
+        shutil.rmtree(out)
+    os.replace(tmp, out)
+    return out

@@ -16,9 +16,6 @@ the token shards' bundle against the layout's, the block size against the longes
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import time
 from pathlib import Path
 
 import numpy as np
@@ -197,7 +194,7 @@ def _train(recipe: LMRecipe, out: Path, layout, m, ckpt, callbacks: list, reques
     from mmtok.lm.task import LMTask
     from mmtok.train.callbacks import Checkpointer, RichSteps
     from mmtok.train.run import build_trainer, quiet_lightning
-    from mmtok.train.stop import TIME_LIMIT, RunStopped, RunStopper, exit_code, reason_name
+    from mmtok.train.stop import TIME_LIMIT, RunStopper, exit_code, fit, reason_name
 
     t = recipe.trainer
     quiet_lightning()
@@ -216,13 +213,7 @@ def _train(recipe: LMRecipe, out: Path, layout, m, ckpt, callbacks: list, reques
     before = {}
     if ckpt is None and val_loader is not None:
         before = trainer.validate(task, dataloaders=val_loader, verbose=False)[0]
-    t0 = time.perf_counter()
-    stopped = None
-    try:
-        trainer.fit(task, train_dataloaders=train_loader, val_dataloaders=val_loader, ckpt_path=ckpt)
-    except RunStopped as e:
-        stopped = e
-    seconds = time.perf_counter() - t0
+    stopped, seconds = fit(trainer, task, train_loader, val_loader, ckpt)
     interrupted = stopped is not None and stopped.reason != TIME_LIMIT
     final = {}
     if val_loader is not None and not interrupted and not request.signum:
@@ -253,16 +244,9 @@ def save_trained(task, tokenizer, layout, out: Path) -> Path:
     written atomically to `out`: a directory `mmtok lm generate` and `mmtok lm train` take like an extended one."""
     import copy
 
+    from mmtok.lm.llm import save_extended
+
     model = task.model
     if hasattr(model, "merge_and_unload"):
         model = copy.deepcopy(model).merge_and_unload()
-    tmp = out.with_name(out.name + ".partial")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    model.save_pretrained(str(tmp))
-    tokenizer.save_pretrained(str(tmp))
-    layout.save(tmp)
-    if out.exists():
-        shutil.rmtree(out)
-    os.replace(tmp, out)
-    return out
+    return save_extended(model, tokenizer, layout, out)

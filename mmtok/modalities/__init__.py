@@ -17,7 +17,12 @@ Fields (callables, or "module:attribute" strings imported on first use, so decla
   card(cfg, meta, evaluation, recipe_yaml, info, *, graphs, name, onnx) -> str   the bundle's README.md
   lm_prefix                       the LM stage's token prefix (mmtok.lm.layout): "img" gives <img> ... </img>
   lm_inputs(tok, source, kind) or None   `mmtok tokenize`'s reader of this modality's data (mmtok.lm.inputs)
-  pack(...) or None               `mmtok data pack` for this modality (see mmtok.cli.data)
+  pack(...) or None               `mmtok data pack` for this modality (see mmtok.cli.data): into shards,
+                                  pack(src, out_pattern, shard_size=, val_fraction=, seed=, progress=, ...) ->
+                                  mmtok.data.pack.PackReport; or into a folder, pack(src, out, ...) -> a report that
+                                  pack_summary(report) turns into the lines printed
+  find_files(folder) or None      the modality's files in a folder; `--modality auto` chooses among the modalities
+                                  that declare it and pack into shards
 """
 from __future__ import annotations
 
@@ -39,6 +44,8 @@ class Modality:
     lm_prefix: str  # the LM stage's token prefix: <img>, <img_00042>, ... (a second bundle adds a digit)
     lm_inputs: str | Callable | None = None
     pack: str | Callable | None = None
+    pack_summary: str | Callable | None = None  # report -> lines, for a packer that writes a folder, not shards
+    find_files: str | Callable | None = None  # folder -> its files of this modality (`data pack --modality auto`)
 
     def resolve(self, field: str):
         """The callable behind `field` (imported when given as "module:attribute")."""
@@ -70,6 +77,13 @@ def register(modality: Modality) -> Modality:
         raise ValueError(f"modality {modality.name!r} is registered twice")
     _REGISTERED[modality.name] = modality
     return modality
+
+
+def names() -> list[str]:
+    """Every modality: the packages under mmtok/modalities/ and the registered ones."""
+    import pkgutil
+
+    return sorted({info.name for info in pkgutil.iter_modules(__path__)} | set(_REGISTERED))
 
 
 def get(name: str) -> Modality:

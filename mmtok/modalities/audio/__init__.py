@@ -21,4 +21,5 @@ MODALITY = Modality(
     lm_prefix="aud",
     lm_inputs="mmtok.modalities.audio.lm_inputs:read_inputs",
     pack="mmtok.modalities.audio.pack:pack_audio_folder",
+    find_files="mmtok.modalities.audio.decode:find_audio",
 )

@@ -2,6 +2,8 @@
 (with mmtok, with plain torch graphs, as LM sequences), and the exact training recipe."""
 from __future__ import annotations
 
+from mmtok.export.card import plain_torch, recipe_and_files
+
 
 def model_card(cfg: dict, meta: dict, evaluation: dict | None, recipe_yaml: str, info: dict, *, graphs: bool,
                name: str, onnx: bool = False) -> str:
@@ -58,21 +60,11 @@ def model_card(cfg: dict, meta: dict, evaluation: dict | None, recipe_yaml: str,
         f"streams = tok.delay(ids)                  # [B, n, frames + n - 1], pad id {k}", "```", "",
     ]
     if graphs:
-        lines += [
-            f"Without mmtok (plain torch; torch.export graphs, dynamic batch, fixed T = {t} samples = {t / sr:g} s, all "
-            "levels):", "", "```python", "import torch", "",
-            f'encoder = torch.export.load("{name}/encoder.pt2").module()',
-            f'decoder = torch.export.load("{name}/decoder.pt2").module()',
+        lines += plain_torch(
+            f"Without mmtok (plain torch; torch.export graphs, dynamic batch, fixed T = {t} samples = {t / sr:g} s, "
+            "all levels):", name,
             f"ids = encoder(wave)      # float32 [B, {c}, {t}] in [-1, 1] -> int64 [B, {t // hop}, {n}]",
-            "recon = decoder(ids)      # -> float32 [B, C, T] in [-1, 1]", "```", "",
-        ]
-    lines += [
-        "The weights alone: `safetensors.torch.load_file(\"model.safetensors\")` (keys of mmtok's "
-        f"`{cfg['family']}` module; config.json holds its constructor arguments).", "",
-        "## Training recipe", "", "```yaml", recipe_yaml.rstrip(), "```", "",
-        "## Files", "",
-        "config.json, model.safetensors, tokenizer.json (token metadata, bitrates, LM orders), recipe.yaml"
-        + (", eval.json" if evaluation else "") + (", encoder.pt2 / decoder.pt2" if graphs else "")
-        + (", encoder.onnx / decoder.onnx" if onnx else "") + ", checksums.json (checked by mmtok.load).", "",
-    ]
+            "recon = decoder(ids)      # -> float32 [B, C, T] in [-1, 1]")
+    lines += recipe_and_files(cfg, recipe_yaml, evaluation=evaluation, graphs=graphs, onnx=onnx,
+                              tokenizer_json="token metadata, bitrates, LM orders")
     return "\n".join(lines)

@@ -31,7 +31,7 @@ def pack_audio_folder(src: str | os.PathLike, out_pattern: str, shard_size: int 
     files = find_audio(src)
     if not files:
         raise DataError(f"no audio files in {src}", hint="put .wav/.flac/.ogg/.mp3 files in it (searched recursively)")
-    report = PackReport(src=str(src), modality="audio")
+    report = PackReport(src=str(src), modality="audio", caption_label="transcript", train_recipe="audio_quickstart")
 
     def encode(path: Path, rel: Path) -> dict:
         data = path.read_bytes()

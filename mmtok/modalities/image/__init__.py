@@ -22,4 +22,5 @@ MODALITY = Modality(
     lm_prefix="img",
     lm_inputs="mmtok.modalities.image.lm_inputs:read_inputs",
     pack="mmtok.modalities.image.pack:pack_folder",
+    find_files="mmtok.modalities.image.decode:find_images",
 )

@@ -2,6 +2,8 @@
 exact recipe that trained them."""
 from __future__ import annotations
 
+from mmtok.export.card import plain_torch, recipe_and_files
+
 
 def model_card(cfg: dict, meta: dict, evaluation: dict | None, recipe_yaml: str, info: dict, *, graphs: bool,
                name: str, onnx: bool = False) -> str:
@@ -66,19 +68,10 @@ def model_card(cfg: dict, meta: dict, evaluation: dict | None, recipe_yaml: str,
         "",
     ]
     if graphs:
-        lines += [
-            "Without mmtok (plain torch, graphs made with torch.export, dynamic batch):",
-            "",
-            "```python",
-            "import torch",
-            "",
-            f'encoder = torch.export.load("{name}/encoder.pt2").module()',
-            f'decoder = torch.export.load("{name}/decoder.pt2").module()',
+        lines += plain_torch(
+            "Without mmtok (plain torch, graphs made with torch.export, dynamic batch):", name,
             f"ids = encoder(images)      # images: float32 [B, 3, {r}, {r}] in [-1, 1] -> int64 [B, {g.replace('x', ', ')}]",
-            "recon = decoder(ids)       # -> float32 images in [-1, 1]",
-            "```",
-            "",
-        ]
+            "recon = decoder(ids)       # -> float32 images in [-1, 1]")
     if onnx:
         lines += [
             "With ONNX Runtime (fp32, dynamic batch; input \"images\" -> output \"ids\", input \"ids\" -> output "
@@ -92,23 +85,6 @@ def model_card(cfg: dict, meta: dict, evaluation: dict | None, recipe_yaml: str,
             "```",
             "",
         ]
-    lines += [
-        "The weights alone: `safetensors.torch.load_file(\"model.safetensors\")` (keys of mmtok's "
-        f"`{cfg['family']}` module; config.json holds its constructor arguments).",
-        "",
-        "## Training recipe",
-        "",
-        "```yaml",
-        recipe_yaml.rstrip(),
-        "```",
-        "",
-        "## Files",
-        "",
-        "config.json (model configuration, versions), model.safetensors (weights), tokenizer.json (token "
-        "metadata), recipe.yaml (the recipe above)" + (", eval.json (evaluation)" if evaluation else "")
-        + (", encoder.pt2 / decoder.pt2 (torch.export graphs)" if graphs else "")
-        + (", encoder.onnx / decoder.onnx (ONNX graphs)" if onnx else "")
-        + ", checksums.json (sha256 of every file; checked by mmtok.load).",
-        "",
-    ]
+    lines += recipe_and_files(cfg, recipe_yaml, evaluation=evaluation, graphs=graphs, onnx=onnx,
+                              tokenizer_json="token metadata")
     return "\n".join(lines)

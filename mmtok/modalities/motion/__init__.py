@@ -19,5 +19,7 @@ MODALITY = Modality(
     card="mmtok.modalities.motion.tokenizer:motion_card",
     lm_prefix="mot",
     lm_inputs="mmtok.modalities.motion.lm_inputs:read_inputs",
-    pack="mmtok.modalities.motion.pack:pack_motion",
+    pack="mmtok.modalities.motion.pack:pack_for_recipe",
+    pack_summary="mmtok.modalities.motion.pack:summary_lines",
+    find_files="mmtok.modalities.motion.clips:find_clips",
 )

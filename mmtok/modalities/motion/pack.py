@@ -14,6 +14,7 @@ data (`--data packed/train --set data.val=packed/val`) and the recipe's statisti
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -35,6 +36,7 @@ class PackReport:
     held_out: int = 0
     frames: int = 0
     dropped: list[str] = field(default_factory=list)  # "NAME: REASON"
+    train_command: str = ""  # set by pack_for_recipe: the `mmtok train` line for these features
 
     def summary(self) -> str:
         line = (f"{self.written} clips -> {self.out} ({self.held_out} held out of the statistics), Mean/Std over "
@@ -132,3 +134,32 @@ def pack_motion(source: str, out: str, spec, *, holdout: float = 0.0, overwrite:
         "clips": report.written, "held_out": report.held_out, "stats_frames": report.frames,
         "dropped": report.dropped}, indent=2))
     return report
+
+
+SHOWN_DROPS = 5
+
+
+def pack_for_recipe(src: str | os.PathLike, out: str, *, recipe: str = "motion_quickstart",
+                    val_fraction: float = 0.0) -> PackReport:
+    """`mmtok data pack --modality motion`: the clips under `src` as features in the layout and fps of `recipe`'s
+    model (pack_motion), with the command that trains on them in `train_command`. RecipeError (one line) when the
+    recipe is not a motion recipe."""
+    from mmtok import config, families
+    from mmtok.errors import RecipeError
+
+    spec = config.load(recipe).model
+    if families.get(spec.family).modality != "motion":
+        raise RecipeError(f"recipe {recipe!r} is not a motion recipe", hint="give --recipe motion_quickstart, "
+                          "motion_t2m_gpt, motion_momask_rvq or a YAML of the motion family")
+    report = pack_motion(str(src), out, spec, holdout=val_fraction)
+    data = f"{out}/train --set data.val={out}/val" if val_fraction else f"{out} --set data.val=null"
+    report.train_command = f"mmtok train {recipe} --data {data} --set model.stats={out}"
+    return report
+
+
+def summary_lines(report: PackReport) -> list[str]:
+    """What `mmtok data pack` prints after packing motion."""
+    lines = [report.summary()] + [f"dropped {line}" for line in report.dropped[:SHOWN_DROPS]]
+    if len(report.dropped) > SHOWN_DROPS:
+        lines.append(f"... and {len(report.dropped) - SHOWN_DROPS} more (all listed in {report.out}/motion.json)")
+    return lines + ["train on them with:", f"  {report.train_command}"]

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from mmtok.errors import MmtokError
+from mmtok.export.card import plain_torch, recipe_and_files
 from mmtok.export.tokenizer import BaseTokenizer
 
 
@@ -196,21 +197,13 @@ def motion_card(cfg: dict, meta: dict, evaluation: dict | None, recipe_yaml: str
         "joints = tok.joints(recon)       # [B, T, J, 3] metres, Y up", "```", "",
     ]
     if graphs:
-        lines += [
-            "Without mmtok (plain torch; torch.export graphs, dynamic batch, fixed T = "
-            f"{window}; normalisation inside):", "", "```python", "import torch", "",
-            f'encoder = torch.export.load("{name}/encoder.pt2").module()',
-            f'decoder = torch.export.load("{name}/decoder.pt2").module()',
-            f"ids = encoder(features)   # float32 [B, {window}, {d}] -> int64 {ids_shape.replace('T/' + str(f), str(window // f))}",
-            "recon = decoder(ids)       # -> float32 raw features", "```", "",
-        ]
-    lines += [
-        "The weights alone: `safetensors.torch.load_file(\"model.safetensors\")` (keys of mmtok's "
-        f"`{cfg['family']}` module, `mean` and `std` among them; config.json holds its constructor arguments).", "",
-        "## Training recipe", "", "```yaml", recipe_yaml.rstrip(), "```", "",
-        "## Files", "",
-        "config.json, model.safetensors, tokenizer.json (token metadata, feature layout, Mean/Std), recipe.yaml"
-        + (", eval.json" if evaluation else "") + (", encoder.pt2 / decoder.pt2" if graphs else "")
-        + (", encoder.onnx / decoder.onnx" if onnx else "") + ", checksums.json (checked by mmtok.load).", "",
-    ]
+        lines += plain_torch(
+            f"Without mmtok (plain torch; torch.export graphs, dynamic batch, fixed T = {window}; normalisation "
+            "inside):", name,
+            f"ids = encoder(features)   # float32 [B, {window}, {d}] -> int64 "
+            f"{ids_shape.replace('T/' + str(f), str(window // f))}",
+            "recon = decoder(ids)       # -> float32 raw features")
+    lines += recipe_and_files(cfg, recipe_yaml, evaluation=evaluation, graphs=graphs, onnx=onnx,
+                              tokenizer_json="token metadata, feature layout, Mean/Std",
+                              weights_keys=", `mean` and `std` among them")
     return "\n".join(lines)
