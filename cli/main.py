@@ -19,7 +19,7 @@ app = typer.Typer(
 
 from mmtok.cli import data as _data  # noqa: E402
 from mmtok.cli import train as _train  # noqa: E402
-from mmtok.cli import codec as _codec  # noqa: E402
+from mmtok.cli import image_ids as _image_ids  # noqa: E402
 from mmtok.cli import doctor as _doctor  # noqa: E402
 from mmtok.cli import eval as _eval  # noqa: E402
 from mmtok.cli import export as _export  # noqa: E402
@@ -62,8 +62,8 @@ app.command("recipes")(guarded(_train.recipes_command))
 app.add_typer(_data.data_app, name="data")
 app.command("eval")(guarded(_eval.eval_command))
 app.command("export")(guarded(_export.export_command))
-app.command("encode")(guarded(_codec.encode_command))
-app.command("decode")(guarded(_codec.decode_command))
+app.command("encode")(guarded(_image_ids.encode_command))
+app.command("decode")(guarded(_image_ids.decode_command))
 app.command("doctor")(guarded(_doctor.doctor_command))
 app.command("runs")(guarded(_runs.runs_command))
 app.command("tokenize", help=_data._reflow(_tokenize.tokenize_command.__doc__))(guarded(_tokenize.tokenize_command))

@@ -44,10 +44,6 @@ class Pairs:
     def __len__(self) -> int:
         return len(self.keys)
 
-    def subset(self, index) -> "Pairs":
-        index = list(index)
-        return Pairs(self.spans[index], [self.captions[i] for i in index], [self.keys[i] for i in index])
-
 
 def make_pairs(ids: np.ndarray, captions: list[str], keys: list[str], m: ModalityLayout, tokenizer,
                max_caption_tokens: int) -> Pairs:

@@ -89,10 +89,6 @@ class MultiScaleDualCodebook(DualCodebook):
             self.offsets.append(self.offsets[-1] + s * s)
         self.ws, self.wp = math.sqrt(cfg.sem_weight), math.sqrt(cfg.pix_weight)
 
-    @property
-    def num_tokens(self) -> int:
-        return self.offsets[-1]
-
     # ------------------------------------------------------------------------------------------------ helpers
 
     def _joint_rows(self, rs: torch.Tensor, rp: torch.Tensor) -> torch.Tensor:
