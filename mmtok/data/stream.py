@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import os
 import random
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Iterator, Literal
 
@@ -144,7 +145,7 @@ def shard_caption(sample: dict) -> str:
     return ""
 
 
-class Stream(IterableDataset):
+class Stream(IterableDataset, ABC):
     """Base of every source of every modality. A subclass implements `_items(place, rng, skips)`, yielding its
     items and calling `skips.skip(name, reason)` for each sample it drops, and `_to_sample(item)`, which turns an
     item into the sample dict ({MODALITY: tensor, ...} without "skipped" / "bad"). Items wait in the shuffle
@@ -181,11 +182,13 @@ class Stream(IterableDataset):
     def train(self) -> bool:
         return self.split == "train"
 
+    @abstractmethod
     def _items(self, place: Place, rng: random.Random, skips: SkipCounter) -> Iterator:
-        raise NotImplementedError
+        """This pass's items for this worker (train: endless unless the source is finite by nature)."""
 
+    @abstractmethod
     def _to_sample(self, item) -> dict:
-        raise NotImplementedError
+        """An item as the sample dict, without "skipped" / "bad"."""
 
     def __iter__(self) -> Iterator[dict]:
         place = Place.current()
