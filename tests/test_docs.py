@@ -282,8 +282,8 @@ def github_anchor(heading: str) -> str:
     return text.replace(" ", "-")
 
 
-def _prose(path: Path) -> list[tuple[int, str]]:
-    """(line number, line) outside fenced code blocks, inline code spans blanked out."""
+def _outside_fences(path: Path) -> list[tuple[int, str]]:
+    """(line number, line) of every line outside fenced code blocks."""
     out, fence = [], None
     for k, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
         m = _FENCE.match(line)
@@ -294,24 +294,20 @@ def _prose(path: Path) -> list[tuple[int, str]]:
             if line.strip().startswith(fence) and not line.strip().strip(fence[0]):
                 fence = None
             continue
-        out.append((k, re.sub(r"(`+)(.+?)\1", lambda s: " " * len(s.group(0)), line)))
+        out.append((k, line))
     return out
+
+
+def _prose(path: Path) -> list[tuple[int, str]]:
+    """(line number, line) outside fenced code blocks, inline code spans blanked out."""
+    return [(k, re.sub(r"(`+)(.+?)\1", lambda s: " " * len(s.group(0)), line)) for k, line in _outside_fences(path)]
 
 
 @functools.lru_cache(maxsize=None)
 def anchors(path: Path) -> frozenset[str]:
     seen: dict[str, int] = {}
     ids = set()
-    fence = None
-    for line in path.read_text(encoding="utf-8").splitlines():
-        m = _FENCE.match(line)
-        if fence is None and m:
-            fence = m.group(1)
-            continue
-        if fence is not None:
-            if line.strip().startswith(fence) and not line.strip().strip(fence[0]):
-                fence = None
-            continue
+    for _, line in _outside_fences(path):
         h = re.match(r"^\s{0,3}#{1,6}\s+(.*?)\s*#*\s*$", line)
         if h:
             base = github_anchor(h.group(1))
