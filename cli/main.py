@@ -23,6 +23,7 @@ from mmtok.cli import image_ids as _image_ids  # noqa: E402
 from mmtok.cli import doctor as _doctor  # noqa: E402
 from mmtok.cli import eval as _eval  # noqa: E402
 from mmtok.cli import export as _export  # noqa: E402
+from mmtok.cli import importer as _importer  # noqa: E402
 from mmtok.cli import runs as _runs  # noqa: E402
 from mmtok.cli import lm as _lm  # noqa: E402
 from mmtok.cli import tokenize as _tokenize  # noqa: E402
@@ -62,6 +63,7 @@ app.command("recipes")(guarded(_train.recipes_command))
 app.add_typer(_data.data_app, name="data")
 app.command("eval")(guarded(_eval.eval_command))
 app.command("export")(guarded(_export.export_command))
+app.command("import", help=_data._reflow(_importer.import_command.__doc__))(guarded(_importer.import_command))
 app.command("encode")(guarded(_image_ids.encode_command))
 app.command("decode")(guarded(_image_ids.decode_command))
 app.command("doctor")(guarded(_doctor.doctor_command))

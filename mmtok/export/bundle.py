@@ -3,6 +3,7 @@ training code.
 
     config.json         format_version, mmtok_version, family, the resolved model section, weights (ema|raw)
     model.safetensors   the tokenizer's weights (EMA by default), contiguous fp32 tensors
+    adversary.safetensors  (imported releases that ship one) the discriminator, for fine-tuning with `init.path`
     tokenizer.json      token metadata: modality, input size/range/normalisation, grid, codebook, id layout
                         and offsets, suggested special tokens (see `tokenizer_meta`)
     recipe.yaml         the exact resolved training recipe (for fine-tuning: `mmtok train recipe.yaml`)
@@ -24,7 +25,15 @@ import shutil
 from pathlib import Path
 
 from mmtok.errors import CheckpointError, MmtokError
-from mmtok.export.load import CHECKSUMS_FILE, CONFIG_FILE, FORMAT_VERSION, META_FILE, WEIGHTS_FILE, sha256
+from mmtok.export.load import (
+    ADVERSARY_FILE,
+    CHECKSUMS_FILE,
+    CONFIG_FILE,
+    FORMAT_VERSION,
+    META_FILE,
+    WEIGHTS_FILE,
+    sha256,
+)
 
 PARTIAL_MARKER = ".mmtok-partial"
 
@@ -126,38 +135,44 @@ def export_bundle(model_path: str | os.PathLike, out_dir: str | os.PathLike, *, 
     `eval_path` (--eval) or the newest evaluation of these very weights (see choose_eval): evaluations match by
     the fingerprint of the weights and model configuration that `mmtok eval` records.
     """
-    import mmtok
-    from mmtok import config as recipes
-    from mmtok import modalities
     from mmtok.model_io import load_model, weights_fingerprint
 
     out = Path(out_dir)
-    if onnx:
-        from mmtok.export.graphs import onnx_missing
-
-        missing = onnx_missing()
-        if missing:
-            raise MmtokError(f"--onnx needs {' and '.join(missing)}, not installed here",
-                             hint="pip install onnx onnxscript (and onnxruntime to check the graphs), or export "
-                             "without --onnx (encoder.pt2 / decoder.pt2 need nothing extra: --graphs)")
-    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not force:
-        raise CheckpointError(f"{out} already exists and is not empty", hint="choose another OUT_DIR or add --force")
+    _check_onnx(onnx)
+    _check_out(out, force)
     model, recipe, info = load_model(model_path, ema=ema)
     notes = [info["note"]] if info.get("note") else []
     fingerprint = weights_fingerprint(model, recipe.model.model_dump(mode="json"))
     eval_file, evaluation, why = choose_eval(Path(model_path), info, fingerprint, eval_path)
     if why:
         notes.append(why + "; eval.json left out")
+    report = write_bundle(model, recipe, info, out, graphs=graphs, onnx=onnx, force=force, evaluation=evaluation)
+    report.update(eval=str(eval_file) if evaluation else None, notes=notes + report["notes"])
+    return report
 
+
+def write_bundle(model, recipe, info: dict, out: Path, *, graphs: bool = False, onnx: bool = False,
+                 force: bool = False, evaluation: dict | None = None, adversary: dict | None = None) -> dict:
+    """Write the bundle of an in-memory `model` (eval mode) trained or imported by `recipe` into `out` (built in
+    OUT.tmp and moved into place). `info` as mmtok.model_io.load_model gives it (its "imported" entry, when there
+    is one, says where an imported model came from); `adversary`: the discriminator's weights for fine-tuning
+    (adversary.safetensors). Returns {"out", "files", "info", "eval": None, "notes"}."""
+    import mmtok
+    from mmtok import config as recipes
+    from mmtok import modalities
+
+    _check_onnx(onnx)
+    _check_out(out, force)
+    notes: list[str] = []
     tmp = _fresh_tmp(out)
-    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    from safetensors.torch import save_file
-
-    save_file(state, str(tmp / WEIGHTS_FILE), metadata={"format": "pt", "mmtok_version": mmtok.__version__})
-    _readable(tmp / WEIGHTS_FILE)
+    _save_tensors(model.state_dict(), tmp / WEIGHTS_FILE)
+    if adversary:
+        _save_tensors(adversary, tmp / ADVERSARY_FILE)
     cfg = {"format_version": FORMAT_VERSION, "mmtok_version": mmtok.__version__, "family": recipe.model.family,
            "model": recipe.model.model_dump(mode="json"), "weights": info["weights"], "step": info["step"],
            "recipe_name": recipe.name, "seed": recipe.seed}
+    if info.get("imported"):
+        cfg["imported"] = info["imported"]
     meta = tokenizer_meta(model, recipe)
     _write_json(tmp / CONFIG_FILE, cfg)
     _write_json(tmp / META_FILE, meta)
@@ -175,7 +190,34 @@ def export_bundle(model_path: str | os.PathLike, out_dir: str | os.PathLike, *, 
     _write_json(tmp / CHECKSUMS_FILE, {"algorithm": "sha256", "files": files})
     (tmp / PARTIAL_MARKER).unlink()
     _move_into_place(tmp, out)
-    return {"out": out, "files": files, "info": info, "eval": str(eval_file) if evaluation else None, "notes": notes}
+    return {"out": out, "files": files, "info": info, "eval": None, "notes": notes}
+
+
+def _check_onnx(onnx: bool) -> None:
+    if onnx:
+        from mmtok.export.graphs import onnx_missing
+
+        missing = onnx_missing()
+        if missing:
+            raise MmtokError(f"--onnx needs {' and '.join(missing)}, not installed here",
+                             hint="pip install onnx onnxscript (and onnxruntime to check the graphs), or export "
+                             "without --onnx (encoder.pt2 / decoder.pt2 need nothing extra: --graphs)")
+
+
+def _check_out(out: Path, force: bool) -> None:
+    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not force:
+        raise CheckpointError(f"{out} already exists and is not empty", hint="choose another OUT_DIR or add --force")
+
+
+def _save_tensors(state: dict, path: Path) -> None:
+    """Contiguous CPU tensors to a safetensors file with the permissions of any other new file."""
+    from safetensors.torch import save_file
+
+    import mmtok
+
+    save_file({k: v.detach().cpu().contiguous() for k, v in state.items()}, str(path),
+              metadata={"format": "pt", "mmtok_version": mmtok.__version__})
+    _readable(path)
 
 
 def _write_graphs(model, recipe, tmp: Path) -> None:

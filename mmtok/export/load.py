@@ -25,6 +25,7 @@ from mmtok.files import last_checkpoint
 
 FORMAT_VERSION = 1
 CONFIG_FILE, WEIGHTS_FILE, META_FILE, CHECKSUMS_FILE = "config.json", "model.safetensors", "tokenizer.json", "checksums.json"
+ADVERSARY_FILE = "adversary.safetensors"  # an imported release's discriminator (for fine-tuning); optional
 EDITABLE_FILES = ("README.md", "eval.json", "recipe.yaml")  # documents: a change warns, the bundle still loads
 SKIP_HINT = "copy the bundle again or re-export it; mmtok.load(path, verify=False) loads it without checksums"
 
@@ -171,7 +172,8 @@ def _build(path: str | os.PathLike, verify: bool = True):
     model.eval().requires_grad_(False)
     info = {"path": str(path), "source": "bundle", "checkpoint": str(Path(path) / WEIGHTS_FILE),
             "weights": cfg.get("weights", "ema"), "note": "", "step": cfg.get("step", -1),
-            "mmtok_version": cfg.get("mmtok_version"), "seed": cfg.get("seed"), "recipe_name": recipe.name}
+            "mmtok_version": cfg.get("mmtok_version"), "seed": cfg.get("seed"), "recipe_name": recipe.name,
+            "imported": cfg.get("imported")}
     return model, recipe, info, cfg, meta
 
 

@@ -31,6 +31,11 @@ class Family:
     objective: str | Callable  # Recipe -> Objective
     presets: Mapping[str, dict] = field(default_factory=dict)  # name -> model fields (plain data)
     check_recipe: str | Callable | None = None  # (Recipe) -> [problem]: checks across sections, torch-free
+    # `mmtok import FORMAT`: format name -> reader (path, *, config, weights) -> (mmtok.export.interop.Source,
+    # rules_for(model_cfg) -> [Rule]); the family owns the name rules of the releases of its architecture
+    formats: Mapping[str, str | Callable] = field(default_factory=dict)
+    # `mmtok export --format hf`: (model, recipe) -> (a transformers model holding the same weights, its class name)
+    hf_export: str | Callable | None = None
 
     def recipe_problems(self, recipe) -> list[str]:
         """What `check_recipe` finds in a validated recipe (one line each; [] without a check)."""
@@ -52,6 +57,7 @@ class Family:
 
 FAMILIES = Registry("tokenizer family")
 PRESETS = Registry("preset")  # preset name -> family name (one namespace over all families)
+FORMATS = Registry("import format")  # `mmtok import` format name -> family name (one namespace over all families)
 _discovered = False
 
 
@@ -60,6 +66,8 @@ def register(family: Family) -> Family:
     FAMILIES.register(family.name, family)
     for name in family.presets:
         PRESETS.register(name, family.name)
+    for name in family.formats:
+        FORMATS.register(name, family.name)
     return family
 
 
@@ -83,6 +91,11 @@ def get(name: str) -> Family:
 def names() -> list[str]:
     discover()
     return FAMILIES.names()
+
+
+def resolve(builder: str | Callable) -> Callable:
+    """A builder given as a callable or a "module:attribute" string (imported now)."""
+    return _resolve(builder)
 
 
 def preset(name: str) -> dict:

@@ -35,9 +35,10 @@ def check_ids(ids: torch.Tensor, K: int, who: str) -> None:
         raise ValueError(f"{who} code ids must lie in [0, {K}), got [{lo}, {hi}]")
 
 
-def projections(input_dim: int, dim: int) -> tuple[nn.Module, nn.Module]:
-    """(proj_in, proj_out): Linear maps between the input space and the code space (Identity when equal)."""
-    if input_dim == dim:
+def projections(input_dim: int, dim: int, always: bool = False) -> tuple[nn.Module, nn.Module]:
+    """(proj_in, proj_out): Linear maps between the input space and the code space (Identity when the widths are
+    equal, unless `always`)."""
+    if input_dim == dim and not always:
         return nn.Identity(), nn.Identity()
     return nn.Linear(input_dim, dim), nn.Linear(dim, input_dim)
 

@@ -24,6 +24,9 @@ class QuantizerConfig(Strict):
     codebook_size: int = Field(1024, ge=2, description="number of codes K")
     dim: int = Field(8, ge=1, description="code dimension (LlamaGen uses 8)")
     l2_norm: bool = Field(True, description="l2-normalise inputs and codes (cosine distance)")
+    projection: Literal["auto", "linear"] = Field("auto", description="maps between the encoder's width and the "
+                                                   "code space: 'auto' a Linear each way only when they differ, "
+                                                   "'linear' always (taming's quant_conv / post_quant_conv)")
     ema: bool = Field(False, description="update codes by an EMA of their assigned inputs, not by gradient")
     ema_decay: float = Field(0.99, gt=0, lt=1)
     ema_eps: float = Field(1e-5, gt=0, description="Laplace smoothing of EMA cluster sizes")

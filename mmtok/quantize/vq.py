@@ -85,7 +85,7 @@ class VectorQuantizer(nn.Module):
         self.cfg = cfg
         self.input_dim, self.dim, self.codebook_size, self.num_codebooks = input_dim, cfg.dim, cfg.codebook_size, 1
         self.entropy_loss = entropy_loss
-        self.proj_in, self.proj_out = projections(input_dim, cfg.dim)
+        self.proj_in, self.proj_out = projections(input_dim, cfg.dim, cfg.projection == "linear")
 
         K, D = cfg.codebook_size, cfg.dim
         codes = torch.empty(K, D).uniform_(-1.0 / K, 1.0 / K)

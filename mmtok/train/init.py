@@ -87,3 +87,46 @@ def freeze(model, patterns) -> dict:
             frozen += p.numel()
             tensors += 1
     return {"tensors": tensors, "params": frozen, "patterns": list(patterns)}
+
+
+def init_adversary(adversary, path: str) -> str:
+    """Load the discriminator weights that `path` carries into `adversary`: a bundle's adversary.safetensors (an
+    imported release's), or the `adversary.*` weights of a run / .ckpt. Each of the adversary's parts (its top-level
+    modules, e.g. `discriminator`, `lecam`) that the source has is loaded strictly; a part the source lacks stays
+    fresh. Returns what happened, in words; a source without any leaves the adversary fresh (it then trains alone
+    for loss.gan.warmup_steps steps before the generator sees it)."""
+    from pathlib import Path
+
+    from mmtok.files import last_checkpoint
+    from mmtok.model_io import model_kind, read_checkpoint
+    from mmtok.weights import load_strict
+
+    kind = model_kind(path)
+    if kind == "bundle":
+        from mmtok.export.load import ADVERSARY_FILE
+
+        file = Path(path) / ADVERSARY_FILE
+        if not file.is_file():
+            return "fresh (the source has no discriminator)"
+        from safetensors.torch import load_file
+
+        state = load_file(str(file))
+    else:
+        file = last_checkpoint(path) if kind == "run" else Path(path)
+        state = {k[len("adversary."):]: v for k, v in read_checkpoint(file)["state_dict"].items()
+                 if k.startswith("adversary.")}
+        if not state:
+            return "fresh (the source trained without a discriminator)"
+    parts = {name: module for name, module in adversary.named_children() if module.state_dict()}
+    unknown = sorted({k.split(".", 1)[0] for k in state} - set(parts))
+    if unknown:
+        raise CheckpointError(f"{file}: discriminator parts {', '.join(unknown)} do not exist in this recipe's "
+                              f"adversary ({', '.join(parts)})", hint="use the source's loss.gan settings")
+    loaded = []
+    for name, module in parts.items():
+        mine = {k[len(name) + 1:]: v for k, v in state.items() if k.startswith(name + ".")}
+        if mine:
+            load_strict(module, mine, f"{file} ({name})")
+            loaded.append(name)
+    fresh = [n for n in parts if n not in loaded]
+    return f"loaded {', '.join(loaded)} from {file}" + (f" ({', '.join(fresh)} fresh)" if fresh else "")

@@ -55,6 +55,10 @@ class TokenizerTask(L.LightningModule):
         self.ema = EMA(self.tokenizer, recipe.optim.ema_decay) if recipe.optim.ema_decay else None
         self.objective = family.build_objective(recipe)  # frozen helpers only: never saved
         self.adversary = self.objective.make_adversary()
+        from mmtok.train.init import init_adversary
+
+        self.adversary_report = (init_adversary(self.adversary, recipe.init.path)
+                                 if initialise and recipe.init.path and self.adversary is not None else None)
         self.val_metrics = tuple(f"val/{name}" for name in self.objective.metrics().names)  # trainer.keep_best
         self.skipped = 0
         self.bad = BadSamples()
@@ -86,6 +90,10 @@ class TokenizerTask(L.LightningModule):
             dropped = f"; dropped: {len(r['dropped'])} ({', '.join(r['dropped'][:4])}{', ...' if len(r['dropped']) > 4 else ''})"
             self.print(f"init from {r['path']} ({r['weights']} weights, step {r['step']}): loaded {r['loaded']} tensors"
                        + (fresh if r["fresh"] else "") + (dropped if r["dropped"] else ""))
+        if self.adversary_report:
+            gan = self.recipe.loss.gan
+            self.print(f"discriminator: {self.adversary_report}; it trains alone for loss.gan.warmup_steps="
+                       f"{gan.warmup_steps} steps (from step {gan.start_step}) before the generator sees it")
         if self.freeze_report:
             r = self.freeze_report
             self.print(f"frozen: {r['tensors']} tensors ({r['params'] / 1e6:.2f}M parameters) matching "

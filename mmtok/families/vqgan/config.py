@@ -37,10 +37,11 @@ PRESETS = {
     "llamagen_vq16": _preset(resolution=256, ch_mult=[1, 1, 2, 2, 4], attn_resolutions=[16], **_LLAMAGEN_VQ),
     # LlamaGen VQ-8: f8, same codebook; attention at the deepest level (32x32 at 256px).
     "llamagen_vq8": _preset(resolution=256, ch_mult=[1, 2, 2, 4], attn_resolutions=[32], **_LLAMAGEN_VQ),
-    # The classic taming VQGAN f16 with 1024 codes of dim 256 (no l2 normalisation): the "before" picture.
+    # The classic taming VQGAN f16 with 1024 codes of dim 256 (no l2 normalisation): the "before" picture. Its
+    # quant_conv / post_quant_conv are 1x1 convs of width 256 around the codes: projection "linear".
     "taming_f16_1024": _preset(resolution=256, ch=128, ch_mult=[1, 1, 2, 2, 4], num_res_blocks=2,
                                attn_resolutions=[16], z_channels=256, mid_attn=True,
-                               quantizer=dict(codebook_size=1024, dim=256, l2_norm=False)),
+                               quantizer=dict(codebook_size=1024, dim=256, l2_norm=False, projection="linear")),
     # Sized for a few CPU minutes at 64x64: f8, 1024 cosine codes of dim 8, no attention. Narrow at full
     # resolution (16 channels) and wide at the bottom (128): full-resolution convs dominate CPU time.
     "small_f8_1024": _preset(resolution=64, ch=16, ch_mult=[1, 2, 4, 8], num_res_blocks=1, attn_resolutions=[],
@@ -54,4 +55,7 @@ PRESETS = {
 
 FAMILY = register(Family(name="vqgan", modality="image", model_config=VQGANConfig, loss_config=VQGANLoss,
                          model="mmtok.families.vqgan.model:VQGAN",
-                         objective="mmtok.modalities.image.objective:ImageObjective", presets=PRESETS))
+                         objective="mmtok.modalities.image.objective:ImageObjective", presets=PRESETS,
+                         formats={name: f"mmtok.families.vqgan.interop:read_{name}"
+                                  for name in ("taming", "llamagen", "janus")},
+                         hf_export="mmtok.families.vqgan.interop:to_janus"))

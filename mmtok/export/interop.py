@@ -1,0 +1,368 @@
+"""Released tokenizers in, mmtok tokenizers out: the engine under `mmtok import` and `mmtok export --format hf`.
+
+A family whose architecture matches a release owns that release's name rules (its `interop` module, named by
+`Family.formats` / `Family.hf_export`); this module applies them, the same way for every family:
+
+- reading: `read_torch` loads a PyTorch file with `weights_only=True`; a file that pickles plain-data objects
+  (LlamaGen's argparse.Namespace, a Lightning 1.x callback class used as a dict key) is read with each such
+  global replaced by an inert `Opaque` record that keeps the pickled state as data and runs none of the
+  source's code. `read_safetensors` / `read_hf_folder` read transformers folders (sharded or not).
+- mapping: a list of `Rule`s, one per tensor of the mmtok model (`target` <- the source keys and how they
+  combine). `apply_rules` is strict both ways: every model key has a rule, every source key is used or matched
+  by an `ignore` glob with its reason, every shape is checked; problems come back as one line naming the first
+  keys and the likely cause. `invert_rules` runs the same rules backwards for an export.
+- writing: `write_imported` writes an ordinary bundle (mmtok.export.bundle) from the mapped weights.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from fnmatch import fnmatch
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+from mmtok.errors import CheckpointError, MmtokError
+
+# ------------------------------------------------------------------------------------------------- rules
+
+
+@dataclass(frozen=True)
+class Rule:
+    """mmtok key `target` <- source keys `sources` combined by `how` (a key of TRANSFORMS); with `how="fill"`,
+    a value mmtok keeps that the source has no counterpart for (`value`, filled on import, dropped on export)."""
+
+    target: str
+    sources: tuple[str, ...] = ()
+    how: str = "copy"
+    value: float = 0.0
+
+
+def _conv1x1_in(ts):
+    (t,) = ts
+    if t.dim() != 4 or tuple(t.shape[2:]) != (1, 1):
+        return None  # not a 1x1 conv: reported as a shape mismatch
+    return t.reshape(t.shape[0], t.shape[1])
+
+
+def _unit_rows_out(t, n):
+    import torch.nn.functional as F
+
+    return [F.normalize(t.float(), dim=1).to(t.dtype)]
+
+
+# how -> (source tensors -> mmtok tensor (None: not of the expected kind), (mmtok tensor, n sources) -> source tensors)
+TRANSFORMS: dict[str, tuple[Callable, Callable]] = {
+    "copy": (lambda ts: ts[0], lambda t, n: [t]),
+    # separate q / k / v (1x1 convs) -> one fused qkv, stacked on the output channels
+    "cat": (lambda ts: __import__("torch").cat(list(ts), 0), lambda t, n: list(t.chunk(n, 0))),
+    # a 1x1 Conv2d weight [out, in, 1, 1] <-> a Linear weight [out, in]
+    "conv1x1": (_conv1x1_in, lambda t, n: [t.reshape(*t.shape, 1, 1)]),
+    # codes that mmtok l2-normalises at use: copied in; written out as unit rows for a class that does not
+    "unit_rows": (lambda ts: ts[0], _unit_rows_out),
+}
+
+
+@dataclass
+class Source:
+    """What a family's reader found in a release: its tensors, the model section it builds, and notes."""
+
+    tensors: Mapping[str, Any]  # source key -> tensor (the model's weights, names as the release writes them)
+    model: dict  # the recipe's model section (family, preset fields, ...)
+    recipe: str  # the shipped recipe whose loss / optim / data sections the bundle's recipe.yaml starts from
+    ignore: dict[str, str] = field(default_factory=dict)  # glob of source keys left unused -> why
+    adversary: Mapping[str, Any] | None = None  # the release's discriminator, keyed as the recipe's adversary
+    overrides: list[str] = field(default_factory=list)  # recipe overrides that fit the adversary ("loss.gan.ndf=64")
+    step: int = -1  # the release's training step, when it records one
+    weights: str = "raw"  # "ema" when the release's EMA copy was taken
+    config_from: str = ""  # where the configuration came from: a file, or "inferred from tensor shapes"
+    notes: list[str] = field(default_factory=list)
+
+
+def apply_rules(rules: list[Rule], source: Mapping[str, Any], model_state: Mapping[str, Any], *,
+                ignore: Mapping[str, str], where: str, fmt: str) -> dict[str, Any]:
+    """The mmtok state dict made from `source` by `rules`; CheckpointError (one line) unless every model key has
+    a rule, every rule's source keys exist with fitting shapes, and every source key is used or ignored."""
+    import torch
+
+    targets = [r.target for r in rules]
+    unset = [k for k in model_state if k not in set(targets)]
+    extra = [t for t in targets if t not in model_state]
+    if unset or extra:  # the rules and the model disagree: a defect in mmtok's rules, not in the file
+        raise MmtokError(f"mmtok's {fmt} name rules do not cover the model: unset {_first(unset)}; "
+                         f"unknown targets {_first(extra)}", hint="report this as a bug in mmtok")
+    out, missing, shapes, used = {}, [], [], set()
+    for rule in rules:
+        own = model_state[rule.target]
+        if rule.how == "fill":
+            out[rule.target] = torch.full_like(own, rule.value)
+            continue
+        absent = [k for k in rule.sources if k not in source]
+        if absent:
+            missing += absent
+            continue
+        used.update(rule.sources)
+        made = TRANSFORMS[rule.how][0]([source[k] for k in rule.sources])
+        if made is None or tuple(made.shape) != tuple(own.shape):
+            got = tuple(source[rule.sources[0]].shape)
+            shapes.append(f"{rule.sources[0]} {got} (mmtok {rule.target} needs {tuple(own.shape)})")
+            continue
+        out[rule.target] = made.detach().to(dtype=own.dtype).clone()
+    unknown = [k for k in source if k not in used and not any(fnmatch(k, g) for g in ignore)]
+    if missing or shapes or unknown:
+        raise CheckpointError(f"{where} does not fit the {fmt} layout: " + _problems(missing, shapes, unknown),
+                              hint=_likely_cause(missing, shapes, unknown, len(rules), fmt))
+    return out
+
+
+def invert_rules(rules: list[Rule], state: Mapping[str, Any]) -> dict[str, Any]:
+    """The source-layout tensors of an mmtok state dict: each rule backwards (fills are dropped: the source has no
+    such tensor)."""
+    out = {}
+    for rule in rules:
+        if rule.how == "fill":
+            continue
+        parts = TRANSFORMS[rule.how][1](state[rule.target].detach(), len(rule.sources))
+        out.update({k: t.contiguous().clone() for k, t in zip(rule.sources, parts)})
+    return out
+
+
+def _first(keys: list[str], n: int = 3) -> str:
+    return ", ".join(keys[:n]) + (f" and {len(keys) - n} more" if len(keys) > n else "") if keys else "none"
+
+
+def _problems(missing, shapes, unknown) -> str:
+    parts = []
+    if missing:
+        parts.append(f"{len(missing)} key(s) missing ({_first(missing)})")
+    if shapes:
+        parts.append(f"{len(shapes)} shape mismatch(es) ({_first(shapes, 2)})")
+    if unknown:
+        parts.append(f"{len(unknown)} unknown key(s) ({_first(unknown)})")
+    return "; ".join(parts)
+
+
+def _likely_cause(missing, shapes, unknown, n_rules: int, fmt: str) -> str:
+    if len(missing) > n_rules // 2:
+        return (f"most keys the {fmt} layout names are absent: the file is likely another format or another part "
+                "of the release (see `mmtok import --help` for the formats)")
+    if shapes:
+        return ("the tensors do not match the configuration: a config file of another model, or a --set that "
+                "changes the architecture; drop it to infer the configuration from the tensors")
+    if missing:
+        return "keys are absent: the file is truncated, partial, or a variant these rules do not know"
+    return "the file holds tensors these rules do not know: an architecture variant mmtok cannot express yet"
+
+
+# ------------------------------------------------------------------------------------------------- reading
+
+
+class Opaque:
+    """A pickled object from a release file, kept as data and never executed: `name` is the global the file
+    names (e.g. argparse.Namespace), `args` what it was called with, `state` what it was given (a Namespace's
+    attributes)."""
+
+    name = "?"
+
+    def __init__(self, *args, **kwargs):
+        self.args, self.state = args, kwargs or None
+
+    def __setstate__(self, state):
+        self.state = state
+
+    def __reduce__(self):  # never pickled again
+        raise TypeError(f"{self.name} was read as an opaque record and cannot be pickled")
+
+    def as_dict(self) -> dict:
+        """The recorded state as a plain dict ({} when it is not one)."""
+        s = self.state
+        if isinstance(s, tuple) and s and isinstance(s[-1], dict):
+            s = s[-1]
+        return dict(s) if isinstance(s, dict) else {}
+
+
+def _opaque_class(name: str) -> type:
+    return type("Opaque", (Opaque,), {"name": name, "__module__": __name__})
+
+
+# Pickled globals that releases use as plain data records: LlamaGen pickles its argparse.Namespace; Lightning 1.x
+# checkpoints (taming's) key their callback states by the callback class. Anything else is refused.
+RECORD_GLOBALS = ("argparse.Namespace",)
+RECORD_PREFIXES = ("pytorch_lightning.callbacks.", "lightning.pytorch.callbacks.")
+
+
+def read_torch(path: str | os.PathLike, what: str) -> tuple[Any, list[str]]:
+    """(the object in a PyTorch file, the globals that were read as `Opaque` records). `weights_only=True` always;
+    the record globals above become inert `Opaque` stand-ins, any other pickled global is refused. CheckpointError
+    (one line) for a missing, truncated or corrupt file, one that is not a PyTorch file, or one that pickles
+    objects that are not plain data."""
+    import pickle
+
+    import torch
+
+    p = Path(path)
+    if not p.is_file():
+        raise CheckpointError(f"no {what} at {p}", hint="give the path of the released file")
+    try:
+        return torch.load(p, map_location="cpu", weights_only=True), []
+    except pickle.UnpicklingError:
+        pass  # plain-data objects inside: read them as Opaque records below
+    except (RuntimeError, OSError, EOFError, ValueError) as e:
+        raise _unreadable(p, what, e) from None
+    try:
+        names = torch.serialization.get_unsafe_globals_in_checkpoint(p)
+    except (RuntimeError, OSError, EOFError, ValueError) as e:
+        raise _unreadable(p, what, e) from None
+    foreign = [n for n in names if n not in RECORD_GLOBALS and not n.startswith(RECORD_PREFIXES)]
+    if foreign:
+        raise CheckpointError(f"{p} pickles {', '.join(sorted(foreign)[:3])}, which is not plain data: refused "
+                              "(nothing in the file was run)", hint=f"a {what} holds tensors, numbers, strings and "
+                              "containers; this file is another kind of file, or was tampered with")
+    try:
+        stand_ins = [(_opaque_class(n), n) for n in names]
+        with torch.serialization.safe_globals(stand_ins):
+            return torch.load(p, map_location="cpu", weights_only=True), sorted(names)
+    except (pickle.UnpicklingError, RuntimeError, OSError, EOFError, ValueError, AttributeError, TypeError) as e:
+        raise _unreadable(p, what, e) from None
+
+
+def _unreadable(p: Path, what: str, e: Exception) -> CheckpointError:
+    first = (str(e).strip().splitlines() or [type(e).__name__])[0][:160]
+    return CheckpointError(f"{p} is not a readable {what} ({type(e).__name__}: {first})",
+                           hint="the file is truncated, corrupt or of another format; download it again or "
+                           "check the format name")
+
+
+def read_safetensors(files: list[Path], prefix: str = "") -> dict[str, Any]:
+    """Every tensor whose key starts with `prefix` from safetensors `files`, the prefix removed."""
+    from safetensors import SafetensorError, safe_open
+
+    out = {}
+    for f in files:
+        try:
+            with safe_open(str(f), framework="pt") as h:
+                for k in h.keys():
+                    if k.startswith(prefix):
+                        out[k[len(prefix):]] = h.get_tensor(k)
+        except (SafetensorError, OSError, ValueError) as e:
+            raise CheckpointError(f"{f} is not a readable safetensors file ({str(e)[:160]})",
+                                  hint="the file is truncated or corrupt; download it again") from None
+    return out
+
+
+def read_hf_folder(path: str | os.PathLike) -> tuple[dict, list[Path]]:
+    """(config.json, the weight files) of a transformers model folder (model.safetensors, or the shards its
+    index names). Only safetensors: a folder with pytorch_model.bin alone is refused."""
+    p = Path(path)
+    if not p.is_dir():
+        raise CheckpointError(f"{p} is not a folder", hint="give the transformers model folder (config.json + "
+                              "model.safetensors), e.g. what save_pretrained wrote")
+    cfg_file = p / "config.json"
+    try:
+        config = json.loads(cfg_file.read_text())
+    except FileNotFoundError:
+        raise CheckpointError(f"{p} has no config.json: not a transformers model folder") from None
+    except (ValueError, UnicodeDecodeError) as e:
+        raise CheckpointError(f"{cfg_file} is not valid JSON ({e})") from None
+    index = p / "model.safetensors.index.json"
+    if index.is_file():
+        shards = sorted(set(json.loads(index.read_text()).get("weight_map", {}).values()))
+        files = [p / s for s in shards]
+    else:
+        files = [p / "model.safetensors"]
+    absent = [f.name for f in files if not f.is_file()]
+    if absent:
+        extra = " (only pytorch_model.bin: convert it with save_pretrained(safe_serialization=True))" \
+            if (p / "pytorch_model.bin").is_file() else ""
+        raise CheckpointError(f"{p} lacks {', '.join(absent)}{extra}", hint="copy the whole model folder")
+    return config, files
+
+
+# ------------------------------------------------------------------------------------------------- formats
+
+
+def import_bundle(fmt: str, source: str | os.PathLike, out: str | os.PathLike, *, config: str | None = None,
+                  weights: str = "ema", force: bool = False) -> dict:
+    """`mmtok import FORMAT SOURCE --out OUT`: read the release with its family's reader, map every tensor by the
+    family's rules, check the model built from the result, and write a bundle. Returns write_bundle's report
+    plus "source" (the Source read)."""
+    from mmtok import families
+
+    families.discover()
+    family = families.get(families.FORMATS.get(fmt))  # an unknown format: MmtokError with a did-you-mean
+    outp = Path(out)
+    if outp.exists() and (not outp.is_dir() or any(outp.iterdir())) and not force:
+        raise CheckpointError(f"{outp} already exists and is not empty", hint="choose another --out or add --force")
+    src, rules_for = families.resolve(family.formats[fmt])(Path(source), config=config, weights=weights)
+    return write_imported(fmt, Path(source), src, rules_for, outp, force=force)
+
+
+def write_imported(fmt: str, path: Path, src: Source, rules_for: Callable, out: Path, *, force: bool) -> dict:
+    """Build the model of `src.model`, fill it by `rules_for(model_cfg)` and write the bundle."""
+    from mmtok import config as recipes
+    from mmtok import families
+    from mmtok.errors import RecipeError
+    from mmtok.export.bundle import write_bundle
+    from mmtok.export.load import sha256
+
+    base = recipes.load(src.recipe).model_dump(mode="json")
+    base.update(model=src.model, name=f"{fmt}-import")
+    try:
+        recipe = recipes.load(base, src.overrides)
+    except RecipeError as e:
+        raise CheckpointError(f"{path}: its configuration does not validate ({e.message}; "
+                              + "; ".join(e.problems) + ")", hint="check the config file given with --config") from None
+    model = families.build_model(recipe.model, pretrained=False)
+    state = apply_rules(rules_for(recipe.model), src.tensors, model.state_dict(), ignore=src.ignore,
+                        where=str(path), fmt=fmt)
+    model.load_state_dict(state, strict=True)
+    model.eval().requires_grad_(False)
+    provenance = {"format": fmt, "file": path.name, "sha256": sha256(path) if path.is_file() else None,
+                  "config": src.config_from, "ignored": dict(src.ignore), "notes": list(src.notes),
+                  "adversary": bool(src.adversary)}
+    info = {"path": str(path), "source": "import", "checkpoint": str(path), "weights": src.weights, "note": "",
+            "step": src.step, "recipe_name": recipe.name, "imported": provenance}
+    report = write_bundle(model, recipe, info, out, force=force, adversary=src.adversary)
+    report["source"] = src
+    return report
+
+
+# ------------------------------------------------------------------------------------------------- export
+
+
+HF_TOLERANCE = 1e-4  # largest output difference an export may show against mmtok (fp32 attention / conv order)
+
+
+def export_hf(model_path: str | os.PathLike, out: str | os.PathLike, *, ema: bool = True, force: bool = False) -> dict:
+    """`mmtok export MODEL OUT --format hf`: a folder transformers loads with its own class (`from_pretrained`, no
+    trust_remote_code). The family's `hf_export` builds the transformers model and checks its own encode / decode
+    against mmtok's; a check that fails leaves nothing behind. Returns {"out", "class", "check", "info"}."""
+    import shutil
+
+    from mmtok import families
+    from mmtok.export.bundle import _check_out, _move_into_place
+    from mmtok.model_io import load_model
+
+    outp = Path(out)
+    _check_out(outp, force)
+    model, recipe, info = load_model(model_path, ema=ema)
+    family = families.get(recipe.model.family)
+    if family.hf_export is None:
+        covered = [f"{n}" for n in families.names() if families.get(n).hf_export]
+        raise MmtokError(f"transformers has no class for the {family.name} family",
+                         hint=f"--format hf covers the families {', '.join(covered)}; use the default bundle format")
+    hf, check = families.resolve(family.hf_export)(model, recipe)
+    if check["ids_equal"] < 1.0 or check["max_output_difference"] > HF_TOLERANCE:
+        raise MmtokError(f"the transformers model disagrees with mmtok's ({check})", hint="report this as a bug")
+    tmp = outp.with_name(outp.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    hf.save_pretrained(str(tmp))
+    name = type(hf).__name__
+    (tmp / "README.md").write_text(
+        f"# {outp.name}\n\nA {family.name} tokenizer exported by mmtok for Hugging Face transformers "
+        f"(`{name}`, no remote code).\n\n```python\nfrom transformers import {name}\n\n"
+        f"model = {name}.from_pretrained(\"{outp.name}\").eval()\n```\n\n"
+        f"Checked at export against mmtok on {check['inputs']}: ids equal {check['ids_equal']:.0%}, largest output "
+        f"difference {check['max_output_difference']:.2e}.\n")
+    _move_into_place(tmp, outp)
+    return {"out": outp, "class": name, "check": check, "info": info}
