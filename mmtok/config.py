@@ -25,7 +25,8 @@ from mmtok.schema import Strict
 
 
 class OptimConfig(Strict):
-    lr: float = Field(1e-4, gt=0)
+    lr: float = Field(1e-4, ge=0, description="peak learning rate (0 keeps the weights where they start: a check "
+                      "of a fine-tuning setup)")
     betas: tuple[float, float] = (0.9, 0.95)
     weight_decay: float = Field(0.0, ge=0)
     warmup_steps: int = Field(0, ge=0)

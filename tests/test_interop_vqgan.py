@@ -287,3 +287,59 @@ def test_export_hf_refuses_what_transformers_cannot_express(tiny_run, tmp_path):
 
 
 from _fixtures import tiny_run  # noqa: E402,F401 (fixture)
+
+
+def test_fine_tuning_an_import_keeps_its_codes_and_discriminator_and_warms_the_discriminator_up(tmp_path):
+    """An imported LlamaGen file fine-tuned with the generator's lr at 0: ids and outputs stay exactly the
+    source's; the discriminator starts from the release's weights and trains alone for loss.gan.warmup_steps
+    steps (no generator GAN term is computed, so none reaches the generator), then the generator sees it."""
+    import mmtok
+    from mmtok import config
+    from mmtok.export.interop import import_bundle
+    from mmtok.model_io import load_model
+    from mmtok.train.curves import read_metrics
+    from mmtok.train.run import train
+
+    hf = _janus(unit_rows=False)
+    import_bundle("llamagen", _llamagen_file(tmp_path, hf), tmp_path / "bundle")
+    recipe = config.load(str(tmp_path / "bundle" / "recipe.yaml"), [
+        f"init.path={tmp_path / 'bundle'}", "data.train=demo", "data.val=null", "data.batch_size=2",
+        "data.num_workers=0", "trainer.max_steps=4", "trainer.log_every=1", "trainer.accelerator=cpu",
+        "trainer.devices=1", "optim.lr=0", "optim.warmup_steps=0", "loss.weights.perceptual=0",
+        "loss.gan.start_step=0", "loss.gan.warmup_steps=2", "loss.gan.lr=0.01"])
+    train(recipe, tmp_path / "run")
+
+    source = mmtok.load(tmp_path / "bundle").model
+    tuned, _, _ = load_model(tmp_path / "run")
+    x = _images()
+    with torch.no_grad():
+        assert torch.equal(tuned.encode(x), source.encode(x))
+        assert torch.equal(tuned(x).recon, source(x).recon)
+    series, _ = read_metrics(tmp_path / "run")
+    disc_steps = [s for s, _ in series["train/disc"]]
+    gan_steps = [s for s, _ in series["train/gan"]]
+    assert len(disc_steps) == 4 and len(gan_steps) == 2 and min(gan_steps) > min(disc_steps) + 1
+    ckpt = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    start = _patchgan().main.state_dict()
+    trained = {k[len("adversary.discriminator.net."):]: v for k, v in ckpt["state_dict"].items()
+               if k.startswith("adversary.discriminator.net.")}
+    assert set(trained) == set(start)
+    assert not torch.equal(trained["0.weight"], start["0.weight"])  # D trained from the release's weights
+    assert (trained["0.weight"] - start["0.weight"]).abs().max() < 0.1  # ... not from a fresh init
+
+
+def test_an_imported_bundle_is_evaluated_and_extends_a_language_model(tmp_path, tmp_path_factory):
+    """One protocol for released and own tokenizers: `mmtok eval` reports on the import like on any bundle, and
+    `mmtok lm extend` takes it."""
+    from test_lm_layout import make_llm
+
+    from mmtok.evaluation import evaluate
+    from mmtok.export.interop import import_bundle
+    from mmtok.lm.extend import extend
+
+    import_bundle("llamagen", _llamagen_file(tmp_path, _janus(unit_rows=False)), tmp_path / "bundle")
+    report = evaluate(tmp_path / "bundle", "demo", num_samples=8, batch_size=4, rfid=False, classifier=None,
+                      progress=False, out=tmp_path / "eval")
+    assert report["metrics"]["psnr"] > 0 and 0 < report["metrics"]["codebook_usage_pct"] <= 100
+    layout = extend(make_llm(tmp_path_factory.getbasetemp(), tied=False), [tmp_path / "bundle"], tmp_path / "ext")
+    assert layout.modality("image").codebook_size == 64 and layout.modality("image").token_grid == (8, 8)
