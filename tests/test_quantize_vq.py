@@ -9,8 +9,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mmtok.quantize.config import QuantizerConfig
 from mmtok.quantize import QuantizeOutput, VectorQuantizer, code_counts, usage_stats
+from mmtok.quantize.config import QuantizerConfig
 from mmtok.quantize.vq import rotate_to
 
 
@@ -330,3 +330,34 @@ def test_state_dict_round_trip_and_exact_resume():
         m(randn(4, 5, 6, seed=60))
     sa, sb = a.state_dict(), b.state_dict()
     assert all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+def test_raw_code_output_searches_normalised_codes_and_returns_raw_rows():
+    """code_output "raw" (DAC): ids from the l2-normalised search, outputs the raw codebook rows through proj_out,
+    lookup equal to forward; refused with an EMA codebook or without l2_norm."""
+    from mmtok.errors import RecipeError
+    from mmtok.quantize.config import QuantizerConfig
+    from mmtok.quantize.vq import VectorQuantizer
+
+    torch.manual_seed(0)
+    cfg = QuantizerConfig(codebook_size=16, dim=4, l2_norm=True, code_output="raw")
+    vq = VectorQuantizer(6, cfg).eval()
+    with torch.no_grad():
+        vq.codebook.mul_(torch.rand(16, 1) * 3 + 0.5)  # rows of different lengths
+    z = torch.randn(50, 6)
+    with torch.no_grad():
+        out = vq(z)
+        x = torch.nn.functional.normalize(vq.proj_in(z), dim=1)
+    expected = (x @ torch.nn.functional.normalize(vq.codebook, dim=1).T).argmax(1)
+    assert torch.equal(out.ids, expected)
+    with torch.no_grad():
+        assert torch.allclose(out.z_q, vq.proj_out(vq.codebook[expected]), atol=1e-6)
+        assert torch.equal(vq.lookup(out.ids), out.z_q)
+        normalized = VectorQuantizer(6, QuantizerConfig(codebook_size=16, dim=4, l2_norm=True)).eval()
+        normalized.load_state_dict(vq.state_dict())
+        assert torch.equal(normalized(z).ids, out.ids) and not torch.allclose(normalized(z).z_q, out.z_q)
+    from mmtok import config
+
+    for bad in ("model.quantizer.ema=true", "model.quantizer.l2_norm=false"):
+        with pytest.raises(RecipeError, match="code_output"):
+            config.load("test_tiny", ["model.quantizer.code_output=raw", bad])

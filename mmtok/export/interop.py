@@ -7,10 +7,11 @@ A family whose architecture matches a release owns that release's name rules (it
   (LlamaGen's argparse.Namespace, a Lightning 1.x callback class used as a dict key) is read with each such
   global replaced by an inert `Opaque` record that keeps the pickled state as data and runs none of the
   source's code. `read_safetensors` / `read_hf_folder` read transformers folders (sharded or not).
-- mapping: a list of `Rule`s, one per tensor of the mmtok model (`target` <- the source keys and how they
-  combine). `apply_rules` is strict both ways: every model key has a rule, every source key is used or matched
-  by an `ignore` glob with its reason, every shape is checked; problems come back as one line naming the first
-  keys and the likely cause. `invert_rules` runs the same rules backwards for an export.
+- mapping: a list of `Rule`s, one per tensor of the mmtok model (weight-norm parametrisations merged into plain
+  weights: `plain_state`): `target` <- the source keys and how they combine. `apply_rules` is strict both ways:
+  every model key has a rule, every source key is used or matched by an `ignore` glob with its reason, every shape
+  is checked; problems come back as one line naming the first keys and the likely cause. `invert_rules` runs the
+  same rules backwards for an export.
 - writing: `write_imported` writes an ordinary bundle (mmtok.export.bundle) from the mapped weights.
 """
 from __future__ import annotations
@@ -58,6 +59,9 @@ TRANSFORMS: dict[str, tuple[Callable, Callable]] = {
     "cat": (lambda ts: __import__("torch").cat(list(ts), 0), lambda t, n: list(t.chunk(n, 0))),
     # a 1x1 Conv2d weight [out, in, 1, 1] <-> a Linear weight [out, in]
     "conv1x1": (_conv1x1_in, lambda t, n: [t.reshape(*t.shape, 1, 1)]),
+    # a kernel-1 Conv1d weight [out, in, 1] <-> a Linear weight [out, in]
+    "conv1d_k1": (lambda ts: ts[0][..., 0] if ts[0].dim() == 3 and ts[0].shape[2] == 1 else None,
+                  lambda t, n: [t.unsqueeze(-1)]),
     # codes that mmtok l2-normalises at use: copied in; written out as unit rows for a class that does not
     "unit_rows": (lambda ts: ts[0], _unit_rows_out),
 }
@@ -112,6 +116,54 @@ def apply_rules(rules: list[Rule], source: Mapping[str, Any], model_state: Mappi
     if missing or shapes or unknown:
         raise CheckpointError(f"{where} does not fit the {fmt} layout: " + _problems(missing, shapes, unknown),
                               hint=_likely_cause(missing, shapes, unknown, len(rules), fmt))
+    return out
+
+
+def plain_state(model) -> dict[str, Any]:
+    """The model's state dict with every weight-norm parametrisation merged into its plain weight (`X.weight`
+    instead of `X.parametrizations.weight.original0 / original1`): name rules speak of plain weights, since
+    releases store either those or their own g / v pair (see merge_weight_norm)."""
+    from torch.nn.utils import parametrize
+
+    state = dict(model.state_dict())
+    for name, module in model.named_modules():
+        if parametrize.is_parametrized(module, "weight"):
+            for part in ("original0", "original1"):
+                del state[f"{name}.parametrizations.weight.{part}"]
+            state[f"{name}.weight"] = module.weight.detach().clone()
+    return state
+
+
+def load_plain(model, plain: Mapping[str, Any]) -> None:
+    """Load a plain state (plain_state's keys) strictly: a weight-norm parametrised weight W becomes v = W and
+    g = ||W|| over the parametrisation's norm dimensions, so the model's weight is W again (to rounding)."""
+    import torch
+    from torch.nn.utils import parametrize
+
+    state = dict(plain)
+    for name, module in model.named_modules():
+        if parametrize.is_parametrized(module, "weight"):
+            w = state.pop(f"{name}.weight")
+            dim = module.parametrizations.weight[0].dim
+            state[f"{name}.parametrizations.weight.original0"] = torch.norm_except_dim(w, 2, dim)
+            state[f"{name}.parametrizations.weight.original1"] = w
+    model.load_state_dict(state, strict=True)
+
+
+def merge_weight_norm(tensors: Mapping[str, Any]) -> dict[str, Any]:
+    """Release tensors with every `X.weight_g` / `X.weight_v` pair (torch.nn.utils.weight_norm, as EnCodec's and
+    DAC's own code save them) merged into `X.weight` = g * v / ||v|| (the norm over every dimension but the one g
+    keeps: torch's default dim 0 unless g's shape says otherwise)."""
+    import torch
+
+    out = dict(tensors)
+    for key in [k for k in tensors if k.endswith(".weight_g")]:
+        stem = key[: -len("_g")]
+        if stem + "_v" not in tensors:
+            continue
+        g, v = out.pop(key), out.pop(stem + "_v")
+        dim = next((d for d in range(v.dim()) if g.dim() == v.dim() and g.shape[d] == v.shape[d] > 1), 0)
+        out[stem] = g * v / torch.norm_except_dim(v, 2, dim)
     return out
 
 
@@ -313,9 +365,9 @@ def write_imported(fmt: str, path: Path, src: Source, rules_for: Callable, out: 
         raise CheckpointError(f"{path}: its configuration does not validate ({e.message}; "
                               + "; ".join(e.problems) + ")", hint="check the config file given with --config") from None
     model = families.build_model(recipe.model, pretrained=False)
-    state = apply_rules(rules_for(recipe.model), src.tensors, model.state_dict(), ignore=src.ignore,
+    state = apply_rules(rules_for(recipe.model), src.tensors, plain_state(model), ignore=src.ignore,
                         where=str(path), fmt=fmt)
-    model.load_state_dict(state, strict=True)
+    load_plain(model, state)
     model.eval().requires_grad_(False)
     provenance = {"format": fmt, "file": path.name, "sha256": sha256(path) if path.is_file() else None,
                   "config": src.config_from, "ignored": dict(src.ignore), "notes": list(src.notes),

@@ -24,6 +24,10 @@ class QuantizerConfig(Strict):
     codebook_size: int = Field(1024, ge=2, description="number of codes K")
     dim: int = Field(8, ge=1, description="code dimension (LlamaGen uses 8)")
     l2_norm: bool = Field(True, description="l2-normalise inputs and codes (cosine distance)")
+    code_output: Literal["normalized", "raw"] = Field("normalized", description="with l2_norm, the code vector the "
+                                                       "decoder receives: the l2-normalised code (LlamaGen, ViT-VQGAN)"
+                                                       " or the raw codebook row (DAC: only the search is on "
+                                                       "normalised vectors; needs ema: false)")
     projection: Literal["auto", "linear"] = Field("auto", description="maps between the encoder's width and the "
                                                    "code space: 'auto' a Linear each way only when they differ, "
                                                    "'linear' always (taming's quant_conv / post_quant_conv)")
@@ -50,6 +54,9 @@ class QuantizerConfig(Strict):
 
     @model_validator(mode="after")
     def _restart_below_needs_ema(self):
+        if self.code_output == "raw" and (self.ema or not self.l2_norm):
+            raise FieldProblem("code_output", "code_output 'raw' (DAC's factorised codes) is a learned codebook "
+                               "searched on l2-normalised vectors: set l2_norm: true and ema: false")
         return restart_below_needs_ema(self)
 
 

@@ -18,8 +18,9 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from mmtok.quantize.base import QuantizeOutput, projections
+from mmtok.quantize.base import linear_fp32 as _linear
 from mmtok.quantize.config import QuantizerConfig
-from mmtok.quantize.base import QuantizeOutput, linear_fp32 as _linear, projections
 from mmtok.quantize.lookup import nearest
 from mmtok.quantize.stats import all_reduce_sum, broadcast_from_rank0, code_counts, rank, usage_stats
 from mmtok.registry import QUANTIZERS
@@ -104,14 +105,23 @@ class VectorQuantizer(nn.Module):
     # ------------------------------------------------------------------------------------------- lookup
 
     def codes(self) -> torch.Tensor:
-        """The codebook as used for search and output: fp32 [K, dim], l2-normalised when cfg.l2_norm."""
+        """The codebook as used for search: fp32 [K, dim], l2-normalised when cfg.l2_norm."""
         c = self.codebook.clone().float()  # a copy: in-place state updates must not touch the autograd graph
         return F.normalize(c, dim=1) if self.cfg.l2_norm else c
+
+    @property
+    def raw_output(self) -> bool:
+        """True when the decoder receives the raw codebook rows (cfg.code_output "raw", DAC), not the searched codes."""
+        return self.cfg.code_output == "raw"
+
+    def output_codes(self) -> torch.Tensor:
+        """The codebook as the decoder receives it: fp32 [K, dim] (the search codes, or the raw rows)."""
+        return self.codebook.clone().float() if self.raw_output else self.codes()
 
     def lookup(self, ids: torch.Tensor) -> torch.Tensor:
         """Code vectors [..., input_dim] (fp32) for ids [...] in [0, K)."""
         with torch.autocast(device_type=ids.device.type, enabled=False):
-            q = F.embedding(ids.reshape(-1), self.codes())
+            q = F.embedding(ids.reshape(-1), self.output_codes())
             return _linear(self.proj_out, q).reshape(*ids.shape, self.input_dim)
 
     # ------------------------------------------------------------------------------------------- export-safe
@@ -130,7 +140,8 @@ class VectorQuantizer(nn.Module):
     def export_vectors(self, ids: torch.Tensor) -> torch.Tensor:
         """Code vectors [N, input_dim] (fp32) of ids [N], export-safe."""
         c = self.codebook.float()
-        return _linear(self.proj_out, F.embedding(ids, F.normalize(c, dim=1) if self.cfg.l2_norm else c))
+        normalize = self.cfg.l2_norm and not self.raw_output
+        return _linear(self.proj_out, F.embedding(ids, F.normalize(c, dim=1) if normalize else c))
 
     # ------------------------------------------------------------------------------------------- forward
 
@@ -140,12 +151,15 @@ class VectorQuantizer(nn.Module):
                              f"got {z.dtype} {tuple(z.shape)}")
         with torch.autocast(device_type=z.device.type, enabled=False):
             x = _linear(self.proj_in, z.reshape(-1, self.input_dim).float())  # [N, dim]
+            raw = x
             if self.cfg.l2_norm:
                 x = normalize_rows(x)
             if self.training and not bool(self.initted):
                 self._kmeans_init(x.detach())
             codes = self.codes()
             ids = nearest(x.detach(), codes.detach(), "l2")
+            if self.raw_output:  # DAC: searched on normalised vectors; the raw row and raw input carry on
+                x, codes = raw, self.output_codes()
             q = F.embedding(ids, codes)
             losses = {"commitment": F.mse_loss(x, q.detach())}
             if not self.cfg.ema:

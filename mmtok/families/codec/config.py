@@ -37,7 +37,14 @@ class CodecConfig(Strict):
     res_units: int = Field(1, ge=1, description="residual units per block, dilations dilation_base ** j")
     dilation_base: int = Field(2, ge=1)
     kernel_size: int = Field(7, ge=1, description="kernel of the first and last convs")
+    latent_kernel_size: Optional[int] = Field(None, ge=1, description="kernel of the encoder's last conv, to the "
+                                              "latent (DAC: 3); null: kernel_size")
+    decoder_ch: Optional[int] = Field(None, ge=2, description="channels of the decoder's first conv, halved at every "
+                                      "stride (DAC: 1536); null: the encoder's widest, ch * 2 ** len(strides)")
     residual_kernel_size: int = Field(3, ge=1)
+    upsampling: Literal["exact", "dac"] = Field("exact", description="exact: each transposed conv maps L frames to "
+                                               "L * stride samples; dac: as DAC's code, one sample short per odd "
+                                               "stride (the output is zero-padded at the end to frames * hop)")
     activation: Literal["elu", "snake"] = Field("elu", description="elu (EnCodec) or snake (DAC)")
     latent_dim: int = Field(128, ge=1, description="channels of the latent the quantizer sees")
     bottleneck: Literal["none", "lstm", "transformer"] = Field("lstm", description="sequence model at the bottom "
@@ -74,7 +81,18 @@ class CodecConfig(Strict):
         if self.bottleneck == "transformer" and (self.ch * 2 ** len(self.strides)) % self.bottleneck_heads:
             raise FieldProblem("bottleneck_heads", f"the transformer runs on {self.ch * 2 ** len(self.strides)} "
                                f"channels, not divisible by {self.bottleneck_heads} heads")
+        if self.decoder_ch is not None and self.decoder_ch % 2 ** len(self.strides):
+            raise FieldProblem("decoder_ch", f"decoder_ch {self.decoder_ch} is halved {len(self.strides)} times: use a "
+                               f"multiple of {2 ** len(self.strides)}")
+        if self.decoder_ch is not None and self.bottleneck != "none":
+            raise FieldProblem("decoder_ch", "decoder_ch with a bottleneck sequence model: the encoder's and the "
+                               "decoder's sequence models share the widest width; leave decoder_ch null")
         return self
+
+    @property
+    def decoder_width(self) -> int:
+        """Channels of the decoder's first conv."""
+        return self.decoder_ch or self.ch * 2 ** len(self.strides)
 
 
 class CodecLoss(AudioLossConfig):
@@ -92,13 +110,16 @@ _ENCODEC = dict(sample_rate=24000, segment_seconds=1.0, ch=32, strides=[2, 4, 5,
                 bottleneck_layers=2,
                 quantizer=_rvq(levels=8, codebook_size=1024, dim=128, l2_norm=False, ema=True, ema_decay=0.99,
                                kmeans_init=True, restart_after=25, quantizer_dropout=1.0, dropout_per="batch"))
-# DAC 44.1 kHz: hop 512 (86 frames/s), 9 x 1024 codes of dim 8 (l2-normalised, factorised: each level projects
-# the 1024-d latent to 8 dims and back), learned codebooks, quantizer dropout 0.5 per sample, Snake, 3 residual
-# units with dilations 1, 3, 9 (7.75 kbps).
+# DAC 44.1 kHz: hop 512 (86 frames/s), 9 x 1024 codes of dim 8 (factorised: each level projects the 1024-d
+# latent to 8 dims and back; searched l2-normalised, the raw row decoded), learned codebooks, quantizer dropout
+# 0.5 per sample, Snake, 3 residual units with dilations 1, 3, 9, a kernel-3 conv to the latent, a 1536-wide
+# decoder (7.75 kbps): DAC's architecture exactly (`mmtok import dac` loads its weights).
 _DAC = dict(sample_rate=44100, segment_seconds=0.38, ch=64, strides=[2, 4, 8, 8], res_units=3, dilation_base=3,
-            kernel_size=7, residual_kernel_size=7, activation="snake", latent_dim=1024, bottleneck="none",
-            quantizer=_rvq(levels=9, codebook_size=1024, dim=8, l2_norm=True, ema=False, kmeans_init=False,
-                           restart_after=0, quantizer_dropout=0.5, dropout_per="sample"))
+            kernel_size=7, latent_kernel_size=3, decoder_ch=1536, residual_kernel_size=7, upsampling="dac",
+            activation="snake",
+            latent_dim=1024, bottleneck="none",
+            quantizer=_rvq(levels=9, codebook_size=1024, dim=8, l2_norm=True, code_output="raw", ema=False,
+                           kmeans_init=False, restart_after=0, quantizer_dropout=0.5, dropout_per="sample"))
 
 PRESETS = {
     "encodec_24k": _ENCODEC,
@@ -132,4 +153,6 @@ PRESETS = {
 
 FAMILY = register(Family(name="codec", modality="audio", model_config=CodecConfig, loss_config=CodecLoss,
                          model="mmtok.families.codec.model:Codec",
-                         objective="mmtok.modalities.audio.objective:AudioObjective", presets=PRESETS))
+                         objective="mmtok.modalities.audio.objective:AudioObjective", presets=PRESETS,
+                         formats={"dac": "mmtok.families.codec.interop:read_dac"},
+                         hf_export="mmtok.families.codec.interop:to_dac"))

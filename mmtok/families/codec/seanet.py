@@ -23,10 +23,11 @@ def conv1d(c_in: int, c_out: int, kernel: int, *, stride: int = 1, dilation: int
     return weight_norm(nn.Conv1d(c_in, c_out, 2 * stride, stride=stride, padding=math.ceil(stride / 2)))
 
 
-def conv_transpose1d(c_in: int, c_out: int, stride: int) -> nn.Module:
-    """Weight-normalised ConvTranspose1d mapping length L to L * stride exactly."""
+def conv_transpose1d(c_in: int, c_out: int, stride: int, exact: bool = True) -> nn.Module:
+    """Weight-normalised ConvTranspose1d mapping length L to L * stride exactly (`exact`), or to L * stride - 1 for
+    an odd stride as DAC's code does."""
     return weight_norm(nn.ConvTranspose1d(c_in, c_out, 2 * stride, stride=stride, padding=math.ceil(stride / 2),
-                                          output_padding=stride % 2))
+                                          output_padding=stride % 2 if exact else 0))
 
 
 class Snake(nn.Module):
@@ -92,7 +93,7 @@ class SEANetEncoder(nn.Module):
             ch *= 2
         if cfg.bottleneck != "none":
             layers.append(SequenceModel(cfg.bottleneck, ch, cfg.bottleneck_layers, cfg.bottleneck_heads))
-        layers += [activation(act, ch), conv1d(ch, cfg.latent_dim, cfg.kernel_size)]
+        layers += [activation(act, ch), conv1d(ch, cfg.latent_dim, cfg.latent_kernel_size or cfg.kernel_size)]
         self.net = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -104,17 +105,20 @@ class SEANetDecoder(nn.Module):
     def __init__(self, cfg):
         super().__init__()
         act = cfg.activation
-        ch = cfg.ch * 2 ** len(cfg.strides)
+        ch = cfg.decoder_width
         layers: list[nn.Module] = [conv1d(cfg.latent_dim, ch, cfg.kernel_size)]
         if cfg.bottleneck != "none":
             layers.append(SequenceModel(cfg.bottleneck, ch, cfg.bottleneck_layers, cfg.bottleneck_heads))
         for s in reversed(cfg.strides):
-            layers += [activation(act, ch), conv_transpose1d(ch, ch // 2, s)]
+            layers += [activation(act, ch), conv_transpose1d(ch, ch // 2, s, exact=cfg.upsampling == "exact")]
             ch //= 2
             layers += _units(ch, cfg.res_units, cfg.residual_kernel_size, cfg.dilation_base, act)
         layers += [activation(act, ch), conv1d(ch, cfg.channels, cfg.kernel_size), nn.Tanh()]
         self.net = nn.Sequential(*layers)
+        self.hop = math.prod(cfg.strides)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        """[B, latent_dim, L] -> [B, C, L * hop] in [-1, 1]."""
-        return self.net(z)
+        """[B, latent_dim, L] -> [B, C, L * hop] in [-1, 1] (zero-padded at the end where DAC's upsampling is short)."""
+        out = self.net(z)
+        short = z.shape[-1] * self.hop - out.shape[-1]
+        return torch.nn.functional.pad(out, (0, short)) if short else out

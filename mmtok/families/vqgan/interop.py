@@ -113,7 +113,8 @@ def rules(cfg, layout_name: str, *, export: bool = False) -> list[Rule]:
         theirs = _source_name(place, layout, L)
         if kind.startswith("res"):
             params = [p for p in RES_PARAMS if p != "shortcut" or kind == "res+shortcut"]
-            out += [Rule(f"{mine}.{p}.{w}", (f"{theirs}.{RES_PARAMS[p]}.{w}",)) for p in params for w in ("weight", "bias")]
+            out += [Rule(f"{mine}.{p}.{w}", (f"{theirs}.{RES_PARAMS[p]}.{w}",))
+                    for p in params for w in ("weight", "bias")]
         elif kind == "attn":
             for w in ("weight", "bias"):
                 out += [Rule(f"{mine}.norm.{w}", (f"{theirs}.norm.{w}",)),
@@ -227,7 +228,8 @@ def _adversary(disc: dict, where: str) -> tuple[dict | None, list[str], str]:
     convs = sorted(int(k.split(".")[1]) for k in disc if k.startswith("main.") and k.endswith(".weight")
                    and disc[k].dim() == 4)
     if not convs or any(".loc" in k or ".scale" in k for k in disc):
-        return None, [], "its discriminator is not a BatchNorm PatchGAN (e.g. ActNorm or StyleGAN): the adversary starts fresh"
+        return None, [], ("its discriminator is not a BatchNorm PatchGAN (e.g. ActNorm or StyleGAN): the adversary "
+                          "starts fresh")
     ndf, n_layers = int(disc[f"main.{convs[0]}.weight"].shape[0]), len(convs) - 2
     net = PatchDiscriminator(int(disc[f"main.{convs[0]}.weight"].shape[1]), ndf, n_layers)
     rules_ = [Rule(f"discriminator.{k}", (f"main.{k.split('.', 1)[1]}",)) for k in
@@ -333,9 +335,13 @@ def read_janus(path: Path, *, config: str | None = None, weights: str = "ema"):
              "dropout": float(cfg.get("dropout", 0.0)),
              "quantizer": {"kind": "vq", "codebook_size": cfg.get("num_embeddings", 16384),
                            "dim": cfg.get("embed_dim", 8), "l2_norm": True, "projection": "linear"}}
+    notes = ["no discriminator in a transformers folder: the adversary starts fresh"]
+    codes = tensors.get("quantize.embedding.weight")
+    if codes is not None and float((codes.float().norm(dim=1) - 1).abs().max()) > 1e-3:
+        notes.append("the codebook rows are not unit length: transformers' JanusVQVAE.encode (no l2 normalisation) "
+                     "picks other ids than Janus's own l2-normalised search, which mmtok follows")
     src = Source(tensors=tensors, model=model, recipe="llamagen_vq16", weights="raw",
-                 config_from=f"read from {Path(path) / 'config.json'}",
-                 notes=["no discriminator in a transformers folder: the adversary starts fresh"])
+                 config_from=f"read from {Path(path) / 'config.json'}", notes=notes)
     return src, _rules_for("janus")
 
 
@@ -347,7 +353,7 @@ def to_janus(model, recipe):
     encode / decode against `model` on random images), or MmtokError naming what JanusVQVAE cannot express."""
     import torch
 
-    from mmtok.export.interop import invert_rules
+    from mmtok.export.interop import invert_rules, plain_state
 
     cfg = model.cfg
     q = cfg.quantizer
@@ -374,7 +380,7 @@ def to_janus(model, recipe):
                               base_channels=cfg.ch, channel_multiplier=list(cfg.ch_mult),
                               num_res_blocks=cfg.num_res_blocks, dropout=cfg.dropout, num_patches=cfg.grid)
     hf = JanusVQVAE(hf_cfg).eval()
-    state = invert_rules(rules(cfg, "janus", export=True), model.state_dict())
+    state = invert_rules(rules(cfg, "janus", export=True), plain_state(model))
     with torch.no_grad():
         hf.load_state_dict(state, strict=True)
         x = torch.rand(2, cfg.in_channels, cfg.resolution, cfg.resolution,
