@@ -343,3 +343,16 @@ def test_an_imported_bundle_is_evaluated_and_extends_a_language_model(tmp_path, 
     assert report["metrics"]["psnr"] > 0 and 0 < report["metrics"]["codebook_usage_pct"] <= 100
     layout = extend(make_llm(tmp_path_factory.getbasetemp(), tied=False), [tmp_path / "bundle"], tmp_path / "ext")
     assert layout.modality("image").codebook_size == 64 and layout.modality("image").token_grid == (8, 8)
+
+
+def test_import_help_names_every_registered_format():
+    from typer.testing import CliRunner
+
+    from mmtok import families
+    from mmtok.cli.main import app
+
+    families.discover()
+    text = CliRunner().invoke(app, ["import", "--help"]).stdout
+    assert families.FORMATS.names() == ["dac", "janus", "llamagen", "taming"]
+    for fmt in families.FORMATS.names():
+        assert fmt in text, fmt
