@@ -9,7 +9,8 @@ from typing_extensions import Annotated
 
 
 def import_command(
-    fmt: Annotated[str, typer.Argument(metavar="FORMAT", help="The release's layout: taming, llamagen, janus or dac.")],
+    fmt: Annotated[str, typer.Argument(
+        metavar="FORMAT", help="The release's layout: taming, llamagen, janus, dac or encodec.")],
     source: Annotated[Path, typer.Argument(help="The released file (.ckpt / .pt) or transformers folder.")],
     out: Annotated[Path, typer.Option("--out", help="Bundle directory to create.")],
     config: Annotated[Optional[Path], typer.Option(
@@ -25,7 +26,8 @@ def import_command(
     Formats: [bold]taming[/bold] (taming-transformers VQGAN .ckpt, also Chameleon's image tokenizer; its
     discriminator is kept for fine-tuning), [bold]llamagen[/bold] (LlamaGen VQ-8 / VQ-16 .pt, EMA weights by
     default), [bold]janus[/bold] (a transformers JanusVQVAE or Janus model folder), [bold]dac[/bold] (DAC's own
-    .pth, or a transformers DacModel folder). Every tensor is mapped by
+    .pth, or a transformers DacModel folder), [bold]encodec[/bold] (EnCodec 24 kHz's own .th, or a transformers
+    EncodecModel folder). Every tensor is mapped by
     name rules, strictly both ways and shape-checked; nothing is unpickled beyond plain data.
 
     Example: [bold]mmtok import llamagen vq_ds16_c2i.pt --out bundles/llamagen_vq16[/bold]

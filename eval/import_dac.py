@@ -7,6 +7,9 @@ the bundle's ids and decoded audio are compared with DAC's own encode / decode o
         randomname ffmpy importlib-resources markdown2 tensorboard protobuf absl-py docstring-parser matplotlib
     python eval/import_dac.py [--minutes 1.5]
 
+Install DAC in a separate environment layered on mmtok's (e.g. `python -m venv --system-site-packages`): the
+descript-audio-codec wheel ships a top-level `tests` package that shadows this repository's tests.
+
 DAC's side (eval/compare_dac.py's `dac_modules` / `train_dac`, DAC's own code): DAC(encoder_dim=64, encoder_rates
 [2, 4, 5, 8], decoder_dim=512, 8 codebooks of 256 codes of dim 8, 16 kHz), trained with its mel loss and VQ terms
 (no adversary) for --minutes on the demo's training speech, saved with DAC's `save(path, package=False)`
@@ -35,11 +38,13 @@ def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--minutes", type=float, default=1.5, help="DAC's training budget")
     ap.add_argument("--segments", type=int, default=64)
+    ap.add_argument("--weights", help="a DAC .pth this script saved before: skip the training")
     ap.add_argument("--work", default="runs/import_dac")
     ap.add_argument("--out", default=str(HERE / "results" / "import_dac.json"))
     args = ap.parse_args(argv)
 
     from compare_dac import train_dac
+    from dac.model import DAC
 
     import mmtok
     from mmtok import config
@@ -47,13 +52,16 @@ def main(argv=None) -> dict:
     from mmtok.export.interop import import_bundle
 
     spec = config.load("audio_quickstart").model  # 16 kHz mono, 0.5 s segments: the loader's settings
-    loader = make_loader("demo", "train", spec, batch_size=16, num_workers=1, seed=0, modality="audio")
-    dac, info = train_dac(loader, args.minutes, spec.sample_rate, levels=8, codebook_size=256, adversary=False,
-                          lr=1e-4)
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
-    weights = work / "dac_weights.pth"
-    dac.save(str(weights), package=False)
+    weights = Path(args.weights) if args.weights else work / "dac_weights.pth"
+    if args.weights:
+        dac, info = DAC.load(str(weights)).eval(), {"weights": str(weights)}
+    else:
+        loader = make_loader("demo", "train", spec, batch_size=16, num_workers=1, seed=0, modality="audio")
+        dac, info = train_dac(loader, args.minutes, spec.sample_rate, levels=8, codebook_size=256, adversary=False,
+                              lr=1e-4)
+        dac.save(str(weights), package=False)
     report = import_bundle("dac", weights, work / "bundle", force=True)
     tok = mmtok.load(work / "bundle").model
 

@@ -26,6 +26,14 @@ def _dac(seed: int = 0):
     with torch.no_grad():
         for name, p in model.named_parameters():
             p.copy_(torch.rand_like(p) + 0.5 if name.endswith("alpha") else torch.randn_like(p) * 0.12)
+        # codes drawn from the projected residuals they quantize, so that ids vary
+        residual = model.encoder(_audio(8, 20, seed=seed + 100))
+        gen = torch.Generator().manual_seed(seed)
+        for q in model.quantizer.quantizers:
+            proj = q.in_proj(residual).transpose(1, 2).reshape(-1, q.codebook_dim)
+            q.codebook.weight.copy_(proj[torch.randperm(len(proj), generator=gen)[:16]] * 1.5)
+            quantized, _, _, _, _ = q(residual)
+            residual = residual - quantized
     return model
 
 

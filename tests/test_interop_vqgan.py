@@ -353,6 +353,6 @@ def test_import_help_names_every_registered_format():
 
     families.discover()
     text = CliRunner().invoke(app, ["import", "--help"]).stdout
-    assert families.FORMATS.names() == ["dac", "janus", "llamagen", "taming"]
+    assert families.FORMATS.names() == ["dac", "encodec", "janus", "llamagen", "taming"]
     for fmt in families.FORMATS.names():
         assert fmt in text, fmt

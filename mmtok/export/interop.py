@@ -151,12 +151,19 @@ def load_plain(model, plain: Mapping[str, Any]) -> None:
 
 
 def merge_weight_norm(tensors: Mapping[str, Any]) -> dict[str, Any]:
-    """Release tensors with every `X.weight_g` / `X.weight_v` pair (torch.nn.utils.weight_norm, as EnCodec's and
-    DAC's own code save them) merged into `X.weight` = g * v / ||v|| (the norm over every dimension but the one g
-    keeps: torch's default dim 0 unless g's shape says otherwise)."""
+    """Release tensors with every weight-norm pair merged into `X.weight` = g * v / ||v||: `X.weight_g` / `X.weight_v`
+    (torch.nn.utils.weight_norm, as EnCodec's and DAC's own code save them) and `X.parametrizations.weight.original0
+    / original1` (as transformers saves them). The norm runs over every dimension but the one g keeps (torch's
+    default dim 0 unless g's shape says otherwise)."""
     import torch
 
     out = dict(tensors)
+    for key in [k for k in tensors if k.endswith(".parametrizations.weight.original0")]:  # parametrizations API
+        stem = key[: -len(".parametrizations.weight.original0")]
+        if f"{stem}.parametrizations.weight.original1" in tensors:
+            out[f"{stem}.weight_g"] = out.pop(key)
+            out[f"{stem}.weight_v"] = out.pop(f"{stem}.parametrizations.weight.original1")
+    tensors = dict(out)
     for key in [k for k in tensors if k.endswith(".weight_g")]:
         stem = key[: -len("_g")]
         if stem + "_v" not in tensors:

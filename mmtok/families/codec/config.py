@@ -42,6 +42,13 @@ class CodecConfig(Strict):
     decoder_ch: Optional[int] = Field(None, ge=2, description="channels of the decoder's first conv, halved at every "
                                       "stride (DAC: 1536); null: the encoder's widest, ch * 2 ** len(strides)")
     residual_kernel_size: int = Field(3, ge=1)
+    padding: Literal["zeros", "encodec"] = Field("zeros", description="zeros: every conv zero-padded, split evenly "
+                                                 "(DAC); encodec: EnCodec's reflection padding, the odd sample on "
+                                                 "the left, transposed convs trimmed to match")
+    causal: bool = Field(False, description="with padding encodec: all padding on the left (EnCodec 24 kHz)")
+    conv_shortcut: bool = Field(False, description="a weight-normalised 1x1 conv on each residual unit's skip path "
+                                "(EnCodec's use_conv_shortcut); false: the identity")
+    final_tanh: bool = Field(True, description="the decoder ends in tanh (DAC); EnCodec's does not")
     upsampling: Literal["exact", "dac"] = Field("exact", description="exact: each transposed conv maps L frames to "
                                                "L * stride samples; dac: as DAC's code, one sample short per odd "
                                                "stride (the output is zero-padded at the end to frames * hop)")
@@ -84,6 +91,10 @@ class CodecConfig(Strict):
         if self.decoder_ch is not None and self.decoder_ch % 2 ** len(self.strides):
             raise FieldProblem("decoder_ch", f"decoder_ch {self.decoder_ch} is halved {len(self.strides)} times: use a "
                                f"multiple of {2 ** len(self.strides)}")
+        if self.causal and self.padding != "encodec":
+            raise FieldProblem("causal", "causal convolutions are EnCodec's padding: set padding: encodec")
+        if self.padding == "encodec" and self.upsampling != "exact":
+            raise FieldProblem("upsampling", "EnCodec's padding trims transposed convs exactly: upsampling: exact")
         if self.decoder_ch is not None and self.bottleneck != "none":
             raise FieldProblem("decoder_ch", "decoder_ch with a bottleneck sequence model: the encoder's and the "
                                "decoder's sequence models share the widest width; leave decoder_ch null")
@@ -105,9 +116,11 @@ def _rvq(**fields) -> dict:
 
 # EnCodec 24 kHz: hop 320 (75 frames/s), 8 x 1024 EMA codebooks on the 128-d latent (no projection), k-means
 # init, dead codes replaced (6 kbps at 8 levels; EnCodec trains with n_q from {2, 4, 8, 16, 32} per batch).
+# Causal convolutions with EnCodec's reflection padding, 1x1 conv shortcuts, no final tanh: EnCodec's
+# architecture exactly (`mmtok import encodec` loads its weights; the released model has 32 levels).
 _ENCODEC = dict(sample_rate=24000, segment_seconds=1.0, ch=32, strides=[2, 4, 5, 8], res_units=1, dilation_base=2,
                 kernel_size=7, residual_kernel_size=3, activation="elu", latent_dim=128, bottleneck="lstm",
-                bottleneck_layers=2,
+                bottleneck_layers=2, padding="encodec", causal=True, conv_shortcut=True, final_tanh=False,
                 quantizer=_rvq(levels=8, codebook_size=1024, dim=128, l2_norm=False, ema=True, ema_decay=0.99,
                                kmeans_init=True, restart_after=25, quantizer_dropout=1.0, dropout_per="batch"))
 # DAC 44.1 kHz: hop 512 (86 frames/s), 9 x 1024 codes of dim 8 (factorised: each level projects the 1024-d
@@ -154,5 +167,6 @@ PRESETS = {
 FAMILY = register(Family(name="codec", modality="audio", model_config=CodecConfig, loss_config=CodecLoss,
                          model="mmtok.families.codec.model:Codec",
                          objective="mmtok.modalities.audio.objective:AudioObjective", presets=PRESETS,
-                         formats={"dac": "mmtok.families.codec.interop:read_dac"},
-                         hf_export="mmtok.families.codec.interop:to_dac"))
+                         formats={"dac": "mmtok.families.codec.interop:read_dac",
+                                  "encodec": "mmtok.families.codec.interop:read_encodec"},
+                         hf_export="mmtok.families.codec.interop:to_hf"))

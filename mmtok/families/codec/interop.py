@@ -1,18 +1,27 @@
-"""Released DAC codecs in and out: DAC's architecture (the `dac_44k` preset: Snake, three residual units with
-dilations 1, 3, 9 per block, a kernel-3 conv to the latent, factorised codes searched l2-normalised and decoded raw)
-under the two naming schemes of its releases, and transformers' DacModel for `mmtok export --format hf`.
+"""Released codecs in and out: DAC's and EnCodec's architectures under the naming schemes of their releases, and
+transformers' DacModel / EncodecModel for `mmtok export --format hf`.
+
+DAC's architecture is the `dac_44k` preset (Snake, three residual units with dilations 1, 3, 9 per block, a
+kernel-3 conv to the latent, factorised codes searched l2-normalised and decoded raw):
 
     dac   a file: descript-audio-codec's own weights (`.pth`: "state_dict" with weight_g / weight_v pairs,
           "metadata": {"kwargs": DAC's constructor arguments}; encoder.block.{i}, decoder.model.{i}, nn.Sequential
           indices); a folder: transformers' DacModel (config.json + safetensors; encoder.block.{b}.res_unit{u},
           plain weights).
 
+EnCodec 24 kHz's is the `encodec_24k` preset (reflection padding, causal, 1x1 conv shortcuts, an LSTM at the
+bottom, no final tanh, EMA codebooks on the 128-d latent):
+
+    encodec  a file: EnCodec's own state dict (`.th`; facebookresearch/encodec and audiocraft: encoder.model.{i}
+             .conv.conv with weight_g / weight_v, decoder transposed convs under convtr.convtr,
+             quantizer.vq.layers.{i}._codebook); a folder: transformers' EncodecModel (encoder.layers.{i}.conv,
+             quantizer.layers.{i}.codebook).
+
 Rules speak of plain weights (mmtok.export.interop.plain_state): g / v pairs are merged on reading.
 
-Not here: EnCodec pads its convolutions by reflection and asymmetrically (causal at 24 kHz), ends its decoder
-without tanh and has EMA codebooks without projections; Mimi adds a transformer bottleneck and a split RVQ (one
-semantic level distilled from WavLM, seven acoustic levels). The `codec` family's convolutions do not yet express
-those, so `encodec_24k` stays an approximation and neither is importable yet.
+Not here: EnCodec 48 kHz (volume normalisation, time-group norm, overlapping chunks) and Mimi (a transformer
+bottleneck and a split RVQ: one semantic level distilled from WavLM plus acoustic levels) need parts the `codec`
+family does not have.
 """
 from __future__ import annotations
 
@@ -165,12 +174,17 @@ def _read_transformers(path: Path):
     return src, lambda c: rules(c, TRANSFORMERS)
 
 
+def to_hf(model, recipe):
+    """`mmtok export --format hf` for a codec: EnCodec's padding -> EncodecModel, otherwise DacModel."""
+    return (to_encodec if model.cfg.padding == "encodec" else to_dac)(model, recipe)
+
+
 def to_dac(model, recipe):
     """mmtok's codec -> (transformers' DacModel holding the same weights, strictly loaded; the check of its own
     encode / decode against `model` on random audio), or MmtokError naming what DacModel cannot express."""
     import torch
 
-    from mmtok.export.interop import invert_rules, plain_state
+    from mmtok.export.interop import invert_rules, load_plain, plain_state
 
     c, q = model.cfg, model.cfg.quantizer
     want = dac_model(sample_rate=c.sample_rate, ch=c.ch, strides=c.strides, latent_dim=c.ch * 2 ** len(c.strides),
@@ -195,7 +209,7 @@ def to_dac(model, recipe):
                             codebook_dim=q.dim, sampling_rate=c.sample_rate)).eval()
     state = invert_rules(rules(c, TRANSFORMERS), plain_state(model))
     with torch.no_grad():
-        hf.load_state_dict(state, strict=True)
+        load_plain(hf, state)
         x = torch.rand(2, 1, 8 * c.hop, generator=torch.Generator().manual_seed(0)) * 1.6 - 0.8
         ids = hf.encode(x).audio_codes.transpose(1, 2)
         own_ids = model.encode(x)
@@ -204,4 +218,221 @@ def to_dac(model, recipe):
         n = audio.shape[-1]
         check = {"inputs": "2 random waveforms", "ids_equal": float((ids == own_ids).float().mean()),
                  "max_output_difference": max(float((audio - own[:, :n]).abs().max()), float(own[:, n:].abs().sum()))}
+    return hf, check
+
+
+# ------------------------------------------------------------------------------------------------ EnCodec
+
+# Per layout: the stage lists, how a conv's / a transposed conv's tensors are named inside its wrapper, and the
+# codebook of RVQ level i (EnCodec's EMA buffers).
+ENCODEC_LAYOUTS = {
+    "original": dict(enc="encoder.model", dec="decoder.model", conv="conv.conv", convtr="convtr.convtr",
+                     codebook="quantizer.vq.layers.{i}._codebook"),
+    "transformers": dict(enc="encoder.layers", dec="decoder.layers", conv="conv", convtr="conv",
+                         codebook="quantizer.layers.{i}.codebook"),
+}
+EMA_BUFFERS = {"codebook": "embed", "ema_sum": "embed_avg", "ema_count": "cluster_size"}
+
+
+def _encodec_places(cfg):
+    """(side, index, kind) of every module with weights in EnCodec's SEANet (the same indices in mmtok's
+    encoder.net / decoder.net, EnCodec's model Sequential and transformers' layers ModuleList). kind: "conv",
+    "convtr", "unit" or "lstm"."""
+    B, n, step = len(cfg.strides), cfg.res_units, cfg.res_units + 2
+    enc = [(0, "conv")]
+    for b in range(B):
+        enc += [(1 + b * step + j, "unit") for j in range(n)] + [(1 + b * step + n + 1, "conv")]
+    enc += [(1 + B * step, "lstm"), (3 + B * step, "conv")]
+    dec = [(0, "conv"), (1, "lstm")]
+    for b in range(B):
+        dec += [(3 + b * step, "convtr")] + [(4 + b * step + j, "unit") for j in range(n)]
+    dec += [(3 + B * step, "conv")]
+    return [("encoder", i, k) for i, k in enc] + [("decoder", i, k) for i, k in dec]
+
+
+def encodec_rules(cfg, layout_name: str) -> list[Rule]:
+    """One Rule per plain tensor of mmtok's codec (EnCodec's architecture) from an EnCodec layout."""
+    layout, out = ENCODEC_LAYOUTS[layout_name], []
+
+    def conv(mine, theirs, wrapper="conv"):
+        return [Rule(f"{mine}.{w}", (f"{theirs}.{layout[wrapper]}.{w}",)) for w in ("weight", "bias")]
+
+    for side, i, kind in _encodec_places(cfg):
+        mine, theirs = f"{side}.net.{i}", f"{layout['enc' if side == 'encoder' else 'dec']}.{i}"
+        if kind in ("conv", "convtr"):
+            out += conv(mine, theirs, kind)
+        elif kind == "unit":
+            out += conv(f"{mine}.block.1", f"{theirs}.block.1") + conv(f"{mine}.block.3", f"{theirs}.block.3")
+            out += conv(f"{mine}.shortcut", f"{theirs}.shortcut") if cfg.conv_shortcut else []
+        else:
+            out += [Rule(f"{mine}.net.{w}_l{k}", (f"{theirs}.lstm.{w}_l{k}",))
+                    for k in range(cfg.bottleneck_layers) for w in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
+    for i in range(cfg.quantizer.levels):
+        mine, theirs = f"quantizer.quantizers.{i}", layout["codebook"].format(i=i)
+        out += [Rule(f"{mine}.{k}", (f"{theirs}.{v}",)) for k, v in EMA_BUFFERS.items()]
+        out += [Rule(f"{mine}.{k}", how="fill", value=1.0 if k == "initted" else 0.0) for k in QUANTIZER_STATE]
+    out += [Rule("quantizer.dropout_seed", how="fill"), Rule("quantizer.dropout_step", how="fill")]
+    return out
+
+
+def encodec_model(*, sample_rate: int, channels: int, ch: int, strides: list[int], res_units: int,
+                  dilation_base: int, kernel_size: int, residual_kernel_size: int, latent_dim: int, lstm_layers: int,
+                  causal: bool, conv_shortcut: bool, levels: int, codebook_size: int) -> dict:
+    """The model section of EnCodec's architecture (the `encodec_24k` preset's fixed choices) at these sizes."""
+    hop = 1
+    for s in strides:
+        hop *= s
+    return {"family": "codec", "sample_rate": sample_rate, "channels": channels,
+            "segment_seconds": round(64 * hop / sample_rate, 6), "ch": ch, "strides": list(strides),
+            "res_units": res_units, "dilation_base": dilation_base, "kernel_size": kernel_size,
+            "residual_kernel_size": residual_kernel_size, "activation": "elu", "latent_dim": latent_dim,
+            "bottleneck": "lstm", "bottleneck_layers": lstm_layers, "padding": "encodec", "causal": causal,
+            "conv_shortcut": conv_shortcut, "final_tanh": False,
+            "quantizer": {"kind": "rvq", "levels": levels, "codebook_size": codebook_size, "dim": latent_dim,
+                          "l2_norm": False, "ema": True, "ema_decay": 0.99, "kmeans_init": True,
+                          "restart_after": 0, "quantizer_dropout": 1.0, "dropout_per": "batch"}}
+
+
+def _levels(tensors, codebook: str) -> int:
+    n = 0
+    while f"{codebook.format(i=n)}.embed" in tensors:
+        n += 1
+    return n
+
+
+def read_encodec(path: Path, *, config: str | None = None, weights: str = "ema"):
+    """EnCodec's own state dict (`.th`, facebookresearch/encodec and audiocraft's layout), or a transformers
+    EncodecModel folder -> (Source, rules)."""
+    if config:
+        raise MmtokError("--config does not apply to encodec: the configuration comes from the release",
+                         hint="drop --config")
+    if path.is_dir():
+        return _read_encodec_transformers(path)
+    state, opaque = read_torch(path, "EnCodec checkpoint (.th)")
+    state = state.get("best_state", state) if isinstance(state, dict) else state  # audiocraft keeps it there
+    if not isinstance(state, dict) or "encoder.model.0.conv.conv.bias" not in state:
+        raise CheckpointError(f"{path} is not EnCodec's state dict (no encoder.model.0.conv.conv)",
+                              hint="give encodec_24khz-*.th, or a transformers EncodecModel folder")
+    tensors = merge_weight_norm(state)
+    layout = ENCODEC_LAYOUTS["original"]
+    model = _infer_encodec(tensors, layout)
+    notes = ["no discriminator in EnCodec's released weights: the adversary starts fresh",
+             "configuration inferred from tensor shapes; 24 kHz, mono, causal and the conv shortcut assumed as in "
+             "encodec_model_24khz (the 48 kHz model normalises volume and uses time-group norm: not importable)"]
+    if opaque:
+        notes.append(f"read {', '.join(opaque)} as inert records (not executed)")
+    src = Source(tensors=tensors, model=model, recipe="audio_quickstart", weights="raw",
+                 ignore={"quantizer.vq.layers.*._codebook.inited": "EnCodec's k-means-done flag (set in mmtok)"},
+                 config_from="inferred from tensor shapes (encodec_model_24khz's settings)", notes=notes)
+    return src, lambda cfg: encodec_rules(cfg, "original")
+
+
+def _infer_encodec(tensors, layout) -> dict:
+    first = tensors["encoder.model.0.conv.conv.weight"]
+    ch, channels, kernel = int(first.shape[0]), int(first.shape[1]), int(first.shape[2])
+    strides, i = [], 1
+    while f"{layout['enc']}.{i}.block.1.conv.conv.weight" in tensors:
+        n = 0
+        while f"{layout['enc']}.{i + n}.block.1.conv.conv.weight" in tensors:
+            n += 1
+        down = tensors[f"{layout['enc']}.{i + n + 1}.conv.conv.weight"]
+        strides.append(int(down.shape[2]) // 2)
+        i += n + 2
+    lstm = sum(1 for k in tensors if k.startswith(f"{layout['enc']}.{i}.lstm.weight_ih_l"))
+    codebook = tensors["quantizer.vq.layers.0._codebook.embed"]
+    res_kernel = int(tensors[f"{layout['enc']}.1.block.1.conv.conv.weight"].shape[2])
+    return encodec_model(sample_rate=24000, channels=channels, ch=ch, strides=strides, res_units=n,
+                         dilation_base=2, kernel_size=kernel, residual_kernel_size=res_kernel,
+                         latent_dim=int(codebook.shape[1]), lstm_layers=lstm, causal=True,
+                         conv_shortcut=f"{layout['enc']}.1.shortcut.conv.conv.weight" in tensors,
+                         levels=_levels(tensors, layout["codebook"]), codebook_size=int(codebook.shape[0]))
+
+
+def _read_encodec_transformers(path: Path):
+    cfg, files = read_hf_folder(path)
+    if cfg.get("model_type") != "encodec":
+        raise CheckpointError(f"{path}/config.json is a {cfg.get('model_type')!r} model, not EncodecModel",
+                              hint="give a transformers EncodecModel folder or EnCodec's own .th file")
+    unsupported = [f"{k}={cfg.get(k)!r}" for k, ok in [
+        ("norm_type", cfg.get("norm_type", "weight_norm") == "weight_norm"),
+        ("pad_mode", cfg.get("pad_mode", "reflect") == "reflect"), ("compress", cfg.get("compress", 2) == 2),
+        ("normalize", not cfg.get("normalize", False)), ("trim_right_ratio", cfg.get("trim_right_ratio", 1.0) == 1.0),
+        ("last_kernel_size", cfg.get("last_kernel_size", 7) == cfg.get("kernel_size", 7)),
+        ("codebook_dim", (cfg.get("codebook_dim") or cfg.get("hidden_size", 128)) == cfg.get("hidden_size", 128))]
+        if not ok]
+    if unsupported:
+        raise CheckpointError(f"this EncodecModel ({', '.join(unsupported)}) has no counterpart in mmtok's codec",
+                              hint="mmtok imports EnCodec 24 kHz (weight norm, reflect padding, no volume "
+                              "normalisation); the 48 kHz model is not supported")
+    tensors = merge_weight_norm(read_safetensors(files))
+    layout = ENCODEC_LAYOUTS["transformers"]
+    model = encodec_model(sample_rate=int(cfg.get("sampling_rate", 24000)), channels=int(cfg.get("audio_channels", 1)),
+                          ch=int(cfg.get("num_filters", 32)),
+                          strides=list(cfg.get("upsampling_ratios", [8, 5, 4, 2]))[::-1],
+                          res_units=int(cfg.get("num_residual_layers", 1)),
+                          dilation_base=int(cfg.get("dilation_growth_rate", 2)),
+                          kernel_size=int(cfg.get("kernel_size", 7)),
+                          residual_kernel_size=int(cfg.get("residual_kernel_size", 3)),
+                          latent_dim=int(cfg.get("hidden_size", 128)), lstm_layers=int(cfg.get("num_lstm_layers", 2)),
+                          causal=bool(cfg.get("use_causal_conv", True)),
+                          conv_shortcut=bool(cfg.get("use_conv_shortcut", True)),
+                          levels=_levels(tensors, layout["codebook"]),
+                          codebook_size=int(cfg.get("codebook_size", 1024)))
+    src = Source(tensors=tensors, model=model, recipe="audio_quickstart", weights="raw",
+                 ignore={"quantizer.layers.*.codebook.inited": "EnCodec's k-means-done flag (set in mmtok)"},
+                 config_from=f"read from {path / 'config.json'}",
+                 notes=["no discriminator in a transformers folder: the adversary starts fresh"])
+    return src, lambda c: encodec_rules(c, "transformers")
+
+
+def to_encodec(model, recipe):
+    """mmtok's codec -> (transformers' EncodecModel holding the same weights, strictly loaded; the check of its own
+    encode / decode against `model` on random audio), or MmtokError naming what EncodecModel cannot express."""
+    import math
+
+    import torch
+
+    from mmtok.export.interop import invert_rules, load_plain, plain_state
+
+    c, q = model.cfg, model.cfg.quantizer
+    want = encodec_model(sample_rate=c.sample_rate, channels=c.channels, ch=c.ch, strides=c.strides,
+                         res_units=c.res_units, dilation_base=c.dilation_base, kernel_size=c.kernel_size,
+                         residual_kernel_size=c.residual_kernel_size, latent_dim=c.latent_dim,
+                         lstm_layers=c.bottleneck_layers, causal=c.causal, conv_shortcut=c.conv_shortcut,
+                         levels=q.levels, codebook_size=q.codebook_size)
+    have = c.model_dump(mode="json")
+    differ = [k for k in ("activation", "bottleneck", "padding", "final_tanh") if have[k] != want[k]]
+    differ += ["latent_kernel_size"] if have["latent_kernel_size"] not in (None, c.kernel_size) else []
+    differ += ["decoder_ch"] if have["decoder_ch"] is not None else []
+    differ += [f"quantizer.{k}" for k in ("kind", "l2_norm", "ema", "dim")
+               if have["quantizer"].get(k) != want["quantizer"][k]]
+    if differ:
+        raise MmtokError("transformers has no class for this codec: EncodecModel needs EnCodec's architecture, and "
+                         "this model differs in " + ", ".join(differ[:5]),
+                         hint="--format hf writes codecs of EnCodec's (preset encodec_24k) or DAC's architecture")
+    try:
+        from transformers import EncodecConfig, EncodecModel
+    except ImportError:
+        raise MmtokError("--format hf needs transformers", hint="pip install 'mmtok[lm]'") from None
+    bits = math.ceil(math.log2(q.codebook_size)) * math.ceil(c.sample_rate / c.hop)  # bits/s per level, as
+    # EncodecConfig.num_quantizers counts them: int(1000 * bandwidth // (frame_rate * codebook_nbits))
+    hf = EncodecModel(EncodecConfig(
+        sampling_rate=c.sample_rate, audio_channels=c.channels, num_filters=c.ch, num_residual_layers=c.res_units,
+        upsampling_ratios=list(c.strides)[::-1], hidden_size=c.latent_dim, codebook_size=q.codebook_size,
+        codebook_dim=c.latent_dim, num_lstm_layers=c.bottleneck_layers, use_causal_conv=c.causal,
+        use_conv_shortcut=c.conv_shortcut, kernel_size=c.kernel_size, last_kernel_size=c.kernel_size,
+        residual_kernel_size=c.residual_kernel_size, dilation_growth_rate=c.dilation_base, normalize=False,
+        target_bandwidths=[(q.levels * bits + 0.5) / 1000])).eval()
+    state = invert_rules(encodec_rules(c, "transformers"), plain_state(model))
+    for i in range(q.levels):
+        state[f"quantizer.layers.{i}.codebook.inited"] = torch.ones(1)
+    with torch.no_grad():
+        load_plain(hf, state)
+        x = torch.rand(2, c.channels, 8 * c.hop, generator=torch.Generator().manual_seed(0)) * 1.6 - 0.8
+        enc = hf.encode(x)
+        ids = enc.audio_codes[0].transpose(1, 2)
+        own_ids = model.encode(x)
+        audio = hf.decode(own_ids.transpose(1, 2)[None], enc.audio_scales).audio_values
+        check = {"inputs": "2 random waveforms", "ids_equal": float((ids == own_ids).float().mean()),
+                 "max_output_difference": float((audio - model.decode(own_ids)).abs().max())}
     return hf, check

@@ -55,7 +55,8 @@ class Codec(Tokenizer):
     @property
     def last_layer(self) -> torch.Tensor:
         """The weight of the decoder's last conv (for an adaptive adversarial weight)."""
-        return self.decoder.net[-2].parametrizations.weight.original1
+        last = self.decoder.net[-2] if self.cfg.final_tanh else self.decoder.net[-1]
+        return last.parametrizations.weight.original1
 
     def check_input(self, x: torch.Tensor) -> None:
         c, hop = self.cfg.channels, self.cfg.hop
