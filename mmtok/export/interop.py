@@ -389,6 +389,15 @@ def write_imported(fmt: str, path: Path, src: Source, rules_for: Callable, out: 
 # ------------------------------------------------------------------------------------------------- export
 
 
+def transformers_classes(*names: str) -> list:
+    """The transformers classes `names` (MmtokError with the install hint when transformers is missing)."""
+    try:
+        import transformers
+    except ImportError:
+        raise MmtokError("--format hf needs transformers", hint="pip install 'mmtok[lm]'") from None
+    return [getattr(transformers, n) for n in names]
+
+
 HF_TOLERANCE = 1e-4  # largest output difference an export may show against mmtok (fp32 attention / conv order)
 
 

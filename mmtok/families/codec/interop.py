@@ -184,7 +184,7 @@ def to_dac(model, recipe):
     encode / decode against `model` on random audio), or MmtokError naming what DacModel cannot express."""
     import torch
 
-    from mmtok.export.interop import invert_rules, load_plain, plain_state
+    from mmtok.export.interop import invert_rules, load_plain, plain_state, transformers_classes
 
     c, q = model.cfg, model.cfg.quantizer
     want = dac_model(sample_rate=c.sample_rate, ch=c.ch, strides=c.strides, latent_dim=c.ch * 2 ** len(c.strides),
@@ -200,10 +200,7 @@ def to_dac(model, recipe):
         raise MmtokError("transformers has no class for this codec: DacModel needs DAC's architecture, and this "
                          "model differs in " + ", ".join(differ[:5]),
                          hint="--format hf writes codecs of DAC's architecture (preset dac_44k)")
-    try:
-        from transformers import DacConfig, DacModel
-    except ImportError:
-        raise MmtokError("--format hf needs transformers", hint="pip install 'mmtok[lm]'") from None
+    DacConfig, DacModel = transformers_classes("DacConfig", "DacModel")
     hf = DacModel(DacConfig(encoder_hidden_size=c.ch, downsampling_ratios=list(c.strides),
                             decoder_hidden_size=c.decoder_width, n_codebooks=q.levels, codebook_size=q.codebook_size,
                             codebook_dim=q.dim, sampling_rate=c.sample_rate)).eval()
@@ -392,7 +389,7 @@ def to_encodec(model, recipe):
 
     import torch
 
-    from mmtok.export.interop import invert_rules, load_plain, plain_state
+    from mmtok.export.interop import invert_rules, load_plain, plain_state, transformers_classes
 
     c, q = model.cfg, model.cfg.quantizer
     want = encodec_model(sample_rate=c.sample_rate, channels=c.channels, ch=c.ch, strides=c.strides,
@@ -410,10 +407,7 @@ def to_encodec(model, recipe):
         raise MmtokError("transformers has no class for this codec: EncodecModel needs EnCodec's architecture, and "
                          "this model differs in " + ", ".join(differ[:5]),
                          hint="--format hf writes codecs of EnCodec's (preset encodec_24k) or DAC's architecture")
-    try:
-        from transformers import EncodecConfig, EncodecModel
-    except ImportError:
-        raise MmtokError("--format hf needs transformers", hint="pip install 'mmtok[lm]'") from None
+    EncodecConfig, EncodecModel = transformers_classes("EncodecConfig", "EncodecModel")
     bits = math.ceil(math.log2(q.codebook_size)) * math.ceil(c.sample_rate / c.hop)  # bits/s per level, as
     # EncodecConfig.num_quantizers counts them: int(1000 * bandwidth // (frame_rate * codebook_nbits))
     hf = EncodecModel(EncodecConfig(

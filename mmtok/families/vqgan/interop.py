@@ -353,7 +353,7 @@ def to_janus(model, recipe):
     encode / decode against `model` on random images), or MmtokError naming what JanusVQVAE cannot express."""
     import torch
 
-    from mmtok.export.interop import invert_rules, plain_state
+    from mmtok.export.interop import invert_rules, plain_state, transformers_classes
 
     cfg = model.cfg
     q = cfg.quantizer
@@ -371,10 +371,7 @@ def to_janus(model, recipe):
     if problems:
         raise MmtokError("transformers has no class for this VQGAN: " + "; ".join(problems),
                          hint="--format hf writes LlamaGen-style VQGANs (presets llamagen_vq8 / llamagen_vq16)")
-    try:
-        from transformers import JanusVQVAE, JanusVQVAEConfig
-    except ImportError:
-        raise MmtokError("--format hf needs transformers", hint="pip install 'mmtok[lm]'") from None
+    JanusVQVAE, JanusVQVAEConfig = transformers_classes("JanusVQVAE", "JanusVQVAEConfig")
     hf_cfg = JanusVQVAEConfig(embed_dim=q.dim, num_embeddings=q.codebook_size, double_latent=False,
                               latent_channels=cfg.z_channels, in_channels=cfg.in_channels, out_channels=cfg.in_channels,
                               base_channels=cfg.ch, channel_multiplier=list(cfg.ch_mult),
