@@ -286,7 +286,7 @@ def test_export_hf_refuses_what_transformers_cannot_express(tiny_run, tmp_path):
     assert "llamagen" in e.value.hint and not (tmp_path / "hf").exists()
 
 
-from _fixtures import tiny_run  # noqa: E402,F401 (fixture)
+from _fixtures import tiny_images, tiny_run  # noqa: E402,F401 (fixtures)
 
 
 def test_fine_tuning_an_import_keeps_its_codes_and_discriminator_and_warms_the_discriminator_up(tmp_path):
@@ -328,14 +328,15 @@ def test_fine_tuning_an_import_keeps_its_codes_and_discriminator_and_warms_the_d
     assert (trained["0.weight"] - start["0.weight"]).abs().max() < 0.1  # ... not from a fresh init
 
 
-def test_an_imported_bundle_is_evaluated_and_extends_a_language_model(tmp_path, tmp_path_factory):
-    """One protocol for released and own tokenizers: `mmtok eval` reports on the import like on any bundle, and
-    `mmtok lm extend` takes it."""
+def test_an_imported_bundle_is_evaluated_tokenizes_and_extends_a_language_model(tmp_path, tmp_path_factory, tiny_images):
+    """One protocol for released and own tokenizers: `mmtok eval` reports on the import like on any bundle,
+    `mmtok tokenize` encodes a dataset with it, and `mmtok lm extend` takes it."""
     from test_lm_layout import make_llm
 
     from mmtok.evaluation import evaluate
     from mmtok.export.interop import import_bundle
     from mmtok.lm.extend import extend
+    from mmtok.lm.tokens import read_tokens, tokenize
 
     import_bundle("llamagen", _llamagen_file(tmp_path, _janus(unit_rows=False)), tmp_path / "bundle")
     report = evaluate(tmp_path / "bundle", "demo", num_samples=8, batch_size=4, rfid=False, classifier=None,
@@ -343,6 +344,9 @@ def test_an_imported_bundle_is_evaluated_and_extends_a_language_model(tmp_path, 
     assert report["metrics"]["psnr"] > 0 and 0 < report["metrics"]["codebook_usage_pct"] <= 100
     layout = extend(make_llm(tmp_path_factory.getbasetemp(), tied=False), [tmp_path / "bundle"], tmp_path / "ext")
     assert layout.modality("image").codebook_size == 64 and layout.modality("image").token_grid == (8, 8)
+    done = tokenize(tmp_path / "bundle", str(tiny_images), tmp_path / "tokens", progress=False)
+    tokens = read_tokens(tmp_path / "tokens")
+    assert done["encoded"] == len(tokens) == 12
 
 
 def test_import_help_names_every_registered_format():
