@@ -328,7 +328,8 @@ def test_fine_tuning_an_import_keeps_its_codes_and_discriminator_and_warms_the_d
     assert (trained["0.weight"] - start["0.weight"]).abs().max() < 0.1  # ... not from a fresh init
 
 
-def test_an_imported_bundle_is_evaluated_tokenizes_and_extends_a_language_model(tmp_path, tmp_path_factory, tiny_images):
+def test_an_imported_bundle_is_evaluated_tokenizes_and_extends_a_language_model(tmp_path, tmp_path_factory,
+                                                                               tiny_images):  # noqa: F811
     """One protocol for released and own tokenizers: `mmtok eval` reports on the import like on any bundle,
     `mmtok tokenize` encodes a dataset with it, and `mmtok lm extend` takes it."""
     from test_lm_layout import make_llm
