@@ -19,7 +19,8 @@ def export_command(
     force: Annotated[bool, typer.Option("--force", help="Replace an existing non-empty OUT_DIR.")] = False,
     fmt: Annotated[str, typer.Option(
         "--format", help="mmtok: a bundle (mmtok.load, mmtok encode / decode, mmtok lm). hf: a folder transformers "
-        "loads with its own class (VQGANs of the LlamaGen architecture as JanusVQVAE), checked against mmtok.")] = "mmtok",
+        "loads with its own class (LlamaGen-architecture VQGANs as JanusVQVAE, DAC / EnCodec codecs as DacModel / "
+        "EncodecModel), checked against mmtok.")] = "mmtok",
     eval_path: Annotated[Optional[Path], typer.Option(
         "--eval", help="The evaluation to embed as eval.json: a metrics.json from `mmtok eval` or its folder; it must "
         "have measured these weights (default: the newest evaluation of these weights, if any).")] = None,

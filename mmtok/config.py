@@ -45,7 +45,7 @@ class InitConfig(Strict):
     partial: list[str] = Field(default_factory=list, description="globs of keys that may be missing from the "
                                "source, extra in it or of another shape (kept fresh / dropped); all else is strict")
     exclude: list[str] = Field(default_factory=list, description="globs of keys never copied (kept fresh), e.g. "
-                               "'quantizer.*' to re-initialise a codebook")
+                               "'quantizer.*' to re-initialise a codebook, 'adversary.*' for a fresh discriminator")
 
 
 class DataConfig(Strict):
@@ -196,6 +196,20 @@ def load(source: str | dict, overrides: list[str] | tuple[str, ...] = ()) -> Rec
     if problems:
         raise RecipeError(f"recipe {label!r} has {len(problems)} problem(s):", problems)
     return recipe
+
+
+def load_stored(source: str | dict, overrides: list[str] | tuple[str, ...] = ()) -> Recipe:
+    """A recipe mmtok wrote itself (a run's recipe.yaml, a checkpoint's recipe, a bundle's model section): already
+    resolved, so its model section's preset is not merged in again. A field added to mmtok after it was written takes
+    its schema default (which keeps the behaviour it was trained with), not the preset's current value; the preset's
+    name stays on the model section as a label."""
+    raw = read_raw(source, overrides)
+    model = raw.get("model")
+    preset = model.pop("preset", None) if isinstance(model, dict) and model.get("family") else None
+    recipe = load(raw)
+    if preset is None:
+        return recipe
+    return recipe.model_copy(update={"model": recipe.model.model_copy(update={"preset": preset})})
 
 
 def read_raw(source: str | dict, overrides: list[str] | tuple[str, ...] = ()) -> dict:

@@ -91,7 +91,7 @@ def model_family(path: str | os.PathLike) -> str:
     model = recipe.get("model") or {}
     if "family" in model:
         return model["family"]
-    return config.load(recipe).model.family
+    return config.load_stored(recipe).model.family
 
 
 def load_model(path: str | os.PathLike, *, ema: bool = True, map_location: str = "cpu"):
@@ -119,7 +119,7 @@ def load_model(path: str | os.PathLike, *, ema: bool = True, map_location: str =
     ckpt = read_checkpoint(file)
     meta = ckpt["mmtok"]
     try:
-        recipe = config.load(meta["recipe"])
+        recipe = config.load_stored(meta["recipe"])
     except RecipeError as e:
         raise CheckpointError(f"the recipe inside {file} does not validate with this mmtok ({e.message})",
                               hint="evaluate it with the mmtok version that trained it "

@@ -361,3 +361,20 @@ def test_import_help_names_every_registered_format():
     assert families.FORMATS.names() == ["dac", "encodec", "janus", "llamagen", "taming"]
     for fmt in families.FORMATS.names():
         assert fmt in text, fmt
+
+
+def test_a_discriminator_that_does_not_fit_is_one_error_unless_excluded(tmp_path):
+    from mmtok import config
+    from mmtok.errors import CheckpointError
+    from mmtok.export.interop import import_bundle
+    from mmtok.train.task import TokenizerTask
+
+    import_bundle("llamagen", _llamagen_file(tmp_path, _janus(unit_rows=False)), tmp_path / "bundle")
+    base = [f"init.path={tmp_path / 'bundle'}", "loss.weights.perceptual=0", "loss.gan.ndf=16"]
+    with pytest.raises(CheckpointError, match="discriminator") as e:
+        TokenizerTask(config.load(str(tmp_path / "bundle" / "recipe.yaml"), base))
+    assert "adversary.*" in e.value.hint
+    task = TokenizerTask(config.load(str(tmp_path / "bundle" / "recipe.yaml"), [*base, "init.exclude=['adversary.*']"]))
+    assert task.adversary_report == "fresh (init.exclude)"
+    fitting = TokenizerTask(config.load(str(tmp_path / "bundle" / "recipe.yaml"), base[:2]))
+    assert fitting.adversary_report.startswith("loaded discriminator")

@@ -83,6 +83,22 @@ class Source:
     notes: list[str] = field(default_factory=list)
 
 
+VQ_BOOKKEEPING = ("initted", "steps_unused", "restarts")  # mmtok's codebook state: no release has it
+
+
+def codebook_fills(prefix: str) -> list[Rule]:
+    """The fills of one mmtok codebook's bookkeeping (`prefix`: its module): initialised (so k-means does not
+    re-draw the imported codes), nothing unused, no restarts."""
+    return [Rule(f"{prefix}.{k}", how="fill", value=1.0 if k == "initted" else 0.0) for k in VQ_BOOKKEEPING]
+
+
+def refuse_config(fmt: str, config: str | None, where: str) -> None:
+    """MmtokError when --config is given to a format whose configuration comes from the release (`where`)."""
+    if config:
+        raise MmtokError(f"--config does not apply to {fmt}: the configuration is read from {where}",
+                         hint="drop --config")
+
+
 def apply_rules(rules: list[Rule], source: Mapping[str, Any], model_state: Mapping[str, Any], *,
                 ignore: Mapping[str, str], where: str, fmt: str) -> dict[str, Any]:
     """The mmtok state dict made from `source` by `rules`; CheckpointError (one line) unless every model key has
@@ -106,7 +122,10 @@ def apply_rules(rules: list[Rule], source: Mapping[str, Any], model_state: Mappi
             missing += absent
             continue
         used.update(rule.sources)
-        made = TRANSFORMS[rule.how][0]([source[k] for k in rule.sources])
+        try:
+            made = TRANSFORMS[rule.how][0]([source[k] for k in rule.sources])
+        except RuntimeError:  # e.g. q / k / v of different shapes
+            made = None
         if made is None or tuple(made.shape) != tuple(own.shape):
             got = tuple(source[rule.sources[0]].shape)
             shapes.append(f"{rule.sources[0]} {got} (mmtok {rule.target} needs {tuple(own.shape)})")
@@ -153,8 +172,8 @@ def load_plain(model, plain: Mapping[str, Any]) -> None:
 def merge_weight_norm(tensors: Mapping[str, Any]) -> dict[str, Any]:
     """Release tensors with every weight-norm pair merged into `X.weight` = g * v / ||v||: `X.weight_g` / `X.weight_v`
     (torch.nn.utils.weight_norm, as EnCodec's and DAC's own code save them) and `X.parametrizations.weight.original0
-    / original1` (as transformers saves them). The norm runs over every dimension but the one g keeps (torch's
-    default dim 0 unless g's shape says otherwise)."""
+    / original1` (as transformers saves them). The norm runs over every dimension but the one g keeps (the
+    dimension of v as long as g has elements), or over the whole tensor when g is one number."""
     import torch
 
     out = dict(tensors)
@@ -169,8 +188,12 @@ def merge_weight_norm(tensors: Mapping[str, Any]) -> dict[str, Any]:
         if stem + "_v" not in tensors:
             continue
         g, v = out.pop(key), out.pop(stem + "_v")
-        dim = next((d for d in range(v.dim()) if g.dim() == v.dim() and g.shape[d] == v.shape[d] > 1), 0)
-        out[stem] = g * v / torch.norm_except_dim(v, 2, dim)
+        if g.numel() == 1:  # weight_norm(dim=None), or the kept dimension has size 1: the whole tensor's norm
+            norm = v.norm()
+        else:
+            dim = next(d for d in range(v.dim()) if v.shape[d] == g.numel())
+            norm = torch.norm_except_dim(v, 2, dim)
+        out[stem] = g * v / norm
     return out
 
 
@@ -325,7 +348,10 @@ def read_hf_folder(path: str | os.PathLike) -> tuple[dict, list[Path]]:
         raise CheckpointError(f"{cfg_file} is not valid JSON ({e})") from None
     index = p / "model.safetensors.index.json"
     if index.is_file():
-        shards = sorted(set(json.loads(index.read_text()).get("weight_map", {}).values()))
+        try:
+            shards = sorted(set(json.loads(index.read_text()).get("weight_map", {}).values()))
+        except (ValueError, AttributeError) as e:
+            raise CheckpointError(f"{index} is not a valid safetensors index ({str(e)[:120]})") from None
         files = [p / s for s in shards]
     else:
         files = [p / "model.safetensors"]
@@ -370,7 +396,9 @@ def write_imported(fmt: str, path: Path, src: Source, rules_for: Callable, out: 
         recipe = recipes.load(base, src.overrides)
     except RecipeError as e:
         raise CheckpointError(f"{path}: its configuration does not validate ({e.message}; "
-                              + "; ".join(e.problems) + ")", hint="check the config file given with --config") from None
+                              + "; ".join(e.problems) + ")",
+                              hint="the release's configuration (its config file, or --config where the format takes "
+                              "one) does not describe a model mmtok can build") from None
     model = families.build_model(recipe.model, pretrained=False)
     state = apply_rules(rules_for(recipe.model), src.tensors, plain_state(model), ignore=src.ignore,
                         where=str(path), fmt=fmt)
@@ -405,10 +433,8 @@ def export_hf(model_path: str | os.PathLike, out: str | os.PathLike, *, ema: boo
     """`mmtok export MODEL OUT --format hf`: a folder transformers loads with its own class (`from_pretrained`, no
     trust_remote_code). The family's `hf_export` builds the transformers model and checks its own encode / decode
     against mmtok's; a check that fails leaves nothing behind. Returns {"out", "class", "check", "info"}."""
-    import shutil
-
     from mmtok import families
-    from mmtok.export.bundle import _check_out, _move_into_place
+    from mmtok.export.bundle import PARTIAL_MARKER, _check_out, _fresh_tmp, _move_into_place
     from mmtok.model_io import load_model
 
     outp = Path(out)
@@ -422,8 +448,7 @@ def export_hf(model_path: str | os.PathLike, out: str | os.PathLike, *, ema: boo
     hf, check = families.resolve(family.hf_export)(model, recipe)
     if check["ids_equal"] < 1.0 or check["max_output_difference"] > HF_TOLERANCE:
         raise MmtokError(f"the transformers model disagrees with mmtok's ({check})", hint="report this as a bug")
-    tmp = outp.with_name(outp.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
+    tmp = _fresh_tmp(outp)  # OUT.tmp with a marker: an interrupted export's leftover is removed, anything else refused
     hf.save_pretrained(str(tmp))
     name = type(hf).__name__
     (tmp / "README.md").write_text(
@@ -432,5 +457,6 @@ def export_hf(model_path: str | os.PathLike, out: str | os.PathLike, *, ema: boo
         f"model = {name}.from_pretrained(\"{outp.name}\").eval()\n```\n\n"
         f"Checked at export against mmtok on {check['inputs']}: ids equal {check['ids_equal']:.0%}, largest output "
         f"difference {check['max_output_difference']:.2e}.\n")
+    (tmp / PARTIAL_MARKER).unlink()
     _move_into_place(tmp, outp)
     return {"out": outp, "class": name, "check": check, "info": info}

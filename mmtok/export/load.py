@@ -162,8 +162,8 @@ def _build(path: str | os.PathLike, verify: bool = True):
 
     cfg, meta, state = read_bundle(path, verify=verify)
     try:
-        recipe = recipes.load({"name": cfg.get("recipe_name", "bundle"), "seed": cfg.get("seed", 0),
-                               "model": cfg.get("model")})
+        recipe = recipes.load_stored({"name": cfg.get("recipe_name", "bundle"), "seed": cfg.get("seed", 0),
+                                      "model": cfg.get("model")})
     except RecipeError as e:
         raise CheckpointError(f"{Path(path) / CONFIG_FILE}: the model section does not validate ({e.message}; "
                               + "; ".join(e.problems) + ")") from None

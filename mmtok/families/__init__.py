@@ -34,7 +34,8 @@ class Family:
     # `mmtok import FORMAT`: format name -> reader (path, *, config, weights) -> (mmtok.export.interop.Source,
     # rules_for(model_cfg) -> [Rule]); the family owns the name rules of the releases of its architecture
     formats: Mapping[str, str | Callable] = field(default_factory=dict)
-    # `mmtok export --format hf`: (model, recipe) -> (a transformers model holding the same weights, its class name)
+    # `mmtok export --format hf`: (model, recipe) -> (a transformers model holding the same weights, the check of its
+    # own encode / decode against the model's: {"inputs", "ids_equal", "max_output_difference"})
     hf_export: str | Callable | None = None
 
     def recipe_problems(self, recipe) -> list[str]:

@@ -158,14 +158,15 @@ class VectorQuantizer(nn.Module):
                 self._kmeans_init(x.detach())
             codes = self.codes()
             ids = nearest(x.detach(), codes.detach(), "l2")
+            entropy = self._entropy(x, codes) if self.entropy_loss else None  # on the vectors that were searched
             if self.raw_output:  # DAC: searched on normalised vectors; the raw row and raw input carry on
                 x, codes = raw, self.output_codes()
             q = F.embedding(ids, codes)
             losses = {"commitment": F.mse_loss(x, q.detach())}
             if not self.cfg.ema:
                 losses["codebook"] = F.mse_loss(x.detach(), q)
-            if self.entropy_loss:
-                losses["entropy"] = self._entropy(x, codes)
+            if entropy is not None:
+                losses["entropy"] = entropy
             if x.requires_grad:
                 q = rotate_to(x, q) if self.cfg.gradient == "rotation" else straight_through(x, q)
             counts = code_counts(ids, self.codebook_size, sync=self.training)

@@ -89,12 +89,13 @@ def freeze(model, patterns) -> dict:
     return {"tensors": tensors, "params": frozen, "patterns": list(patterns)}
 
 
-def init_adversary(adversary, path: str) -> str:
+def init_adversary(adversary, path: str, exclude=()) -> str:
     """Load the discriminator weights that `path` carries into `adversary`: a bundle's adversary.safetensors (an
-    imported release's), or the `adversary.*` weights of a run / .ckpt. Each of the adversary's parts (its top-level
-    modules, e.g. `discriminator`, `lecam`) that the source has is loaded strictly; a part the source lacks stays
-    fresh. Returns what happened, in words; a source without any leaves the adversary fresh (it then trains alone
-    for loss.gan.warmup_steps steps before the generator sees it)."""
+    imported release's), or the `adversary.*` weights of a run / .ckpt. Keys matching an `exclude` glob (init.exclude,
+    e.g. 'adversary.*') are not copied. Each of the adversary's parts (its top-level modules, e.g. `discriminator`,
+    `lecam`) that the source has is loaded strictly (a mismatch names the keys and the fix); a part the source lacks
+    stays fresh. Returns what happened, in words; a source without any leaves the adversary fresh (it then trains
+    alone for loss.gan.warmup_steps steps before the generator sees it)."""
     from pathlib import Path
 
     from mmtok.files import last_checkpoint
@@ -117,6 +118,9 @@ def init_adversary(adversary, path: str) -> str:
                  if k.startswith("adversary.")}
         if not state:
             return "fresh (the source trained without a discriminator)"
+    state = {k: v for k, v in state.items() if not _matches(f"adversary.{k}", exclude)}
+    if not state:
+        return "fresh (init.exclude)"
     parts = {name: module for name, module in adversary.named_children() if module.state_dict()}
     unknown = sorted({k.split(".", 1)[0] for k in state} - set(parts))
     if unknown:
@@ -126,7 +130,11 @@ def init_adversary(adversary, path: str) -> str:
     for name, module in parts.items():
         mine = {k[len(name) + 1:]: v for k, v in state.items() if k.startswith(name + ".")}
         if mine:
-            load_strict(module, mine, f"{file} ({name})")
+            try:
+                load_strict(module, mine, f"{file} ({name})")
+            except CheckpointError as e:
+                raise CheckpointError(e.message, hint="use the source's loss.gan settings, or add 'adversary.*' to "
+                                      "init.exclude to start the discriminator fresh") from None
             loaded.append(name)
     fresh = [n for n in parts if n not in loaded]
     return f"loaded {', '.join(loaded)} from {file}" + (f" ({', '.join(fresh)} fresh)" if fresh else "")

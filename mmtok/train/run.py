@@ -44,8 +44,8 @@ def resume_recipe(out: Path, overrides: list[str] | tuple[str, ...] = ()) -> tup
     if not saved.is_file():
         raise CheckpointError(f"nothing to resume in {out}: {saved} does not exist",
                               hint="drop --resume to start a new run, or point --out at an earlier run")
-    before = config.load(str(saved))
-    after = config.load(str(saved), list(overrides))
+    before = config.load_stored(str(saved))
+    after = config.load_stored(str(saved), list(overrides))
     diff = recipe_diff(before, after)
     model = [k for k, _, _ in diff if k.startswith("model.") or k == "optim.freeze"]
     if model:

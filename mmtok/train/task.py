@@ -57,7 +57,7 @@ class TokenizerTask(L.LightningModule):
         self.adversary = self.objective.make_adversary()
         from mmtok.train.init import init_adversary
 
-        self.adversary_report = (init_adversary(self.adversary, recipe.init.path)
+        self.adversary_report = (init_adversary(self.adversary, recipe.init.path, recipe.init.exclude)
                                  if initialise and recipe.init.path and self.adversary is not None else None)
         self.val_metrics = tuple(f"val/{name}" for name in self.objective.metrics().names)  # trainer.keep_best
         self.skipped = 0

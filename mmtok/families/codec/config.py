@@ -50,8 +50,9 @@ class CodecConfig(Strict):
                                 "(EnCodec's use_conv_shortcut); false: the identity")
     final_tanh: bool = Field(True, description="the decoder ends in tanh (DAC); EnCodec's does not")
     upsampling: Literal["exact", "dac"] = Field("exact", description="exact: each transposed conv maps L frames to "
-                                               "L * stride samples; dac: as DAC's code, one sample short per odd "
-                                               "stride (the output is zero-padded at the end to frames * hop)")
+                                               "L * stride samples; dac: as DAC's code, one sample short at each odd "
+                                               "stride, multiplied by the strides after it (the output is "
+                                               "zero-padded at the end to frames * hop)")
     activation: Literal["elu", "snake"] = Field("elu", description="elu (EnCodec) or snake (DAC)")
     latent_dim: int = Field(128, ge=1, description="channels of the latent the quantizer sees")
     bottleneck: Literal["none", "lstm", "transformer"] = Field("lstm", description="sequence model at the bottom "

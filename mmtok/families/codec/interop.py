@@ -25,10 +25,20 @@ family does not have.
 """
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 from mmtok.errors import CheckpointError, MmtokError
-from mmtok.export.interop import Rule, Source, merge_weight_norm, read_hf_folder, read_safetensors, read_torch
+from mmtok.export.interop import (
+    Rule,
+    Source,
+    codebook_fills,
+    merge_weight_norm,
+    read_hf_folder,
+    read_safetensors,
+    read_torch,
+    refuse_config,
+)
 
 RES_UNITS, DILATION_BASE = 3, 3  # DAC's residual units: dilations 1, 3, 9
 # Per layout: a module name for each layout-neutral place (see _places)
@@ -44,7 +54,6 @@ TRANSFORMERS = dict(
     dec_in="decoder.conv1", dec_snake="decoder.block.{b}.snake1", dec_up="decoder.block.{b}.conv_t1",
     dec_unit="decoder.block.{b}.res_unit{u1}", dec_out_snake="decoder.snake1", dec_out="decoder.conv2",
     unit=("snake1", "conv1", "snake2", "conv2"))
-QUANTIZER_STATE = ("initted", "steps_unused", "restarts")
 
 
 def _places(cfg):
@@ -96,7 +105,7 @@ def rules(cfg, layout: dict) -> list[Rule]:
                 Rule(f"{mine}.proj_in.bias", (f"{theirs}.in_proj.bias",)),
                 Rule(f"{mine}.proj_out.weight", (f"{theirs}.out_proj.weight",), "conv1d_k1"),
                 Rule(f"{mine}.proj_out.bias", (f"{theirs}.out_proj.bias",))]
-        out += [Rule(f"{mine}.{k}", how="fill", value=1.0 if k == "initted" else 0.0) for k in QUANTIZER_STATE]
+        out += codebook_fills(mine)
     out += [Rule("quantizer.dropout_seed", how="fill"), Rule("quantizer.dropout_step", how="fill")]
     return out
 
@@ -104,14 +113,13 @@ def rules(cfg, layout: dict) -> list[Rule]:
 def dac_model(*, sample_rate: int, ch: int, strides: list[int], latent_dim: int, decoder_ch: int, levels: int,
               codebook_size: int, dim: int) -> dict:
     """The model section of DAC's architecture at these sizes (the `dac_44k` preset's fixed choices)."""
-    hop = 1
-    for s in strides:
-        hop *= s
+    hop = math.prod(strides)
     return {"family": "codec", "sample_rate": sample_rate, "channels": 1,
             "segment_seconds": round(64 * hop / sample_rate, 6), "ch": ch, "strides": list(strides),
             "res_units": RES_UNITS, "dilation_base": DILATION_BASE,
             "kernel_size": 7, "latent_kernel_size": 3, "decoder_ch": decoder_ch, "residual_kernel_size": 7,
             "activation": "snake", "latent_dim": latent_dim, "bottleneck": "none", "upsampling": "dac",
+            "padding": "zeros", "causal": False, "conv_shortcut": False, "final_tanh": True,
             "quantizer": {"kind": "rvq", "levels": levels, "codebook_size": codebook_size, "dim": dim,
                           "l2_norm": True, "code_output": "raw", "ema": False, "kmeans_init": False,
                           "restart_after": 0, "quantizer_dropout": 0.5, "dropout_per": "sample"}}
@@ -119,9 +127,7 @@ def dac_model(*, sample_rate: int, ch: int, strides: list[int], latent_dim: int,
 
 def read_dac(path: Path, *, config: str | None = None, weights: str = "ema"):
     """DAC's own weights file, or a transformers DacModel folder -> (Source, rules)."""
-    if config:
-        raise MmtokError("--config does not apply to dac: the configuration is read from the release",
-                         hint="drop --config")
+    refuse_config("dac", config, "the release (its metadata.kwargs or config.json)")
     if path.is_dir():
         return _read_transformers(path)
     ckpt, opaque = read_torch(path, "DAC weights file (.pth)")
@@ -193,6 +199,7 @@ def to_dac(model, recipe):
     skip = {"segment_seconds", "loudness_lufs", "preset", "bottleneck_layers", "bottleneck_heads"}
     if all(s % 2 == 0 for s in c.strides):
         skip.add("upsampling")  # the two upsampling rules agree at even strides
+    have["decoder_ch"] = c.decoder_width  # null means the encoder's widest: compare the width itself
     differ = [k for k in want if k not in skip and k != "quantizer" and have.get(k) != want[k]]
     differ += [f"quantizer.{k}" for k in ("kind", "l2_norm", "code_output")
                if have["quantizer"].get(k) != want["quantizer"][k]]
@@ -267,7 +274,7 @@ def encodec_rules(cfg, layout_name: str) -> list[Rule]:
     for i in range(cfg.quantizer.levels):
         mine, theirs = f"quantizer.quantizers.{i}", layout["codebook"].format(i=i)
         out += [Rule(f"{mine}.{k}", (f"{theirs}.{v}",)) for k, v in EMA_BUFFERS.items()]
-        out += [Rule(f"{mine}.{k}", how="fill", value=1.0 if k == "initted" else 0.0) for k in QUANTIZER_STATE]
+        out += codebook_fills(mine)
     out += [Rule("quantizer.dropout_seed", how="fill"), Rule("quantizer.dropout_step", how="fill")]
     return out
 
@@ -276,9 +283,7 @@ def encodec_model(*, sample_rate: int, channels: int, ch: int, strides: list[int
                   dilation_base: int, kernel_size: int, residual_kernel_size: int, latent_dim: int, lstm_layers: int,
                   causal: bool, conv_shortcut: bool, levels: int, codebook_size: int) -> dict:
     """The model section of EnCodec's architecture (the `encodec_24k` preset's fixed choices) at these sizes."""
-    hop = 1
-    for s in strides:
-        hop *= s
+    hop = math.prod(strides)
     return {"family": "codec", "sample_rate": sample_rate, "channels": channels,
             "segment_seconds": round(64 * hop / sample_rate, 6), "ch": ch, "strides": list(strides),
             "res_units": res_units, "dilation_base": dilation_base, "kernel_size": kernel_size,
@@ -300,9 +305,7 @@ def _levels(tensors, codebook: str) -> int:
 def read_encodec(path: Path, *, config: str | None = None, weights: str = "ema"):
     """EnCodec's own state dict (`.th`, facebookresearch/encodec and audiocraft's layout), or a transformers
     EncodecModel folder -> (Source, rules)."""
-    if config:
-        raise MmtokError("--config does not apply to encodec: the configuration comes from the release",
-                         hint="drop --config")
+    refuse_config("encodec", config, "the release (tensor shapes, or the folder's config.json)")
     if path.is_dir():
         return _read_encodec_transformers(path)
     state, opaque = read_torch(path, "EnCodec checkpoint (.th)")
@@ -385,8 +388,6 @@ def _read_encodec_transformers(path: Path):
 def to_encodec(model, recipe):
     """mmtok's codec -> (transformers' EncodecModel holding the same weights, strictly loaded; the check of its own
     encode / decode against `model` on random audio), or MmtokError naming what EncodecModel cannot express."""
-    import math
-
     import torch
 
     from mmtok.export.interop import invert_rules, load_plain, plain_state, transformers_classes

@@ -28,8 +28,8 @@ class EnCodecConv1d(nn.Conv1d):
         self.causal = causal
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        k = (self.kernel_size[0] - 1) * self.dilation[0] + 1
-        s, total = self.stride[0], (self.kernel_size[0] - 1) * self.dilation[0] + 1 - self.stride[0]
+        k, s = (self.kernel_size[0] - 1) * self.dilation[0] + 1, self.stride[0]  # effective kernel, stride
+        total = k - s
         frames = math.ceil((x.shape[-1] - k + total) / s + 1) - 1
         extra = frames * s + k - total - x.shape[-1]
         right = 0 if self.causal else total // 2

@@ -24,7 +24,15 @@ from __future__ import annotations
 from pathlib import Path
 
 from mmtok.errors import CheckpointError, MmtokError
-from mmtok.export.interop import Rule, Source, read_hf_folder, read_safetensors, read_torch
+from mmtok.export.interop import (
+    Rule,
+    Source,
+    codebook_fills,
+    read_hf_folder,
+    read_safetensors,
+    read_torch,
+    refuse_config,
+)
 
 # Per layout: the stage lists of encoder and decoder, a res block's and an attention block's names inside a stage,
 # the down / up sampling conv, the three middle blocks, and whether decoder stages are indexed by their level
@@ -38,7 +46,6 @@ LAYOUTS = {
                      up="upsample.conv", mid=("mid.0", "mid.1", "mid.2"), dec_by_level=False),
 }
 RES_PARAMS = {"norm1": "norm1", "conv1": "conv1", "norm2": "norm2", "conv2": "conv2", "shortcut": "nin_shortcut"}
-QUANTIZER_STATE = ("initted", "steps_unused", "restarts")  # mmtok's codebook bookkeeping: no release has it
 
 
 def _blocks(cfg):
@@ -129,7 +136,7 @@ def rules(cfg, layout_name: str, *, export: bool = False) -> list[Rule]:
             Rule("quantizer.proj_in.bias", ("quant_conv.bias",)),
             Rule("quantizer.proj_out.weight", ("post_quant_conv.weight",), "conv1x1"),
             Rule("quantizer.proj_out.bias", ("post_quant_conv.bias",))]
-    out += [Rule(f"quantizer.{k}", how="fill", value=1.0 if k == "initted" else 0.0) for k in QUANTIZER_STATE]
+    out += codebook_fills("quantizer")
     return out
 
 
@@ -195,7 +202,9 @@ def _taming_yaml(path: Path, config: str | None) -> tuple[dict | None, str]:
             if config:
                 raise CheckpointError(f"--config {f} is unreadable ({str(e)[:120]})") from None
             continue
-        params = (data or {}).get("model", {}).get("params", {}) if isinstance(data, dict) else {}
+        model = data.get("model") if isinstance(data, dict) else None
+        params = model.get("params") if isinstance(model, dict) else None
+        params = params if isinstance(params, dict) else {}
         if "ddconfig" in params:
             return params, str(f)
         if config:
@@ -235,7 +244,11 @@ def _adversary(disc: dict, where: str) -> tuple[dict | None, list[str], str]:
     rules_ = [Rule(f"discriminator.{k}", (f"main.{k.split('.', 1)[1]}",)) for k in
               (f"net.{name}" for name in net.net.state_dict())]
     state = {f"discriminator.net.{k}": v for k, v in net.net.state_dict().items()}
-    mapped = apply_rules(rules_, disc, state, ignore={}, where=f"{where} (discriminator)", fmt="PatchGAN")
+    try:
+        mapped = apply_rules(rules_, disc, state, ignore={}, where=f"{where} (discriminator)", fmt="PatchGAN")
+    except CheckpointError as e:
+        return None, [], (f"its discriminator does not fit mmtok's PatchGAN ({e.message[:160]}): the adversary "
+                          "starts fresh")
     return mapped, [f"loss.gan.ndf={ndf}", f"loss.gan.n_layers={n_layers}"], ""
 
 
@@ -272,9 +285,7 @@ def read_taming(path: Path, *, config: str | None = None, weights: str = "ema"):
 
 def read_llamagen(path: Path, *, config: str | None = None, weights: str = "ema"):
     """LlamaGen's VQ-8 / VQ-16 .pt -> (Source, rules). EMA weights when the file has them and `weights` is "ema"."""
-    if config:
-        raise MmtokError("--config does not apply to llamagen: the configuration is read from the file",
-                         hint="drop --config")
+    refuse_config("llamagen", config, "the file (tensor shapes and its pickled args)")
     ckpt, opaque = read_torch(path, "LlamaGen VQ checkpoint (.pt)")
     if not isinstance(ckpt, dict):
         raise CheckpointError(f"{path} holds a {type(ckpt).__name__}, not LlamaGen's checkpoint dict")
@@ -312,9 +323,7 @@ def read_llamagen(path: Path, *, config: str | None = None, weights: str = "ema"
 
 def read_janus(path: Path, *, config: str | None = None, weights: str = "ema"):
     """transformers' JanusVQVAE folder, or a Janus model folder (its vqmodel) -> (Source, rules)."""
-    if config:
-        raise MmtokError("--config does not apply to janus: the folder's config.json is read",
-                         hint="drop --config")
+    refuse_config("janus", config, "the folder's config.json")
     cfg, files = read_hf_folder(path)
     if cfg.get("model_type") == "janus":
         cfg, prefix = cfg.get("vq_config") or {}, "model.vqmodel."
@@ -358,6 +367,8 @@ def to_janus(model, recipe):
     cfg = model.cfg
     q = cfg.quantizer
     problems = []
+    if q.kind == "vq" and q.code_output == "raw":
+        problems.append("its codes are decoded raw (code_output: raw); JanusVQVAE decodes l2-normalised codes")
     if q.kind != "vq" or not q.l2_norm:
         problems.append("its codes are not one l2-normalised codebook (JanusVQVAE normalises codes when decoding)")
     if not cfg.mid_attn or list(cfg.attn_resolutions) != [cfg.grid]:
