@@ -15,7 +15,7 @@ from torch import nn
     lambda: nn.utils.weight_norm(nn.Conv1d(3, 5, 4), dim=None),  # g one number
 ])
 def test_merge_weight_norm_recovers_the_weight(make):
-    from mmtok.export.interop import merge_weight_norm
+    from mmtok.export.release_files import merge_weight_norm
 
     torch.manual_seed(0)
     module = make()

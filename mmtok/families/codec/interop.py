@@ -29,16 +29,8 @@ import math
 from pathlib import Path
 
 from mmtok.errors import CheckpointError, MmtokError
-from mmtok.export.interop import (
-    Rule,
-    Source,
-    codebook_fills,
-    merge_weight_norm,
-    read_hf_folder,
-    read_safetensors,
-    read_torch,
-    refuse_config,
-)
+from mmtok.export.interop import Rule, Source, codebook_fills, refuse_config
+from mmtok.export.release_files import merge_weight_norm, read_hf_folder, read_safetensors, read_torch
 
 RES_UNITS, DILATION_BASE = 3, 3  # DAC's residual units: dilations 1, 3, 9
 # Per layout: a module name for each layout-neutral place (see _places)

@@ -24,15 +24,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from mmtok.errors import CheckpointError, MmtokError
-from mmtok.export.interop import (
-    Rule,
-    Source,
-    codebook_fills,
-    read_hf_folder,
-    read_safetensors,
-    read_torch,
-    refuse_config,
-)
+from mmtok.export.interop import Rule, Source, codebook_fills, refuse_config
+from mmtok.export.release_files import read_hf_folder, read_safetensors, read_torch
 
 # Per layout: the stage lists of encoder and decoder, a res block's and an attention block's names inside a stage,
 # the down / up sampling conv, the three middle blocks, and whether decoder stages are indexed by their level
