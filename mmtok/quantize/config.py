@@ -53,7 +53,7 @@ class QuantizerConfig(Strict):
         return "single"
 
     @model_validator(mode="after")
-    def _restart_below_needs_ema(self):
+    def _codebook_rules_fit(self):  # code_output raw and restart_below both need the right codebook kind
         if self.code_output == "raw" and (self.ema or not self.l2_norm):
             raise FieldProblem("code_output", "code_output 'raw' (DAC's factorised codes) is a learned codebook "
                                "searched on l2-normalised vectors: set l2_norm: true and ema: false")
