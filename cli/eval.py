@@ -12,8 +12,9 @@ DEFAULT_CLASSIFIER = "efficientnet_lite2"  # the image evaluator's default (mmto
 
 def eval_command(
     model: Annotated[Path, typer.Argument(help="Run directory, .ckpt file or exported bundle.")],
-    data: Annotated[str, typer.Option(
-        "--data", help="Held-out data of the model's modality: 'demo', a folder, shards ('val-{000000..000004}.tar') or a pipe: URL.")],
+    data: Annotated[Optional[str], typer.Option(
+        "--data", help="Held-out data of the model's modality: 'demo', a folder, shards ('val-{000000..000004}.tar') "
+        "or a pipe: URL (default with --probe: the labelled images).")] = None,
     out: Annotated[Optional[Path], typer.Option(
         "--out", help="Output folder, absent or empty (default: a new numbered folder RUN/eval/001, 002, ... for a "
         "run, else ./eval-NAME/001, ...).")] = None,
@@ -43,6 +44,10 @@ def eval_command(
         "(default: 1, 2, 4, ... and all).")] = None,
     bitrate: Annotated[Optional[float], typer.Option(
         "--bitrate", help="Audio only: also measure the most RVQ levels that fit in KBPS kilobits per second.")] = None,
+    probe: Annotated[Optional[str], typer.Option(
+        "--probe", help="Images only: labelled images (a folder of class folders, or shards whose samples carry "
+        "'cls'): k-NN and linear-probe top-1 of features from the tokens, beside chance, a 16x16-pixel floor and "
+        "the teacher's features (docs/probe.md).")] = None,
 ):
     """Evaluate a tokenizer on held-out data with its modality's metrics (images: rFID, PSNR, SSIM, LPIPS,
     classifier agreement, semantic cosine; audio and motion: see docs/audio.md and docs/motion.md), codebook usage
@@ -52,6 +57,8 @@ def eval_command(
     and classifier options apply to image tokenizers only; --levels / --bitrate apply to audio codecs (their
     metrics are shown per number of levels). An rFID from fewer than 5,000 images is flagged (below 500: not
     meaningful).
+    --probe LABELLED measures how much of an image's class its tokens carry (a probe on features computed from
+    the ids only); without --data, the reconstruction metrics are measured on the same labelled images.
     Example: [bold]mmtok eval runs/quickstart --data demo --num-samples 64[/bold]
     """
     from rich.console import Console
@@ -62,6 +69,10 @@ def eval_command(
     from mmtok.evaluation.report import metric_rows
 
     err = Console(stderr=True)
+    if data is None and probe is None:
+        from mmtok.errors import MmtokError
+
+        raise MmtokError("no data to evaluate on", hint="give --data (held-out data) or --probe (labelled images)")
     given = {}  # the modality-only options given: another modality's evaluator refuses them by name
     for key, value in (("resolution", resolution), ("fid_weights", fid_weights), ("reference_stats", reference_stats),
                        ("save_reference_stats", save_reference_stats)):
@@ -75,9 +86,12 @@ def eval_command(
         given["levels"] = _parse_levels(levels)
     if bitrate is not None:
         given["bitrate"] = bitrate
+    if probe is not None:
+        given["probe"] = probe
     result = evaluate(
-        model, data, out=out, force=force, num_samples=num_samples, batch_size=batch_size,
-        devices=devices, accelerator=accelerator, num_workers=num_workers, ema=not no_ema, console=err, **given,
+        model, data if data is not None else probe, out=out, force=force, num_samples=num_samples,
+        batch_size=batch_size, devices=devices, accelerator=accelerator, num_workers=num_workers, ema=not no_ema,
+        console=err, **given,
     )
     if "files" not in result:  # not global rank 0 under DDP: rank 0 prints and writes
         return
@@ -96,6 +110,8 @@ def eval_command(
     console.print(table)
     if "by_levels" in result["metrics"]:
         console.print(_levels_table(result["metrics"]["by_levels"]))
+    if result.get("probe"):
+        console.print(_probe_table(result["probe"]))
     for key, why in result["unavailable"].items():
         console.print(f"[yellow]{key} unavailable[/yellow]: {escape(why)}", soft_wrap=True)
     for line in result["warnings"]:
@@ -114,6 +130,21 @@ def _parse_levels(text: str) -> list[int]:
     if not all(p.isascii() and p.isdigit() for p in parts):
         raise MmtokError(f"--levels {text}: not a comma-separated list of whole numbers", hint="e.g. --levels 1,2,8")
     return [int(p) for p in parts]
+
+
+def _probe_table(block: dict):
+    """The probe's feature sets (metrics.json["probe"]) as a rich table."""
+    from rich.table import Table
+
+    from mmtok.evaluation.report import probe_rows
+
+    table = Table(title=f"probe: {block['images']} images, {len(block['classes'])} classes, {block['train']} train / "
+                        f"{block['test']} test, {block['bits_per_image']:.0f} bits per image")
+    for name in ("features", "dims", "k-NN top-1", "linear top-1"):
+        table.add_column(name, justify="left" if name == "features" else "right")
+    for row in probe_rows(block):
+        table.add_row(*row)
+    return table
 
 
 def _levels_table(by_levels: dict):

@@ -225,6 +225,21 @@ class Tokenizer(nn.Module, ABC):
     @abstractmethod
     def graph_modules(self) -> tuple[nn.Module, nn.Module]: ...
 
+    @torch.no_grad()
+    def code_vectors(self, ids: torch.Tensor) -> torch.Tensor:
+        """The quantised vectors that `ids` [B, *ids_shape] stand for, as the decoder reads them: [B, N, D], one row
+        per token position (residual levels summed). This default looks the ids up in `self.quantizer`; a family
+        whose codes are held elsewhere (or split in parts) overrides it. The token probe (`mmtok eval --probe`)
+        mean-pools these rows."""
+        quantizer = getattr(self, "quantizer", None)
+        vectors = quantizer.lookup(ids) if quantizer is not None else None
+        if not isinstance(vectors, torch.Tensor):
+            from mmtok.errors import MmtokError
+
+            raise MmtokError(f"{type(self).__name__}: no single quantizer to look code vectors up in",
+                             hint="the family overrides Tokenizer.code_vectors (see mmtok/contract.py)")
+        return vectors.reshape(ids.shape[0], -1, vectors.shape[-1])
+
 
 # ----------------------------------------------------------------------------------------------- training
 

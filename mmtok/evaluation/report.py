@@ -24,6 +24,8 @@ def metric_rows(m: dict) -> list[tuple[str, str]]:
         ("rfid", "rFID", ".3f"), ("psnr", "PSNR (dB)", ".2f"), ("ssim", "SSIM", ".4f"),
         ("lpips_vgg", "LPIPS (VGG)", ".4f"), ("lpips_alex", "LPIPS (AlexNet)", ".4f"),
         ("classifier_agreement", "classifier top-1 agreement", ".3f"), ("semantic_cosine", "semantic cosine", ".4f"),
+        ("probe_knn_top1", "probe k-NN top-1 (tokens)", ".3f"),
+        ("probe_linear_top1", "probe linear top-1 (tokens)", ".3f"),
     ]
     for key, label, spec in table:
         if key in m:
@@ -62,3 +64,29 @@ def _rfid_flag(m: dict) -> str:
     n = m.get("rfid_num_images")
     label = rfid_label(int(n)) if isinstance(n, int) and isinstance(m.get("rfid"), float) else None
     return f" ({label})" if label else ""
+
+
+PROBE_ROLES = {"tokens": "the tokens' code vectors", "semantic": "the tokens' semantic embedding",
+               "pixels": "floor: pixels 16x16", "teacher": "ceiling: the frozen teacher"}
+
+
+def probe_rows(block: dict) -> list[tuple[str, str, str, str]]:
+    """(features, dims, k-NN top-1, linear top-1) of a probe block (metrics.json["probe"]), chance last."""
+    rows = [(PROBE_ROLES.get(name, name), str(r["dim"]), f"{r['knn_top1']:.3f}", f"{r['linear_top1']:.3f}")
+            for name, r in block["features"].items()]
+    return rows + [("chance (majority class)", "-", f"{block['chance']:.3f}", f"{block['chance']:.3f}")]
+
+
+def probe_markdown(block: dict) -> list[str]:
+    """The probe's table and protocol as markdown lines (report.md, model cards)."""
+    lines = [f"{block['images']} labelled images of `{block['data']}` in {len(block['classes'])} classes, "
+             f"{block['train']} to train the probe and {block['test']} to test it; the tokens carry "
+             f"{block['bits_per_image']:.0f} bits per image.", "",
+             "| features | dims | k-NN top-1 | linear top-1 |", "|---|---|---|---|"]
+    lines += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in probe_rows(block)]
+    lines += ["", f"Protocol: {block['protocol']}."]
+    for name, why in block.get("unavailable", {}).items():
+        lines.append(f"- {name}: {why}")
+    if block.get("skipped"):
+        lines.append(f"- skipped ({len(block['skipped'])}): " + "; ".join(block["skipped"])[:1000])
+    return lines

@@ -226,6 +226,13 @@ class TokenFlow(Tokenizer):
         return self._pixels(qs, qp, ids.shape[0])
 
     @torch.no_grad()
+    def code_vectors(self, ids: torch.Tensor) -> torch.Tensor:
+        """[B, g * g, sem_dim + pix_dim]: both codebooks' vectors of each position, side by side (multi-scale: of
+        the accumulated f_hat that the decoders read)."""
+        qs, qp = self._codes(ids)
+        return torch.cat([qs, qp], dim=-1).reshape(ids.shape[0], self.grid * self.grid, -1)
+
+    @torch.no_grad()
     def semantic_embedding(self, ids: torch.Tensor) -> torch.Tensor:
         """Ids [B, g, g] (or flat [B, g*g]; multi-scale: [B, L]) -> the semantic decoder's teacher-space features
         [B, N, C] on the g x g grid (N = g * g)."""

@@ -7,7 +7,7 @@ from mmtok.export.card import plain_torch, recipe_and_files
 
 def model_card(cfg: dict, meta: dict, evaluation: dict | None, recipe_yaml: str, info: dict, *, graphs: bool,
                name: str, onnx: bool = False) -> str:
-    from mmtok.evaluation.report import metric_rows
+    from mmtok.evaluation.report import metric_rows, probe_markdown
 
     g = "x".join(str(s) for s in meta["token_grid"])
     r = meta["input_size"][-1]
@@ -44,6 +44,8 @@ def model_card(cfg: dict, meta: dict, evaluation: dict | None, recipe_yaml: str,
             "|---|---|",
         ]
         lines += [f"| {label} | {value} |" for label, value in metric_rows(evaluation.get("metrics", {}))]
+        if evaluation.get("probe"):
+            lines += ["", "### What the tokens say about the class (probe)", ""] + probe_markdown(evaluation["probe"])
     else:
         lines.append("Not evaluated before export (run `mmtok eval MODEL --data ...`, then export again).")
     lines += [

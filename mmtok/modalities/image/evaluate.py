@@ -24,7 +24,7 @@ CROP = "shorter side resized to {r} (bicubic, antialiased), centre crop {r}x{r}"
 def evaluate(model_path: str | os.PathLike, data: str, *, resolution: int | None = None,
              fid_weights: str | None = None, reference_stats: str | None = None,
              save_reference_stats: str | None = None, rfid: bool = True,
-             classifier: str | None = "efficientnet_lite2", **options) -> dict:
+             classifier: str | None = "efficientnet_lite2", probe: str | None = None, **options) -> dict:
     """Evaluate the image tokenizer at `model_path` (run dir, .ckpt or bundle) on `data` (any mmtok data source);
     `options` are the harness's (mmtok.evaluation.harness.run: out, force, num_samples, batch_size, devices, ...).
 
@@ -37,6 +37,10 @@ def evaluate(model_path: str | os.PathLike, data: str, *, resolution: int | None
     top-1 agreement between originals and reconstructions ("unavailable" when its weights are missing); a model
     with a semantic branch (`teacher_features(x)`, `semantic_embedding(ids)`) also gets the mean cosine between
     the two ("semantic_cosine").
+
+    `probe`: a labelled image set (a folder of class folders, or shards whose samples carry a class); the k-NN and
+    linear-probe top-1 of features computed from the tokens, beside chance, a pixel floor and the teacher's
+    features (mmtok.modalities.image.probe), go into metrics.json["probe"] (checked before any work).
     """
     if reference_stats and save_reference_stats:
         raise MmtokError("--reference-stats and --save-reference-stats together: the loaded statistics would "
@@ -55,11 +59,16 @@ def evaluate(model_path: str | os.PathLike, data: str, *, resolution: int | None
         wanted_by = ("--reference-stats" if reference_stats else
                      "--save-reference-stats" if save_reference_stats else None)
         fid_path, fid_why = _find_fid(fid_weights, wanted_by=wanted_by)
+    labelled = None
+    if probe:
+        from mmtok.modalities.image.probe import open_labelled
+
+        labelled = open_labelled(probe)
 
     def make_pass(model, recipe):
         return ImagePass(model, recipe, data=data, resolution=resolution, fid_path=fid_path, fid_why=fid_why,
                          rfid=rfid, reference_stats=reference_stats, save_reference_stats=save_reference_stats,
-                         classifier=classifier)
+                         classifier=classifier, labelled=labelled)
 
     return run(model_path, data, make_pass, **options)
 
@@ -69,8 +78,9 @@ class ImagePass(EvalPass):
 
     def __init__(self, model, recipe, *, data: str, resolution: int | None, fid_path: Path | None, fid_why: str,
                  rfid: bool, reference_stats: str | None, save_reference_stats: str | None,
-                 classifier: str | None):
+                 classifier: str | None, labelled=None):
         super().__init__(model, recipe)
+        self.labelled, self.probe_result = labelled, None
         from mmtok.metrics import load_stats_meta
 
         spec = self.spec
@@ -110,7 +120,7 @@ class ImagePass(EvalPass):
         from mmtok.metrics import SSIM
         from mmtok.modalities.image.objective import ImageMetrics
 
-        self.is_main = is_main
+        self.is_main, self.device, self.console = is_main, device, console
         if self.fid_path is None:
             self.unavailable["rfid"] = self.fid_why
             if is_main and self.rfid_asked:
@@ -183,7 +193,17 @@ class ImagePass(EvalPass):
                 self.warnings.append(f"--save-reference-stats: nothing written ({unavailable['rfid']})")
         else:
             results["rfid"] = UNAVAILABLE
+        if self.labelled is not None and self.is_main:  # rank 0 alone: its features are all it keeps
+            from mmtok.modalities.image.probe import run_probe
+
+            self.probe_result = run_probe(self.model, self.labelled, resolution=self.res, device=self.device,
+                                          console=self.console)
+            for key in ("knn_top1", "linear_top1"):
+                results[f"probe_{key}"] = self.probe_result["features"]["tokens"][key]
         return {"rfid": results.pop("rfid"), **rfid_extra, **results}
+
+    def extra(self) -> dict:
+        return {"probe": self.probe_result} if self.probe_result else {}
 
     def protocol(self) -> dict:
         return {
@@ -243,6 +263,10 @@ def report_markdown(result: dict) -> str:
     ]
     if model.get("note"):
         lines += [f"Note: {model['note']}", ""]
+    if result.get("probe"):
+        from mmtok.evaluation.report import probe_markdown
+
+        lines += ["## What the tokens say about the class (probe)", ""] + probe_markdown(result["probe"]) + [""]
     files = result.get("files", {})
     if "grid" in files:
         lines += ["## Reconstructions (originals above, reconstructions below)", "",
