@@ -138,8 +138,8 @@ def _probe_table(block: dict):
 
     from mmtok.evaluation.report import probe_rows
 
-    table = Table(title=f"probe: {block['images']} images, {len(block['classes'])} classes, {block['train']} train / "
-                        f"{block['test']} test, {block['bits_per_image']:.0f} bits per image")
+    table = Table(title=f"probe: {block['images']} images, {len(block['classes'])} classes, {block['folds']}-fold "
+                        f"cross-validation, {block['bits_per_image']:.0f} bits per image")
     for name in ("features", "dims", "k-NN top-1", "linear top-1"):
         table.add_column(name, justify="left" if name == "features" else "right")
     for row in probe_rows(block):

@@ -80,8 +80,8 @@ def probe_rows(block: dict) -> list[tuple[str, str, str, str]]:
 def probe_markdown(block: dict) -> list[str]:
     """The probe's table and protocol as markdown lines (report.md, model cards)."""
     lines = [f"{block['images']} labelled images of `{block['data']}` in {len(block['classes'])} classes, "
-             f"{block['train']} to train the probe and {block['test']} to test it; the tokens carry "
-             f"{block['bits_per_image']:.0f} bits per image.", "",
+             f"{block['folds']}-fold cross-validation; the tokens carry {block['bits_per_image']:.0f} bits per image.",
+             "",
              "| features | dims | k-NN top-1 | linear top-1 |", "|---|---|---|---|"]
     lines += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in probe_rows(block)]
     lines += ["", f"Protocol: {block['protocol']}."]

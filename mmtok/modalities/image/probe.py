@@ -13,14 +13,15 @@ and by two references computed from the same crops:
   pixels    the crop area-averaged to 16 x 16 (768 numbers): the floor any tokenizer should clear
   teacher   families with a frozen teacher: its global features of the crop (as the family feeds it): the ceiling
 
-Every feature set goes through the same protocol (mmtok.evaluation.probe: one hash-chosen split of the image keys,
-temperature-weighted cosine k-NN, a linear probe, chance). Keys are paths relative to LABELLED ("cat/001.jpg") or
-shard sample keys, so every model probed on the same images is split the same way on every machine. Images stream
+Every feature set goes through the same protocol (mmtok.evaluation.probe: 5-fold cross-validation over folds
+chosen by a hash of the image keys, temperature-weighted cosine k-NN, a linear probe, chance). Keys are paths
+relative to LABELLED ("cat/001.jpg") or shard sample keys, so every model probed on the same images gets the same
+folds on every machine. Images stream
 through in batches; only their features (a few thousand floats each) are kept.
 
 Bad input: a folder without class folders or with fewer than two classes is one MmtokError before any work; an
 empty class folder, images outside any class folder, samples without a class, undecodable files and classes with
-fewer than MIN_PER_CLASS images are skipped and named.
+fewer images than folds are skipped and named.
 """
 from __future__ import annotations
 
@@ -32,7 +33,6 @@ from pathlib import Path
 from mmtok.errors import DataError, MmtokError
 
 PIXEL_SIDE = 16
-MIN_PER_CLASS = 5
 SHARD_HINT = "give samples a 'cls' entry (the class name or number), or a 'class' / 'label' key in their json"
 
 
@@ -170,7 +170,7 @@ def run_probe(model, labelled: Labelled, *, resolution: int, device, batch_size:
     import numpy as np
     import torch
 
-    from mmtok.evaluation.probe import SALT, chance_top1, hash_split, probe
+    from mmtok.evaluation.probe import FOLDS, probe
     from mmtok.evaluation.timing import progress_bar
 
     loader = torch.utils.data.DataLoader(_samples(labelled, resolution), batch_size=batch_size,
@@ -190,12 +190,12 @@ def run_probe(model, labelled: Labelled, *, resolution: int, device, batch_size:
                 labels += batch["label"]
             bar.advance(task, len(batch["key"]) + len(batch["bad"]))
     counts = {c: labels.count(c) for c in sorted(set(labels))}
-    small = {c: n for c, n in counts.items() if n < MIN_PER_CLASS}
-    skipped += [f"class {c}: {n} image(s), fewer than {MIN_PER_CLASS}" for c, n in small.items()]
+    small = {c: n for c, n in counts.items() if n < FOLDS}
+    skipped += [f"class {c}: {n} image(s), fewer than the {FOLDS} folds" for c, n in small.items()]
     kept = [i for i, c in enumerate(labels) if c not in small]
     classes = sorted(c for c in counts if c not in small)
     if len(classes) < 2:
-        raise MmtokError(f"--probe {labelled.source}: {len(classes)} class(es) with at least {MIN_PER_CLASS} readable "
+        raise MmtokError(f"--probe {labelled.source}: {len(classes)} class(es) with at least {FOLDS} readable "
                          f"images ({len(keys)} images read, {len(skipped)} problem(s): {'; '.join(skipped)[:300]})",
                          hint="a probe needs at least two classes with several images each")
     if len(set(keys)) != len(keys):
@@ -204,14 +204,13 @@ def run_probe(model, labelled: Labelled, *, resolution: int, device, batch_size:
     index = {c: i for i, c in enumerate(classes)}
     y = np.array([index[labels[i]] for i in kept])
     kept_keys = [keys[i] for i in kept]
-    test = hash_split(kept_keys)
-    if len(np.unique(y[~test])) < 2 or not test.any():
-        raise MmtokError(f"--probe {labelled.source}: {len(kept)} images leave {int(test.sum())} to test on and "
-                         f"{len(np.unique(y[~test]))} class(es) to train on", hint="give more images per class")
     results = {}
     for name, parts in feats.items():
         x = np.concatenate(parts)[kept]
-        r = probe(x, y, kept_keys)
+        try:
+            r = probe(x, y, kept_keys)
+        except ValueError as e:
+            raise MmtokError(f"--probe {labelled.source}: {e}", hint="give more images per class") from None
         results[name] = {"dim": int(x.shape[1]), "knn_top1": r["knn_top1"], "linear_top1": r["linear_top1"],
                          "linear_c": r["linear_c"]}
     spec = model.spec
@@ -220,18 +219,19 @@ def run_probe(model, labelled: Labelled, *, resolution: int, device, batch_size:
         unavailable["semantic"] = "this tokenizer has no semantic branch"
     return {
         "data": labelled.source, "images": len(kept), "classes": {c: counts[c] for c in classes},
-        "train": int((~test).sum()), "test": int(test.sum()), "chance": chance_top1(y[~test], y[test]),
+        "folds": FOLDS, "chance": r["chance"],
         "bits_per_image": spec.ids_per_sample * math.log2(spec.codebook_size),
         "features": results, "unavailable": unavailable, "skipped": skipped,
-        "protocol": describe(resolution, SALT),
+        "protocol": describe(resolution),
     }
 
 
-def describe(resolution: int, salt: str) -> str:
-    from mmtok.evaluation.probe import TEMPERATURE, K
+def describe(resolution: int) -> str:
+    from mmtok.evaluation.probe import FOLDS, SALT, TEMPERATURE, K
 
-    return (f"centre crops at {resolution}px; features: token code vectors (and the semantic embedding) of the ids, "
-            f"mean-pooled; pixels area-averaged to {PIXEL_SIDE}x{PIXEL_SIDE}; the teacher's global features. Split: "
-            f"an image is tested when sha256('{salt}:KEY') < 0.3 of 2^64; chance = the training part's majority "
-            f"class; k-NN: cosine, k={K}, votes exp(s/{TEMPERATURE}); linear: standardised multinomial logistic "
-            "regression, C chosen on an inner hash split of the training part")
+    return (f"centre crops at {resolution}px; features: the token code vectors (and the semantic embedding) of the "
+            f"ids, mean-pooled; pixels area-averaged to {PIXEL_SIDE}x{PIXEL_SIDE}; the teacher's global features. "
+            f"{FOLDS}-fold cross-validation, an image's fold = floor({FOLDS} u), u = sha256('{SALT}:KEY') as a "
+            f"fraction of 2^64; top-1 over all images, each tested once; chance = the most frequent class's share; k-NN: "
+            f"cosine, k={K}, votes exp(s/{TEMPERATURE}); linear: standardised multinomial logistic regression, C "
+            "chosen on an inner hash split of each training part")
