@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import re
+import shutil
 
 import pytest
 import torch
@@ -340,9 +341,14 @@ def test_an_imported_bundle_is_evaluated_tokenizes_and_extends_a_language_model(
     from mmtok.lm.tokens import read_tokens, tokenize
 
     import_bundle("llamagen", _llamagen_file(tmp_path, _janus(unit_rows=False)), tmp_path / "bundle")
+    for i, image in enumerate(sorted(tiny_images.glob("*.png"))):  # two classes of six images: a probe runs on it
+        (tmp_path / "labelled" / f"class_{i % 2}").mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(image, tmp_path / "labelled" / f"class_{i % 2}" / image.name)
     report = evaluate(tmp_path / "bundle", "demo", num_samples=8, batch_size=4, rfid=False, classifier=None,
-                      progress=False, out=tmp_path / "eval")
+                      progress=False, out=tmp_path / "eval", probe=str(tmp_path / "labelled"), num_workers=0)
     assert report["metrics"]["psnr"] > 0 and 0 < report["metrics"]["codebook_usage_pct"] <= 100
+    # the code vectors the decoder reads: 8-d codes projected to the 32 latent channels
+    assert report["probe"]["images"] == 12 and report["probe"]["features"]["tokens"]["dim"] == 32
     layout = extend(make_llm(tmp_path_factory.getbasetemp(), tied=False), [tmp_path / "bundle"], tmp_path / "ext")
     assert layout.modality("image").codebook_size == 64 and layout.modality("image").token_grid == (8, 8)
     done = tokenize(tmp_path / "bundle", str(tiny_images), tmp_path / "tokens", progress=False)
