@@ -3,8 +3,8 @@ each, one table, one JSON.
 
 Usage: python eval/probe_families.py LABELLED OUT.json NAME=MODEL [NAME=MODEL ...]
 (MODEL: a run directory, checkpoint or bundle; LABELLED: a folder of class folders, e.g. from eval/labelled_photos.py).
-Each model's evaluation folder goes to OUT_DIR/NAME (OUT.json's folder); the reconstruction part runs on the labelled
-images with rFID and classifier agreement off (the probe is what is measured here).
+Each model's evaluation goes where `mmtok eval` puts it by default (RUN/eval/NNN); the reconstruction part runs on
+the labelled images with rFID and classifier agreement off (the probe is what is measured here).
 """
 from __future__ import annotations
 
@@ -23,10 +23,9 @@ def main(labelled: str, out_json: str, models: list[str]) -> dict:
     results = {}
     for item in models:
         name, _, path = item.partition("=")
-        r = evaluate(path, labelled, probe=labelled, out=out.parent / name, force=True, rfid=False, classifier=None,
-                     num_workers=0, progress=False)
+        r = evaluate(path, labelled, probe=labelled, rfid=False, classifier=None, num_workers=0, progress=False)
         block = r["probe"]
-        results[name] = {"model": path, "family": r["model"]["family"], "psnr": r["metrics"].get("psnr"),
+        results[name] = {"model": path, "eval": r["out"], "family": r["model"]["family"], "psnr": r["metrics"].get("psnr"),
                          "codebook_usage_pct": r["metrics"]["codebook_usage_pct"],
                          "bits_per_image": block["bits_per_image"], "chance": block["chance"],
                          "images": block["images"], "classes": block["classes"],
