@@ -131,8 +131,11 @@ def _report(console, summary: dict, recipe, run_dir: Path) -> None:
 
 
 def recipes_command():
-    """List the shipped recipes, one line each."""
+    """List the shipped recipes, one line each: tokenizer recipes (`mmtok train NAME`), then the LLM stage's
+    (`mmtok lm train`)."""
     from mmtok.config import shipped_recipes
 
     for name, line in shipped_recipes().items():
         typer.echo(f"{name:<20} {line}")
+    for name, line in shipped_recipes(lm=True).items():
+        typer.echo(f"{name:<20} [mmtok lm train] {line}")

@@ -152,19 +152,25 @@ def recipe_dir():
     return importlib.resources.files("mmtok.recipes")
 
 
-def shipped_recipes() -> dict[str, str]:
-    """Shipped tokenizer recipe name -> its first comment line (the command that runs it, or a description).
-    Recipes named lm_*.yaml are the LLM stage's (`mmtok lm train`, mmtok.lm), not tokenizer recipes."""
+def shipped_recipes(lm: bool = False) -> dict[str, str]:
+    """Shipped tokenizer recipe name -> its description (`_describe`). Recipes named lm_*.yaml are the LLM stage's
+    (`mmtok lm train`, mmtok.lm), not tokenizer recipes: `lm=True` lists those instead."""
     out = {}
     for entry in sorted(recipe_dir().iterdir(), key=lambda e: e.name):
-        if entry.name.endswith(".yaml") and not entry.name.startswith("lm_"):
+        if entry.name.endswith(".yaml") and entry.name.startswith("lm_") == lm:
             out[entry.name[:-5]] = _describe(entry.read_text())
     return out
 
 
 def _describe(text: str) -> str:
-    comments = [ln.lstrip("# ").rstrip() for ln in text.splitlines() if ln.startswith("#")]
-    return comments[1] if len(comments) > 1 else (comments[0] if comments else "")
+    """A recipe's description: its leading comment block after the first line (the command that runs it), joined
+    into one line; the first line when the block has only that."""
+    block = []
+    for line in text.splitlines():
+        if not line.startswith("#"):
+            break
+        block.append(line.lstrip("# ").rstrip())
+    return " ".join(b for b in block[1:] if b) or (block[0] if block else "")
 
 
 def read_recipe_text(source: str) -> tuple[str, str]:

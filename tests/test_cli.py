@@ -27,6 +27,11 @@ def test_recipes_lists_every_shipped_recipe():
     assert result.exit_code == 0
     for name in ["quickstart", "llamagen_vq16", "taming_f16_1024", "test_tiny"]:
         assert name in result.stdout
+    lines = {line.split()[0]: line for line in result.stdout.splitlines()}
+    assert "[mmtok lm train]" in lines["lm_smollm2"]  # the LLM stage's recipe too, marked as such
+    # a description that spans several comment lines is given whole, not cut mid-sentence
+    assert lines["motion_momask_rvq"].rstrip().endswith("batch 256, lr 2e-4.")
+    assert all(line.rstrip().endswith((".", ")")) for line in lines.values()), result.stdout
 
 
 def test_print_config_applies_overrides():

@@ -1,6 +1,7 @@
 """The data layer's bad-sample naming (each bad file named once, with its reason) and held-out splits by name."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -160,14 +161,39 @@ def test_shard_holdout_splits_by_key(tmp_path):
     assert train == set(values) - expected
 
 
-def test_shard_holdout_that_catches_nothing_is_a_clear_error(tmp_path):
-    from mmtok.data.holdout import holdout_score
+def test_a_small_shard_set_holds_out_one_sample_chosen_before_training(tmp_path):
+    """Local shards are listed up front (tar headers, no decoding): when no key scores below the fraction, the
+    lowest-scoring sample is held out anyway, as in a folder; remote shards cannot be listed and are refused."""
+    from mmtok.data.holdout import ShardHoldout, holdout_score
 
-    keys = ["k0", "k1"]
+    keys = ["k0", "k1", "k2"]
     assert min(holdout_score(k) for k in keys) > 0.05
-    shard = write_tar(tmp_path / "t-000000.tar", [(k, {"png": png_bytes(9)}) for k in keys])
-    with pytest.raises(DataError, match="held-out part of .* is empty"):
-        list(build_dataset(shard, "val", R, holdout=0.05))
-    with pytest.raises(DataError, match="held-out part") as err:
-        list(make_loader(shard, "val", R, batch_size=2, num_workers=2, holdout=0.05))
+    shard = write_tar(tmp_path / "t-000000.tar", [(k, {"png": png_bytes(40 * i + 9)}) for i, k in enumerate(keys)])
+    lowest = min(keys, key=holdout_score)
+    val = build_dataset(shard, "val", R, holdout=0.05)
+    assert val.held_counts == (1, 3) and ids(val) == [40 * keys.index(lowest) + 9]
+    train = iter(build_dataset(shard, "train", R, holdout=0.05, shuffle_buffer=0))
+    assert sorted(set(ids(next(train) for _ in range(30)))) == sorted(40 * i + 9 for i, k in enumerate(keys)
+                                                                      if k != lowest)
+    with pytest.raises(DataError, match="remote shards cannot be listed") as err:
+        ShardHoldout("pipe:cat x.tar", ["pipe:cat x.tar"], 0.05)
     assert "data.val" in err.value.hint
+    one = write_tar(tmp_path / "one-000000.tar", [("only", {"png": png_bytes(9)})])
+    with pytest.raises(DataError, match="its shards hold 1 sample"):
+        build_dataset(one, "val", R, holdout=0.05)
+
+
+def test_one_shard_of_a_few_dozen_photos_trains_and_validates_without_data_val(tmp_path):
+    """`mmtok train RECIPE --data ONE_SHARD` validates on a held-out part chosen before step 0 and says how many."""
+    from typer.testing import CliRunner
+
+    from mmtok.cli.main import app
+
+    shard = write_tar(tmp_path / "photos-000000.tar", [(f"photo_{i:03d}", {"png": png_bytes(4 * i + 3, (40, 36))})
+                                                      for i in range(30)])
+    result = CliRunner().invoke(app, ["train", "test_tiny", "--data", shard, "--out", str(tmp_path / "run"), "--set",
+                                      "trainer.max_steps=2", "--set", "trainer.val_every=2"])
+    assert result.exit_code == 0, result.stdout + result.stderr
+    assert "validating on 1 of 30 samples" in result.stderr  # 2% of 30 is no sample: one is held out anyway
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert "val/psnr" in summary["final"]

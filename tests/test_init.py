@@ -82,3 +82,15 @@ def test_freeze_keeps_matching_parameters_fixed_and_rejects_a_pattern_matching_n
 
     with pytest.raises(RecipeError, match="optim.freeze"):
         resume_recipe(tmp_path / "run", ["optim.freeze=['decoder.*']"])
+
+
+def test_a_missing_init_path_names_the_fix_before_any_work(tmp_path):
+    """SEED stage 2 before stage 1 (or a stage 1 trained under another --out): one line that says what to do."""
+    from typer.testing import CliRunner
+
+    from mmtok.cli.main import app
+
+    result = CliRunner().invoke(app, ["train", "seed_quickstart_stage2", "--out", str(tmp_path / "s2"), "--set",
+                                      f"init.path={tmp_path / 'no-stage1'}"])
+    assert result.exit_code == 2 and "no run, checkpoint or bundle there" in result.stderr
+    assert "--set init.path=" in result.stderr and "Traceback" not in result.stderr

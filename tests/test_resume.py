@@ -41,7 +41,8 @@ def test_resume_recipe_applies_overrides_on_the_runs_recipe_and_refuses_model_ch
 
 def test_loss_modules_switched_on_and_off_across_resumes(tmp_path):
     run = tmp_path / "run"
-    train(config.load("test_tiny", PLAIN), run)
+    first = train(config.load("test_tiny", PLAIN), run)
+    assert first["seconds_total"] == first["seconds"]
     saved = torch.load(last_checkpoint(run), map_location="cpu", weights_only=True)
     assert not any(k.startswith("adversary.") for k in saved["state_dict"])
 
@@ -58,8 +59,13 @@ def test_loss_modules_switched_on_and_off_across_resumes(tmp_path):
 
     off = Report()
     gan_off, _ = resume_recipe(run, ["trainer.max_steps=7", "loss.weights.gan=0", "loss.weights.perceptual=0"])
-    train(gan_off, run, resume=True, callbacks=[off.callback])
+    last = train(gan_off, run, resume=True, callbacks=[off.callback])
     assert off.report["dropped"] == ["adversary"] and off.step == 6
+    # the run's time is every invocation's (`mmtok runs` shows it), not only the last one's
+    assert last["seconds_total"] == pytest.approx(first["seconds"] + summary["seconds"] + last["seconds"], abs=0.2)
+    from mmtok.train.inventory import list_runs
+
+    assert list_runs(tmp_path)[0].seconds == last["seconds_total"]
     ckpt = torch.load(last_checkpoint(run), map_location="cpu", weights_only=True)
     assert not any(k.startswith("adversary.") for k in ckpt["state_dict"]) and ckpt["global_step"] == 7
 
@@ -115,3 +121,14 @@ def test_a_slurm_requeue_checkpoint_resumes_without_the_flag(tmp_path):
     os.utime(hpc, (later, later))
     assert prepare_run_dir(recipe, run, resume=False) == hpc  # the requeued job runs the same command
     assert train(recipe, run)["status"] == "finished"
+
+
+def test_a_resume_that_keeps_the_lr_says_so_and_one_that_changes_it_shows_both():
+    from mmtok.train.callbacks import lr_schedule_line
+
+    before = config.load("test_tiny", ["trainer.max_steps=2", "optim.warmup_steps=2"])
+    after = config.load("test_tiny", ["trainer.max_steps=5", "optim.warmup_steps=2"])
+    assert "the lr at step 2 is unchanged (0.001)" in lr_schedule_line(before, after, 2)  # the decay starts here
+    later = config.load("test_tiny", ["trainer.max_steps=8", "optim.warmup_steps=2"])
+    line = lr_schedule_line(after, later, 4)
+    assert "->" in line and "unchanged" not in line

@@ -72,3 +72,23 @@ def test_bad_files_are_named_once_in_the_summary(tmp_path):
     names = sorted(entry.split(":")[0] for entry in summary["bad_samples"])
     assert names == [str(folder / "bad_a.png"), str(folder / "bad_b.jpg")], summary["bad_samples"]
     assert summary["skipped_samples"] == 2
+
+
+def test_a_redirected_run_logs_plain_progress_lines_as_it_trains(tmp_path):
+    """With stderr a file (nohup, SLURM, `> log`), progress is a plain line every few steps, not one cut bar line
+    at the end."""
+    import subprocess
+    import sys
+
+    log = tmp_path / "train.log"
+    with open(log, "w") as f:
+        done = subprocess.run([sys.executable, "-m", "mmtok.cli.main", "train", "test_tiny", "--out",
+                               str(tmp_path / "run"), "--set", "trainer.max_steps=6", "--set", "trainer.log_every=2",
+                               "--set", "data.val_samples=4", "--set", "trainer.val_every=6"],
+                              stdout=f, stderr=subprocess.STDOUT, timeout=600)
+    text = log.read_text()
+    assert done.returncode == 0, text
+    lines = [line for line in text.splitlines() if line.startswith("train step ")]
+    assert [line.split()[2] for line in lines] == ["2/6", "4/6", "6/6"], text
+    assert all("step/s" in line and "eta " in line and "loss " in line for line in lines)
+    assert "━" not in text  # no progress bar drawn into the file

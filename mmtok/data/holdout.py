@@ -9,13 +9,16 @@ the order of the files and of the seed, and a file keeps its side when others ar
 
 Folders: the file list is known, so the split is exact and never empty: when no file scores below the
 fraction (a small folder), the lowest-scoring file is held out; when every file does, the highest-scoring
-one stays for training. A folder needs at least 2 image files. Shards are streamed, so their held-out part
-is whatever scores below the fraction; if none does, validation stops with a DataError that says so.
+one stays for training. A folder needs at least 2 files. Local shards get the same rule (`ShardHoldout`): their
+sample keys are listed up front from the tar headers (no decoding), so a small shard set also holds out at least
+one sample and trains on at least one, decided before training. Remote shards (pipe:, http) cannot be listed:
+a holdout on them is refused in one line (give data.val).
 "demo" has its own held-out photographs and refuses a holdout (see mmtok.data.sources.build_dataset).
 """
 from __future__ import annotations
 
 import hashlib
+import re
 from pathlib import Path
 
 from mmtok.errors import DataError
@@ -68,3 +71,55 @@ def split_files(root: str | Path, files: list, fraction: float) -> tuple[list, l
     if all(held):
         held[scores.index(max(scores))] = False
     return [f for f, h in zip(files, held) if not h], [f for f, h in zip(files, held) if h]
+
+
+class ShardHoldout:
+    """Which samples of local webdataset shards `urls` are held out (module docstring): `held(key)`; `counts` is
+    (held out, all samples). DataError for remote shards, or fewer than 2 samples in all."""
+
+    def __init__(self, source: str, urls: list[str], fraction: float):
+        from mmtok.data.sources import is_remote
+
+        self.fraction = check_holdout(fraction)
+        self.forced_in: set[str] = set()
+        self.forced_out: set[str] = set()
+        if is_remote(source) or any(is_remote(u) for u in urls):
+            raise DataError(f"cannot hold out part of {source} for validation: remote shards cannot be listed to "
+                            "choose the held-out samples before training", hint="give validation data (data.val)")
+        keys = shard_keys(urls)
+        if len(keys) < 2:
+            raise DataError(f"cannot hold out part of {source} for validation: its shards hold {len(keys)} "
+                            "sample(s)", hint="add samples, or give separate validation data (data.val)")
+        scores = {k: holdout_score(k) for k in keys}
+        held = [k for k in keys if scores[k] < self.fraction]
+        if not held:
+            self.forced_in.add(min(keys, key=scores.__getitem__))
+        elif len(held) == len(keys):
+            self.forced_out.add(max(keys, key=scores.__getitem__))
+        self.counts = (len(held) + len(self.forced_in) - len(self.forced_out), len(keys))
+
+    def held(self, key: str) -> bool:
+        if key in self.forced_in:
+            return True
+        return key not in self.forced_out and is_held_out(key, self.fraction)
+
+
+def shard_keys(urls: list[str]) -> list[str]:
+    """The distinct sample keys of local tar shards, read from their member names as webdataset groups them
+    (NAME.EXT -> NAME); an unreadable tar is skipped here (streaming names it)."""
+    import tarfile
+
+    from webdataset.tariterators import base_plus_ext
+
+    keys: set[str] = set()
+    for url in urls:
+        path = re.sub(r"^file:(//)?", "", url)
+        try:
+            with tarfile.open(path) as tar:
+                for member in tar:
+                    key, _ = base_plus_ext(member.name)
+                    if member.isfile() and key is not None:
+                        keys.add(key)
+        except (OSError, tarfile.TarError):
+            continue
+    return sorted(keys)

@@ -168,6 +168,7 @@ class Stream(IterableDataset, ABC):
         self.max_samples, self.shuffle_buffer = max_samples, int(shuffle_buffer)
         self.holdout = check_holdout(holdout)
         self.source = ""  # what the data is, for messages; set by subclasses
+        self.held_counts: tuple[int, int] | None = None  # with a holdout: (held out, all), when the source knows
         self._passes = 0
         self._named: set[str] = set()  # bad samples this worker has already reported in a "bad" list
 

@@ -1,4 +1,4 @@
-"""Training callbacks: a rich progress bar over steps and atomic checkpoints."""
+"""Training callbacks: progress over steps (a rich bar on a terminal, plain lines in a log) and atomic checkpoints."""
 from __future__ import annotations
 
 import time
@@ -93,25 +93,42 @@ class ResumeReport(L.Callback):
             + (f"; new, starting fresh: {', '.join(report['fresh'])}" if report["fresh"] else "")
             + (f"; no longer used: {', '.join(report['dropped'])}" if report["dropped"] else ""))
         if self.before is not None and self.before.trainer.max_steps != self.recipe.trainer.max_steps:
-            from mmtok.train.task import lr_lambda
+            say(lr_schedule_line(self.before, self.recipe, trainer.global_step))
 
-            o, step = self.recipe.optim, trainer.global_step
-            old = lr_lambda(o.warmup_steps, self.before.trainer.max_steps, o.min_lr_ratio)(step) * o.lr
-            new = lr_lambda(o.warmup_steps, self.recipe.trainer.max_steps, o.min_lr_ratio)(step) * o.lr
-            say(f"lr schedule: the cosine decay now ends at step {self.recipe.trainer.max_steps} (was "
-                f"{self.before.trainer.max_steps}); the lr follows the new curve from here: {old:.3g} -> {new:.3g} "
-                f"at step {step}")
+
+def lr_schedule_line(before, recipe, step: int) -> str:
+    """What a resume with another trainer.max_steps does to the cosine schedule at `step`, in one line."""
+    from mmtok.train.task import lr_lambda
+
+    o = recipe.optim
+    old = lr_lambda(o.warmup_steps, before.trainer.max_steps, o.min_lr_ratio)(step) * o.lr
+    new = lr_lambda(o.warmup_steps, recipe.trainer.max_steps, o.min_lr_ratio)(step) * o.lr
+    change = (f"the lr follows the new curve from here: {old:.3g} -> {new:.3g} at step {step}"
+              if f"{old:.3g}" != f"{new:.3g}" else f"the lr at step {step} is unchanged ({new:.3g})")
+    return (f"lr schedule: the cosine decay now ends at step {recipe.trainer.max_steps} (was "
+            f"{before.trainer.max_steps}); {change}")
 
 
 class RichSteps(L.Callback):
-    """A rich progress bar over optimizer steps showing the loss terms and codebook usage."""
+    """Progress over optimizer steps with the loss terms and codebook usage: a rich bar on a terminal; on anything
+    else (a file, nohup, SLURM) a plain line every `every` steps, at least once every PLAIN_SECONDS, and at the last
+    step, so a log shows progress while it happens (`every`: default max(log_every, max_steps / 50))."""
 
-    def __init__(self, console: Console | None = None):
+    PLAIN_SECONDS = 60.0
+
+    def __init__(self, console: Console | None = None, every: int | None = None):
         self.console = console or Console(stderr=True)
+        self.every = every
         self.progress: Progress | None = None
+        self.plain = False
 
     def on_train_start(self, trainer, pl_module):
         if not trainer.is_global_zero:
+            return
+        self._t0, self._s0, self._last = time.perf_counter(), trainer.global_step, time.perf_counter()
+        if not self.console.is_terminal:
+            self.plain = True
+            self.every = self.every or max(1, -(-trainer.max_steps // 50))
             return
         self.progress = Progress(TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]}"),
                                  TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.fields[metrics]}"),
@@ -119,16 +136,22 @@ class RichSteps(L.Callback):
         self.progress.start()
         self.task = self.progress.add_task("train", total=trainer.max_steps, completed=trainer.global_step,
                                            rate="", metrics="")
-        self._t0, self._s0 = time.perf_counter(), trainer.global_step
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-        if self.progress is None:
+        if self.progress is None and not self.plain:
             return
         m = trainer.callback_metrics
         shown = "  ".join(f"{label} {float(m[k]):.4g}" for k, label in SHOWN if k in m)
-        done = trainer.global_step - self._s0
-        rate = f"{done / max(1e-9, time.perf_counter() - self._t0):.2f} step/s"
-        self.progress.update(self.task, completed=trainer.global_step, metrics=shown, rate=rate)
+        step, now = trainer.global_step, time.perf_counter()
+        per_s = (step - self._s0) / max(1e-9, now - self._t0)
+        if self.progress is not None:
+            self.progress.update(self.task, completed=step, metrics=shown, rate=f"{per_s:.2f} step/s")
+        elif step % self.every == 0 or step >= trainer.max_steps or now - self._last >= self.PLAIN_SECONDS:
+            self._last = now
+            eta = (trainer.max_steps - step) / per_s if per_s > 0 else float("nan")
+            self.console.print(f"train step {step}/{trainer.max_steps}  {shown}  {per_s:.2f} step/s  "
+                               f"elapsed {_clock(now - self._t0)}  eta {_clock(eta)}",
+                               soft_wrap=True, markup=False, highlight=False)
 
     def on_train_end(self, trainer, pl_module):
         if self.progress is not None:
@@ -137,3 +160,13 @@ class RichSteps(L.Callback):
 
     def on_exception(self, trainer, pl_module, exception):
         self.on_train_end(trainer, pl_module)
+
+
+def _clock(seconds: float) -> str:
+    """1h02m03s / 4m05s / 17s ("?" when unknown)."""
+    if seconds != seconds or seconds == float("inf"):
+        return "?"
+    s = int(round(seconds))
+    h, m = divmod(s, 3600)
+    m, s = divmod(m, 60)
+    return f"{h}h{m:02d}m{s:02d}s" if h else f"{m}m{s:02d}s" if m else f"{s}s"

@@ -37,6 +37,12 @@ def source_state(path: str, weights: str = "ema") -> tuple[dict, str, dict]:
 def init_weights(model, init, family: str) -> dict:
     """Load `init.path` into `model` (see the module docstring); CheckpointError names the first problems and
     the fix, before any training."""
+    from pathlib import Path
+
+    if not Path(init.path).exists():  # e.g. SEED stage 2 before stage 1, or a run trained under another --out
+        raise CheckpointError(f"init.path {init.path}: no run, checkpoint or bundle there; this recipe starts from "
+                              "existing weights", hint="train those first (e.g. the recipe's stage 1), or point to "
+                              "yours: --set init.path=<run directory, .ckpt or bundle>")
     state, source_family, info = source_state(init.path, init.weights)
     if source_family != family:
         raise CheckpointError(f"init.path {init.path} holds a {source_family!r} model; this recipe trains {family!r}",

@@ -9,7 +9,8 @@ A run directory is a folder with a recipe.yaml and at least one of summary.json,
   when step >= max_steps, else "stopped"); without an up-to-date summary, "running?" when a log or the
   checkpoint changed in the last `RECENT_S` seconds, else "interrupted" (the process ended without a summary:
   killed, crashed or still in its first steps' buffering);
-- time: summary.json's "seconds" (the last invocation).
+- time: summary.json's "seconds_total" (every invocation of the run: the first and each resume), else its
+  "seconds" (summaries written before resumes were added up).
 """
 from __future__ import annotations
 
@@ -97,7 +98,8 @@ def run_info(run: str | Path) -> RunInfo:
         status = "interrupted"
     return RunInfo(path=str(run), recipe=_get(summary, "recipe") or _get(recipe, "name"), step=_int(step),
                    max_steps=_int(max_steps), psnr=_float(psnr), usage=_float(usage),
-                   seconds=_float(_get(summary, "seconds")), status=status, modified=max(activity, summary_time))
+                   seconds=_float(_get(summary, "seconds_total") or _get(summary, "seconds")), status=status,
+                   modified=max(activity, summary_time))
 
 
 def _mtime(path: Path) -> float:

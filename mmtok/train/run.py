@@ -145,6 +145,7 @@ def train(recipe: Recipe, out: str | Path, *, resume: bool = False, callbacks: l
 def _train(recipe: Recipe, out: Path, resume: bool, callbacks: list, request) -> dict:
     before = config.load(str(out / "recipe.yaml")) if (out / "recipe.yaml").is_file() else None
     ckpt = prepare_run_dir(recipe, out, resume)
+    earlier = _earlier_seconds(out) if ckpt else 0.0  # training time of the invocations this one resumes
     import lightning as L
     import torch
 
@@ -158,6 +159,7 @@ def _train(recipe: Recipe, out: Path, resume: bool, callbacks: list, request) ->
     quiet_lightning()
     L.seed_everything(recipe.seed, workers=True, verbose=False)
     train_loader, val_loader = _loaders(recipe)  # a bad data source fails here, before any model is built
+    _say_held_out(recipe, val_loader)
     task = TokenizerTask(recipe, run_dir=out, initialise=ckpt is None)  # a resumed run has its weights already
     if t.keep_best and t.keep_best not in task.val_metrics:
         raise RecipeError(f"trainer.keep_best: unknown validation metric {t.keep_best!r}",
@@ -167,7 +169,8 @@ def _train(recipe: Recipe, out: Path, resume: bool, callbacks: list, request) ->
     checkpointer = Checkpointer(out, t.ckpt_every, t.keep_every, t.keep_best, t.keep_best_mode)
     stopper = RunStopper(request, t.max_minutes, checkpointer.save)
     report = ResumeReport(before if ckpt else None, recipe)
-    trainer = build_trainer(recipe, out, [RichSteps(), checkpointer, stopper, report, *callbacks],
+    steps = RichSteps(every=max(t.log_every, -(-t.max_steps // 50)))  # plain lines when not on a terminal
+    trainer = build_trainer(recipe, out, [steps, checkpointer, stopper, report, *callbacks],
                             find_unused=task.adversary is not None)
     stopped, seconds = fit(trainer, task, train_loader, val_loader, ckpt)
     final = {}
@@ -179,7 +182,7 @@ def _train(recipe: Recipe, out: Path, resume: bool, callbacks: list, request) ->
     summary = {
         "recipe": recipe.name, "status": status, "step": trainer.global_step,
         "steps_this_run": trainer.global_step - task.start_step, "max_steps": t.max_steps,
-        "seconds": round(seconds, 1),
+        "seconds": round(seconds, 1), "seconds_total": round(earlier + seconds, 1),
         "final": {k: round(float(v), 5) for k, v in final.items()},
         "checkpoint": str(last_checkpoint(out)) if last_checkpoint(out).is_file() else None,
         "grid": _latest_grid(out),
@@ -192,6 +195,35 @@ def _train(recipe: Recipe, out: Path, resume: bool, callbacks: list, request) ->
         summary["curves"] = _curves(out)
         write_text(out / "summary.json", json.dumps(summary, indent=2))
     return summary
+
+
+def _say_held_out(recipe: Recipe, val_loader) -> None:
+    """With data.val=holdout, one line on rank 0 saying how many samples validation holds out (a count, not only
+    the fraction: a 3-image folder holds out 1 image, 33%, whatever the fraction asks)."""
+    import os
+
+    d = recipe.data
+    counts = getattr(getattr(val_loader, "dataset", None), "held_counts", None)
+    if d.val != "holdout" or counts is None or int(os.environ.get("RANK", "0")) != 0:
+        return
+    from rich.console import Console
+    from rich.markup import escape
+
+    held, total = counts
+    Console(stderr=True, soft_wrap=True).print(
+        f"validating on {held} of {total} samples of {escape(d.train)}, held out by name (data.holdout_fraction "
+        f"{d.holdout_fraction:g}; at least one is held out and one trains)" + (
+            f", {d.val_samples} of them per validation" if d.val_samples and d.val_samples < held else ""))
+
+
+def _earlier_seconds(out: Path) -> float:
+    """The training seconds of every earlier invocation of the run at `out`, from its summary.json (0 without one)."""
+    try:
+        summary = json.loads((out / "summary.json").read_text())
+    except (OSError, ValueError):
+        return 0.0
+    value = summary.get("seconds_total", summary.get("seconds", 0.0)) if isinstance(summary, dict) else 0.0
+    return float(value) if isinstance(value, (int, float)) else 0.0
 
 
 def _all_bad_samples(bad) -> list[str]:

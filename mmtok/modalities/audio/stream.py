@@ -19,7 +19,7 @@ from typing import Iterator
 
 import numpy as np
 
-from mmtok.data.holdout import is_held_out, split_files
+from mmtok.data.holdout import ShardHoldout, split_files
 from mmtok.data.stream import (
     DataStreamError,
     Place,
@@ -76,6 +76,7 @@ class AudioFileStream(AudioStream):
         self.root = str(root)
         train_files, val_files = split_files(root, [str(f) for f in files], self.holdout)
         self.files = val_files if self.holdout and split == "val" else train_files
+        self.held_counts = (len(val_files), len(files)) if self.holdout else None
         self.source = source or self.root
 
     def _decoded(self, path: str, skips: SkipCounter):
@@ -153,6 +154,8 @@ class AudioShardStream(AudioStream):
     def __init__(self, source: str, urls: list[str], split: str, spec: AudioSpec, **kwargs):
         super().__init__(split, spec, **kwargs)
         self.source, self.urls = source, list(urls)
+        self.rule = ShardHoldout(source, self.urls, self.holdout) if self.holdout else None  # chosen up front
+        self.held_counts = self.rule.counts if self.rule else None
 
     def _items(self, place: Place, rng: random.Random, skips: SkipCounter) -> Iterator:
         import webdataset as wds
@@ -165,7 +168,7 @@ class AudioShardStream(AudioStream):
 
         def mine_only(src):
             for sample in src:
-                if not self.holdout or is_held_out(str(sample.get("__key__")), self.holdout) == (not self.train):
+                if self.rule is None or self.rule.held(str(sample.get("__key__"))) == (not self.train):
                     state["kept"] += 1
                     yield sample
 

@@ -32,6 +32,7 @@ class FolderStream(ImageStream):
         self.root = str(root)
         train_files, val_files = split_files(root, [str(f) for f in files], self.holdout)
         self.files = val_files if self.holdout and split == "val" else train_files
+        self.held_counts = (len(val_files), len(files)) if self.holdout else None
         self.source = self.root
 
     def _items(self, place: Place, rng: random.Random, skips: SkipCounter) -> Iterator:

@@ -12,7 +12,8 @@ A pass (val) or a full coverage of the shard set (train) with no decodable image
 instead of streaming nothing forever.
 
 With `holdout` > 0, "val" keeps only the samples whose `__key__` is held out and "train" only the others
-(mmtok.data.holdout); the choice is made before decoding. A dropped sample is named "KEY in SHARD", an
+(mmtok.data.holdout.ShardHoldout: chosen before training from the tars' member names, at least one sample on each
+side; remote shards are refused). A dropped sample is named "KEY in SHARD", an
 unreadable tar by its URL (see mmtok.data.stream). A sample's "caption" is its "txt" entry (`mmtok data pack`
 writes it from NAME.txt), else "caption" / "text" of its "json", else "".
 """
@@ -21,7 +22,7 @@ from __future__ import annotations
 import random
 from typing import Iterator
 
-from mmtok.data.holdout import is_held_out
+from mmtok.data.holdout import ShardHoldout
 from mmtok.data.stream import DataStreamError, Place, SkipCounter, shard_caption, strided
 from mmtok.modalities.image.decode import IMAGE_KEYS, ImageDecodeError, decode_image, image_to_uint8
 from mmtok.modalities.image.stream import ImageStream
@@ -38,6 +39,8 @@ class ShardStream(ImageStream):
         super().__init__(split, resolution, seed=seed, max_samples=max_samples, shuffle_buffer=shuffle_buffer,
                          holdout=holdout)
         self.source, self.urls = source, list(urls)
+        self.rule = ShardHoldout(source, self.urls, self.holdout) if self.holdout else None  # chosen up front
+        self.held_counts = self.rule.counts if self.rule else None
 
     def _items(self, place: Place, rng: random.Random, skips: SkipCounter) -> Iterator:
         import webdataset as wds
@@ -50,7 +53,7 @@ class ShardStream(ImageStream):
 
         def mine_only(src):  # this split's side of the holdout, decided by key before any decoding
             for sample in src:
-                if not self.holdout or is_held_out(str(sample.get("__key__")), self.holdout) == (not self.train):
+                if self.rule is None or self.rule.held(str(sample.get("__key__"))) == (not self.train):
                     kept[0] += 1
                     yield sample
 

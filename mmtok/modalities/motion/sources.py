@@ -80,6 +80,7 @@ class MotionStream(Stream):
         self.root = root
         if self.holdout:
             train_files, val_files = split_files(root, files, self.holdout)
+            self.held_counts = (len(val_files), len(files))
             files = val_files if split == "val" else train_files
         self.files = list(files)
         self.source = source or (root or "motion clips")
