@@ -197,3 +197,20 @@ def test_one_shard_of_a_few_dozen_photos_trains_and_validates_without_data_val(t
     assert "validating on 1 of 30 samples" in result.stderr  # 2% of 30 is no sample: one is held out anyway
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert "val/psnr" in summary["final"]
+
+
+def test_a_val_pass_knows_its_length_when_the_source_does(tmp_path):
+    """`mmtok eval`'s bar shows N/total and an ETA: folders, the demo and counted held-out shards know N."""
+    folder = tmp_path / "f"
+    folder.mkdir()
+    for i in range(5):
+        (folder / f"{i}.png").write_bytes(png_bytes(10 * i + 5))
+    assert build_dataset(str(folder), "val", R).pass_size() == 5
+    assert build_dataset(str(folder), "val", R, max_samples=3).pass_size() == 3
+    assert build_dataset(str(folder), "train", R).pass_size() is None
+    assert build_dataset("demo", "val", R).pass_size() == 256
+    assert build_dataset("demo", "val", R, max_samples=1000).pass_size() == 1000
+    shard = write_tar(tmp_path / "s-000000.tar", [(f"k{i}", {"png": png_bytes(i)}) for i in range(10)])
+    held = build_dataset(shard, "val", R, holdout=0.2)
+    assert held.pass_size() == held.held_counts[0] == len(ids(held))
+    assert build_dataset(shard, "val", R).pass_size() is None  # streamed shards: unknown until read

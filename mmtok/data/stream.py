@@ -183,6 +183,18 @@ class Stream(IterableDataset, ABC):
     def train(self) -> bool:
         return self.split == "train"
 
+    def pass_size(self) -> int | None:
+        """How many samples one "val" pass reads (before any is dropped as undecodable), when the source knows
+        without reading them (a listed folder, the demo, counted held-out shards); None otherwise."""
+        known = self._known_size()
+        if known is None or self.train:
+            return None
+        return known if self.max_samples is None else min(known, self.max_samples)
+
+    def _known_size(self) -> int | None:
+        """Subclasses that know their val pass's length say it here."""
+        return self.held_counts[0] if self.held_counts else None
+
     @abstractmethod
     def _items(self, place: Place, rng: random.Random, skips: SkipCounter) -> Iterator:
         """This pass's items for this worker (train: endless unless the source is finite by nature)."""

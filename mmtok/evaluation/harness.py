@@ -142,9 +142,10 @@ def run(model_path: str | os.PathLike, data: str, make_pass: Callable, *, out: s
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     times = {"encode": 0.0, "decode": 0.0, "n": 0, "first": None}
     skipped, bad = 0, []
-    bar = progress_bar(console, num_samples, world, enabled=progress and is_main, unit=ev.unit)
+    total = _pass_size(loader.dataset, num_samples)
+    bar = progress_bar(console, total, world, enabled=progress and is_main, unit=ev.unit)
     with bar, torch.no_grad():
-        task = bar.add_task("eval", total=math.ceil(num_samples / world) if num_samples else None)
+        task = bar.add_task("eval", total=math.ceil(total / world) if total else None)
         for i, batch in enumerate(loader):
             x = batch[spec.modality].to(device, non_blocking=True)
             skipped += int(batch["skipped"].sum())
@@ -210,6 +211,13 @@ def run(model_path: str | os.PathLike, data: str, make_pass: Callable, *, out: s
         result["out"] = str(out_dir)
     fabric.barrier()
     return result
+
+
+def _pass_size(dataset, num_samples: int | None) -> int | None:
+    """The samples this pass will read: the source's own count when it knows it (a folder, the demo, counted
+    held-out shards), capped by num_samples; else num_samples (None: unknown until read)."""
+    known = dataset.pass_size() if hasattr(dataset, "pass_size") else None
+    return known if known is not None else num_samples
 
 
 def _write(out: Path, result: dict, counts, ev: EvalPass) -> dict[str, str]:

@@ -79,6 +79,9 @@ class AudioFileStream(AudioStream):
         self.held_counts = (len(val_files), len(files)) if self.holdout else None
         self.source = source or self.root
 
+    def _known_size(self) -> None:
+        return None  # a file is cut into several segments: a val pass's length is known only once read
+
     def _decoded(self, path: str, skips: SkipCounter):
         """(prepared wave [C, N], transcript), or None after counting the file as skipped."""
         try:

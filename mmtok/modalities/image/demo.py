@@ -77,6 +77,9 @@ class DemoStream(ImageStream):
         self.source = "demo"
         self._cache: list[Image.Image] | None = None
 
+    def _known_size(self) -> int:
+        return DEMO_VAL_SAMPLES if self.max_samples is None else self.max_samples
+
     def __getstate__(self):  # workers load their own copy rather than receive pickled pixels
         return {**self.__dict__, "_cache": None}
 

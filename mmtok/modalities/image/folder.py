@@ -35,6 +35,9 @@ class FolderStream(ImageStream):
         self.held_counts = (len(val_files), len(files)) if self.holdout else None
         self.source = self.root
 
+    def _known_size(self) -> int:
+        return len(self.files)
+
     def _items(self, place: Place, rng: random.Random, skips: SkipCounter) -> Iterator:
         good = [0]
         if not self.train:
