@@ -49,7 +49,7 @@ class Labelled:
 def open_labelled(source: str) -> Labelled:
     """The labelled set `source` names: a folder of class folders, or a shard pattern; MmtokError for a folder
     with no class folder or fewer than two classes, DataError for shards that do not exist."""
-    from mmtok.modalities.image.decode import find_images
+    from mmtok.modalities.image.decode import IMAGE_SUFFIXES, find_images
 
     path = Path(source)
     if not path.is_dir():
@@ -60,7 +60,8 @@ def open_labelled(source: str) -> Labelled:
         raise DataError(f"--probe {source}: no such folder or shards",
                         hint="give a folder of class folders (CLASS/IMAGE) or shards whose samples carry 'cls'")
     out = Labelled(source)
-    loose = [p for p in path.iterdir() if p.is_file() and p in set(find_images(path))]
+    loose = [p for p in path.iterdir() if p.is_file() and not p.name.startswith(".")
+             and p.name.lower().endswith(IMAGE_SUFFIXES)]
     if loose:
         out.skipped.append(f"{source}: {len(loose)} image(s) outside any class folder")
     classes = sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
