@@ -214,3 +214,19 @@ def test_a_val_pass_knows_its_length_when_the_source_does(tmp_path):
     held = build_dataset(shard, "val", R, holdout=0.2)
     assert held.pass_size() == held.held_counts[0] == len(ids(held))
     assert build_dataset(shard, "val", R).pass_size() is None  # streamed shards: unknown until read
+
+
+def test_a_large_shard_set_is_listed_only_until_both_sides_are_seen(tmp_path, monkeypatch):
+    """Listing stops after LIST_LIMIT samples once keys on both sides of the fraction were seen (no count then),
+    so a big local set does not pay for a full listing; the streamed rule still holds out by name."""
+    from mmtok.data.holdout import ShardHoldout, is_held_out
+
+    monkeypatch.setattr(ShardHoldout, "LIST_LIMIT", 20)
+    shard = write_tar(tmp_path / "big-000000.tar", [(f"k{i:03d}", {"png": png_bytes(i % 250), "json": b"{}"})
+                                                    for i in range(200)])
+    rule = ShardHoldout(shard, [shard], 0.25)
+    assert rule.counts is None and not rule.forced_in and not rule.forced_out
+    assert all(rule.held(f"k{i:03d}") == is_held_out(f"k{i:03d}", 0.25) for i in range(200))
+    monkeypatch.setattr(ShardHoldout, "LIST_LIMIT", 10_000)
+    full = ShardHoldout(shard, [shard], 0.25)  # two entries per sample: counted once
+    assert full.counts == (sum(is_held_out(f"k{i:03d}", 0.25) for i in range(200)), 200)

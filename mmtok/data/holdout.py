@@ -75,7 +75,14 @@ def split_files(root: str | Path, files: list, fraction: float) -> tuple[list, l
 
 class ShardHoldout:
     """Which samples of local webdataset shards `urls` are held out (module docstring): `held(key)`; `counts` is
-    (held out, all samples). DataError for remote shards, or fewer than 2 samples in all."""
+    (held out, all samples), or None when the listing stopped early. DataError for remote shards, or fewer than 2
+    samples in all.
+
+    The tars' member names are read in order (headers only) without keeping them: a count, the lowest- and the
+    highest-scoring key. A large set stops after LIST_LIMIT samples once it has seen keys on both sides of the
+    fraction: the plain rule then holds (the fraction of millions of samples is never empty)."""
+
+    LIST_LIMIT = 200_000
 
     def __init__(self, source: str, urls: list[str], fraction: float):
         from mmtok.data.sources import is_remote
@@ -86,17 +93,25 @@ class ShardHoldout:
         if is_remote(source) or any(is_remote(u) for u in urls):
             raise DataError(f"cannot hold out part of {source} for validation: remote shards cannot be listed to "
                             "choose the held-out samples before training", hint="give validation data (data.val)")
-        keys = shard_keys(urls)
-        if len(keys) < 2:
-            raise DataError(f"cannot hold out part of {source} for validation: its shards hold {len(keys)} "
-                            "sample(s)", hint="add samples, or give separate validation data (data.val)")
-        scores = {k: holdout_score(k) for k in keys}
-        held = [k for k in keys if scores[k] < self.fraction]
-        if not held:
-            self.forced_in.add(min(keys, key=scores.__getitem__))
-        elif len(held) == len(keys):
-            self.forced_out.add(max(keys, key=scores.__getitem__))
-        self.counts = (len(held) + len(self.forced_in) - len(self.forced_out), len(keys))
+        n = held = 0
+        lowest = highest = None  # (score, key)
+        complete = True
+        for key in shard_keys(urls):
+            score = holdout_score(key)
+            n, held = n + 1, held + (score < self.fraction)
+            lowest = min(lowest, (score, key)) if lowest else (score, key)
+            highest = max(highest, (score, key)) if highest else (score, key)
+            if n >= self.LIST_LIMIT and 0 < held < n:
+                complete = False
+                break
+        if n < 2:
+            raise DataError(f"cannot hold out part of {source} for validation: its shards hold {n} sample(s)",
+                            hint="add samples, or give separate validation data (data.val)")
+        if held == 0:
+            self.forced_in.add(lowest[1])
+        elif held == n and complete:
+            self.forced_out.add(highest[1])
+        self.counts = (held + len(self.forced_in) - len(self.forced_out), n) if complete else None
 
     def held(self, key: str) -> bool:
         if key in self.forced_in:
@@ -104,22 +119,23 @@ class ShardHoldout:
         return key not in self.forced_out and is_held_out(key, self.fraction)
 
 
-def shard_keys(urls: list[str]) -> list[str]:
-    """The distinct sample keys of local tar shards, read from their member names as webdataset groups them
-    (NAME.EXT -> NAME); an unreadable tar is skipped here (streaming names it)."""
+def shard_keys(urls: list[str]):
+    """The sample keys of local tar shards in order, read from their member names as webdataset groups them
+    (NAME.EXT -> NAME, consecutive members of one sample once); an unreadable tar is skipped here (streaming names
+    it)."""
     import tarfile
 
     from webdataset.tariterators import base_plus_ext
 
-    keys: set[str] = set()
     for url in urls:
         path = re.sub(r"^file:(//)?", "", url)
+        previous = None
         try:
             with tarfile.open(path) as tar:
                 for member in tar:
                     key, _ = base_plus_ext(member.name)
-                    if member.isfile() and key is not None:
-                        keys.add(key)
+                    if member.isfile() and key is not None and key != previous:
+                        previous = key
+                        yield key
         except (OSError, tarfile.TarError):
             continue
-    return sorted(keys)
