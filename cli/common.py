@@ -67,3 +67,17 @@ def use_mmtok_classes(app: typer.Typer) -> None:
 
 def _chosen(cls) -> bool:
     return isinstance(cls, type) and cls is not TyperGroup
+
+
+WIDE = 200  # columns for tables written to a file or a pipe (rich would assume 80 and fold every cell)
+
+
+def table_console():
+    """A rich Console on stdout for tables: the terminal's width on a terminal (or $COLUMNS when set), WIDE columns
+    otherwise (`> log`, SLURM, a pipe), so rows stay one line each instead of folding into narrow columns."""
+    import os
+
+    from rich.console import Console
+
+    console = Console()
+    return console if console.is_terminal or os.environ.get("COLUMNS") else Console(width=WIDE)

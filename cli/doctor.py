@@ -85,10 +85,11 @@ def doctor_command():
 
     Always exits 0: a missing asset only disables what needs it (e.g. rFID without the Inception weights).
     """
-    from rich.console import Console
     from rich.table import Table
 
-    console = Console()
+    from mmtok.cli.common import table_console
+
+    console = table_console()
     assets = Table(title="assets (resolved: explicit path, then $MMTOK_HOME/assets, then the library's cache)")
     for col in ("asset", "status", "path / looked in", "how to provide it"):
         assets.add_column(col, overflow="fold")

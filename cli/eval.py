@@ -106,7 +106,9 @@ def eval_command(
         flagged = label == "rFID" and reliability != "ok"
         style = ("bold red" if reliability == "not_meaningful" else "yellow") if flagged else None
         table.add_row(label, value, style=style)
-    console = Console()
+    from mmtok.cli.common import table_console
+
+    console = table_console()
     console.print(table)
     if "by_levels" in result["metrics"]:
         console.print(_levels_table(result["metrics"]["by_levels"]))

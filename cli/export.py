@@ -31,13 +31,13 @@ def export_command(
     [bold]--format hf[/bold], a folder for transformers' own class instead (from_pretrained, no remote code).
     Example: [bold]mmtok export runs/quickstart bundles/quickstart --graphs[/bold]
     """
-    from rich.console import Console
     from rich.markup import escape
 
+    from mmtok.cli.common import table_console
     from mmtok.errors import MmtokError
     from mmtok.export.bundle import export_bundle
 
-    console = Console()
+    console = table_console()
     if fmt not in ("mmtok", "hf"):
         raise MmtokError(f"unknown --format {fmt!r}", hint="use mmtok (a bundle) or hf (a transformers folder)")
     if fmt == "hf":

@@ -32,7 +32,6 @@ def import_command(
 
     Example: [bold]mmtok import llamagen vq_ds16_c2i.pt --out bundles/llamagen_vq16[/bold]
     """
-    from rich.console import Console
     from rich.markup import escape
 
     from mmtok.errors import MmtokError
@@ -40,7 +39,9 @@ def import_command(
 
     if weights not in ("ema", "raw"):
         raise MmtokError(f"--weights {weights!r}: use ema or raw")
-    console = Console()
+    from mmtok.cli.common import table_console
+
+    console = table_console()
     r = import_bundle(fmt, source, out, config=str(config) if config else None, weights=weights, force=force)
     src = r["source"]
     console.print(f"[green]imported[/green] {fmt} {escape(str(source))} -> {r['out']} "

@@ -7,7 +7,7 @@ from typing import List, Optional
 import typer
 from typing_extensions import Annotated
 
-from mmtok.cli.common import guarded
+from mmtok.cli.common import guarded, table_console
 from mmtok.cli.data import _reflow
 
 lm_app = typer.Typer(help="The LLM stage: extend a causal LM's vocabulary by a bundle's tokens, train it on token "
@@ -39,7 +39,7 @@ def extend_command(
     from mmtok.lm.extend import extend
 
     layout = extend(llm, tokenizer, out, pad_to_multiple_of=pad_to_multiple_of, force=force)
-    console = Console()
+    console = table_console()
     console.print(f"[green]extended[/green] {escape(str(llm))} -> {escape(str(out))}: text ids 0..{layout.text_vocab_size - 1}, "
                   f"{layout.tokenizer_size - layout.text_vocab_size} new tokens, {layout.model_vocab_size} embedding rows",
                   soft_wrap=True)

@@ -30,19 +30,20 @@ def tokenize_command(
 
     Example: [bold]mmtok tokenize bundles/quickstart --data stamps/ --out tokens/stamps[/bold]
     """
-    from rich.console import Console
+    import os
+
     from rich.markup import escape
 
     from mmtok.hardware import torch_device
     from mmtok.lm.tokens import tokenize
 
-    import os
-
     device = torch_device(device)  # before any work: a GPU that is not there is one line
     if device == "cuda:0" and "LOCAL_RANK" in os.environ:  # one GPU per rank under torchrun / SLURM
         device = f"cuda:{int(os.environ['LOCAL_RANK'])}"
     report = tokenize(bundle, data, out, shard_size=shard_size, batch_size=batch_size, device=device)
-    console = Console()
+    from mmtok.cli.common import table_console
+
+    console = table_console()
     console.print(f"[green]tokenized[/green] {report['samples']} samples of {escape(data)} -> {escape(str(out))}: "
                   f"{report['encoded']} encoded now, {report['kept']} finished shard(s) kept, "
                   f"{report['skipped']} skipped; {len(report['shards'])} shard(s)"

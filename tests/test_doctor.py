@@ -57,3 +57,15 @@ def test_doctor_lists_teachers_and_classifiers_with_their_weights(tmp_path, monk
     assert "found" in siglip and str(home / "assets" / "ViT-B-16-SigLIP-256.safetensors") in siglip
     so400m = next(ln for ln in rows if " siglip_so400m_384 " in ln)
     assert "missing" in so400m and str(home / "assets" / "siglip-so400m-patch14-384") in so400m  # where it looked
+
+
+def test_doctor_tables_in_a_log_file_keep_one_row_per_line(monkeypatch):
+    """Written to a file or a pipe (not a terminal, no $COLUMNS), the tables are WIDE columns wide, not 80."""
+    monkeypatch.delenv("COLUMNS", raising=False)
+    result = runner.invoke(app, ["doctor"])
+    assert result.exit_code == 0
+    lines = result.stdout.splitlines()
+    for name in ASSETS:
+        row = next(ln for ln in lines if f" {name} " in ln)
+        assert ("found" in row) != ("missing" in row), row  # the status sits on the asset's own line
+    assert max(len(ln) for ln in lines) > 80
