@@ -368,3 +368,58 @@ def test_data_pack_cli_packs_motion_for_a_recipe_and_prints_the_training_command
     np.testing.assert_array_equal(mean, np.load(out / "Mean.npy"))
     image = runner.invoke(data_app, ["pack", "clips", "p2", "--modality", "motion", "--recipe", "quickstart"])
     assert image.exit_code == 2 and "not a motion recipe" in image.stderr and "Traceback" not in image.stderr
+
+
+_BVH = """HIERARCHY
+ROOT Hips
+{
+  OFFSET 0 0 0
+  CHANNELS 6 Xposition Yposition Zposition Zrotation Xrotation Yrotation
+  JOINT Spine
+  {
+    OFFSET 0 10 0
+    CHANNELS 3 Zrotation Xrotation Yrotation
+    End Site
+    {
+      OFFSET 0 10 0
+    }
+  }
+}
+MOTION
+Frames: 3
+Frame Time: 0.033333
+0 90 0 0 0 0 0 0 0
+0 91 0 0 5 0 10 0 0
+0 92 0 0 10 0 20 0 0
+"""
+
+
+def test_bvh_as_exporters_write_it_reads_or_says_why_in_one_line(tmp_path, caplog):
+    """A frame count off by one (either way) and six channels on every joint (Blender) read as the clean file does,
+    with a note; motion lines that are not numbers are one ClipError naming the line."""
+    pytest.importorskip("pybvh", reason="pybvh (the motion extra) is not installed")
+    from mmtok.modalities.motion.clips import ClipError, bvh_skeleton
+
+    six = _BVH.replace("    CHANNELS 3 Zrotation Xrotation Yrotation",
+                       "    CHANNELS 6 Xposition Yposition Zposition Zrotation Xrotation Yrotation")
+    for old, new in (("0 90 0 0 0 0 0 0 0", "0 90 0 0 0 0 0 10 0 0 0 0"),
+                     ("0 91 0 0 5 0 10 0 0", "0 91 0 0 5 0 0 10 0 10 0 0"),
+                     ("0 92 0 0 10 0 20 0 0", "0 92 0 0 10 0 0 10 0 20 0 0")):
+        six = six.replace(old, new)
+    files = {"clean": _BVH, "plus_one": _BVH.replace("Frames: 3", "Frames: 4"),
+             "minus_one": _BVH.replace("Frames: 3", "Frames: 2"), "six_channels": six}
+    for name, text in files.items():
+        (tmp_path / f"{name}.bvh").write_text(text)
+    reference = np.asarray(bvh_skeleton(tmp_path / "clean.bvh").joint_positions())
+    with caplog.at_level("WARNING", logger="mmtok"):
+        for name in ("plus_one", "minus_one", "six_channels"):
+            positions = np.asarray(bvh_skeleton(tmp_path / f"{name}.bvh").joint_positions())
+            assert positions.shape == reference.shape and np.allclose(positions, reference), name
+    assert "'Frames: 4' but 3 motion lines" in caplog.text and "'Frames: 2' but 3 motion lines" in caplog.text
+    assert "joint Spine: its position channels are kept as its offset" in caplog.text
+    (tmp_path / "garbage.bvh").write_text(_BVH.replace("0 91 0 0 5 0 10 0 0", "0 91 0 x 5 0 10 0 0"))
+    with pytest.raises(ClipError, match="line 20 of the motion data holds 'x', not a number"):
+        bvh_skeleton(tmp_path / "garbage.bvh")
+    (tmp_path / "short.bvh").write_text(_BVH.replace("0 91 0 0 5 0 10 0 0", "0 91 0 0 5"))
+    with pytest.raises(ClipError, match="line 20 holds 5 numbers; the hierarchy declares 9 channels"):
+        bvh_skeleton(tmp_path / "short.bvh")

@@ -303,19 +303,39 @@ def map_smpl_joints(names: list[str], joint_map: dict[str, str] | None = None) -
 
 
 def bvh_skeleton(path: str | Path):
-    """The parsed pybvh.Bvh of `path`; ClipError when it does not parse."""
+    """The parsed pybvh.Bvh of `path`, after mmtok.modalities.motion.bvh_text.normalise has made what exporters
+    write readable (its notes go to the "mmtok" log); ClipError when it does not parse."""
+    import logging
+    import os
+    import tempfile
     import warnings
+
+    from mmtok.modalities.motion.bvh_text import BVHTextError, normalise
 
     try:
         import pybvh
     except ImportError:
         raise DataError("reading BVH files needs pybvh", hint='pip install "mmtok[motion]"') from None
     try:
+        text, notes = normalise(Path(path).read_text(errors="replace"))
+    except OSError as e:
+        raise ClipError(f"cannot read: {e.strerror or e}") from None
+    except BVHTextError as e:
+        raise ClipError(f"not a readable BVH file: {e.message}", hint=e.hint) from None
+    for note in notes:
+        logging.getLogger("mmtok").warning("%s: %s", path, note)
+    fd, tmp = tempfile.mkstemp(suffix=".bvh")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            return pybvh.read_bvh_file(path, world_up="+y")
+            return pybvh.read_bvh_file(tmp, world_up="+y")
     except Exception as e:  # pybvh raises ValueError, IndexError, KeyError ... on malformed files
-        raise ClipError(f"not a readable BVH file ({type(e).__name__}: {str(e).splitlines()[0][:120] if str(e) else ''})") from None
+        first = str(e).splitlines()[0][:160].replace(tmp, str(path)) if str(e) else ""
+        raise ClipError(f"not a readable BVH file ({type(e).__name__}: {first})") from None
+    finally:
+        os.unlink(tmp)
 
 
 def bvh_positions(path: str | Path, spec) -> tuple[np.ndarray, float]:
