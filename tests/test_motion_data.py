@@ -368,6 +368,14 @@ def test_data_pack_cli_packs_motion_for_a_recipe_and_prints_the_training_command
     np.testing.assert_array_equal(mean, np.load(out / "Mean.npy"))
     image = runner.invoke(data_app, ["pack", "clips", "p2", "--modality", "motion", "--recipe", "quickstart"])
     assert image.exit_code == 2 and "not a motion recipe" in image.stderr and "Traceback" not in image.stderr
+    # without --val-fraction the clips still go to a subfolder: Mean / Std / motion.json are never read as clips
+    whole = runner.invoke(data_app, ["pack", "clips", "whole", "--modality", "motion"])
+    assert whole.exit_code == 0, whole.stderr + whole.stdout
+    assert "--data whole/train --set data.val=null --set model.stats=whole" in whole.stdout
+    from mmtok.modalities.motion.clips import find_clips
+
+    clips = [Path(f).name for f in find_clips(str(tmp_path / "whole" / "train"))]
+    assert sorted(clips) == [f"clip{i}.npy" for i in range(5)] and (tmp_path / "whole" / "Mean.npy").is_file()
 
 
 _BVH = """HIERARCHY

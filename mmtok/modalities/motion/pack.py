@@ -2,8 +2,8 @@
 
     mean, std = compute_stats("clips/", spec, holdout=0.05)    # over the clips a run with that holdout trains on
     report = pack_motion("clips/", "packed/", spec, holdout=0.05)
-    # packed/train/<clip>.npy and packed/val/<clip>.npy features [T, D] at spec.fps (without holdout:
-    # packed/<clip>.npy), packed/Mean.npy, packed/Std.npy (training clips only), packed/motion.json
+    # packed/train/<clip>.npy and (with a holdout) packed/val/<clip>.npy features [T, D] at spec.fps,
+    # packed/Mean.npy, packed/Std.npy (training clips only), packed/motion.json: never among the clips
 
 `spec` is a motion model config (mmtok.families.motion_vq.config.MotionVQConfig: features, fps, joint_map, ...).
 The statistics follow HumanML3D's convention (mmtok.modalities.motion.features.mean_std) and are computed over every
@@ -91,7 +91,7 @@ def demo_stats(spec) -> tuple[np.ndarray, np.ndarray]:
 
 
 def pack_motion(source: str, out: str, spec, *, holdout: float = 0.0, overwrite: bool = False) -> PackReport:
-    """Convert every clip under `source` to `out/[train|val/]<relative path>.npy` features and write Mean.npy /
+    """Convert every clip under `source` to `out/train|val/<relative path>.npy` features and write Mean.npy /
     Std.npy over the training split, plus motion.json (layout, fps, holdout, counts). `out` must be absent or empty unless
     `overwrite`. Clips that cannot be read are dropped and listed in the report."""
     files = find_clips(source)
@@ -113,7 +113,7 @@ def pack_motion(source: str, out: str, spec, *, holdout: float = 0.0, overwrite:
         except DataError as e:
             report.dropped.append(f"{name}: {e.message}")
             continue
-        part = ("val" if f in held else "train") if holdout else ""
+        part = "val" if f in held else "train"  # clips always in a subfolder: OUT holds Mean/Std/motion.json
         target = out_dir / part / Path(name).with_suffix(".npy")
         target.parent.mkdir(parents=True, exist_ok=True)
         np.save(target, feats.astype(np.float32))
@@ -152,7 +152,7 @@ def pack_for_recipe(src: str | os.PathLike, out: str, *, recipe: str = "motion_q
         raise RecipeError(f"recipe {recipe!r} is not a motion recipe", hint="give --recipe motion_quickstart, "
                           "motion_t2m_gpt, motion_momask_rvq or a YAML of the motion family")
     report = pack_motion(str(src), out, spec, holdout=val_fraction)
-    data = f"{out}/train --set data.val={out}/val" if val_fraction else f"{out} --set data.val=null"
+    data = f"{out}/train --set data.val={out}/val" if val_fraction else f"{out}/train --set data.val=null"
     report.train_command = f"mmtok train {recipe} --data {data} --set model.stats={out}"
     return report
 
