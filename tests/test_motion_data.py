@@ -267,6 +267,16 @@ def test_wrong_feature_width_and_position_arrays_stop_before_any_work(tmp_path):
         _stream(str(d), "train", spec("humanml3d"))
 
 
+def test_bvh_with_a_deepmimic_recipe_says_what_to_run_before_any_work(tmp_path):
+    names = [MIXAMO[j] for j in SMPL_JOINTS]
+    d = tmp_path / "mocap"
+    d.mkdir()
+    write_bvh(d / "walk.bvh", names, HUMANML3D.parents, HUMANML3D.offsets)
+    with pytest.raises(DataError, match="BVH motion converts to the humanml3d or positions layouts") as err:
+        _stream(str(d), "train", spec("deepmimic"))
+    assert "mmtok data pack" in err.value.hint and "motion_t2m_gpt" in err.value.hint
+
+
 def test_holdout_splits_clips_by_name(tmp_path):
     d = tmp_path / "many"
     d.mkdir()

@@ -176,10 +176,13 @@ class MotionStream(Stream):
                     count += 1
 
     def _nothing(self, skips: SkipCounter) -> DataStreamError:
+        short = "shorter than the" in skips.describe() or "no finite run" in skips.describe()
+        hint = (f"clips need at least {self.window} finite frames at {self.spec.fps:g} fps; lower model.window or "
+                "check the files" if short else
+                f"every clip failed to read in the {self.spec.features} layout (reasons above); check the files, "
+                "model.features and model.fps")
         return DataStreamError(f"no usable clip among the {len(self.files)} clip(s) of {self.describe()} "
-                               f"({skips.total} dropped: {skips.describe()})",
-                               hint=f"clips need at least {self.window} finite frames at {self.spec.fps:g} fps; "
-                               "lower model.window or check the files")
+                               f"({skips.total} dropped: {skips.describe()})", hint=hint)
 
 
 # ------------------------------------------------------------------------------------------------ sources
@@ -197,6 +200,11 @@ def check_folder(root: str, files: list[str], spec) -> None:
                 continue  # unreadable: dropped and named by the stream
             check_feature_shape(f, shape, layout.dim)
     first_bvh = next((f for f in files if f.lower().endswith(".bvh")), None)
+    if first_bvh is not None and spec.features == "deepmimic":
+        raise DataError(f"{first_bvh}: BVH motion converts to the humanml3d or positions layouts; this recipe's "
+                        "model.features is deepmimic (the DeepMimic humanoid's own layout)",
+                        hint="for BVH mocap: `mmtok data pack FOLDER packed/ --modality motion --recipe motion_t2m_gpt` "
+                        "prints the command that trains on it (features humanml3d, Mean/Std of your clips)")
     if first_bvh is not None and spec.features in ("humanml3d", "positions"):
         try:
             bvh_positions(first_bvh, spec)
