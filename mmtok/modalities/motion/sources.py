@@ -203,8 +203,8 @@ def check_folder(root: str, files: list[str], spec) -> None:
     if first_bvh is not None and spec.features == "deepmimic":
         raise DataError(f"{first_bvh}: BVH motion converts to the humanml3d or positions layouts; this recipe's "
                         "model.features is deepmimic (the DeepMimic humanoid's own layout)",
-                        hint="for BVH mocap: `mmtok data pack FOLDER packed/ --modality motion --recipe motion_t2m_gpt` "
-                        "prints the command that trains on it (features humanml3d, Mean/Std of your clips)")
+                        hint="for BVH mocap, `mmtok data pack FOLDER packed/ --modality motion --recipe "
+                        "motion_t2m_gpt` prints the command that trains on it (humanml3d features, your clips' Mean/Std)")
     if first_bvh is not None and spec.features in ("humanml3d", "positions"):
         try:
             bvh_positions(first_bvh, spec)
