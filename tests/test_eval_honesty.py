@@ -166,3 +166,16 @@ def test_each_evaluation_gets_its_own_folder_and_out_needs_force(tiny_run, tiny_
     assert Image.open(out / "reconstructions.png").size[0] > 0 and (out / "notes.txt").read_text() == "mine"
     assert json.loads((out / "metrics.json").read_text())["metrics"]["rfid"] == "unavailable"
     _one_line_error(_eval(run, tiny_images, "--out", out / "notes.txt"), "is a file")
+
+
+def test_usage_rows_say_which_number_is_a_mean_of_levels_and_which_one_level():
+    from mmtok.evaluation.report import metric_rows
+
+    one = dict(metric_rows({"codebook_usage_pct": 97.0, "codebook_used": 993, "codebook_size": 1024,
+                            "num_codebooks": 1}))
+    assert one["codebook usage"] == "97.0% (993/1024)"
+    rvq = dict(metric_rows({"codebook_usage_pct": 90.5, "codebook_usage_min_pct": 71.2, "codebook_used": 1854,
+                            "codebook_size": 256, "num_codebooks": 8}))
+    assert rvq["codebook usage, mean of the 8 levels"] == "90.5% (1854 of 8 x 256 codes)"
+    assert rvq["codebook usage, least-used level"] == "71.2%" and "codebook usage" not in rvq
+    assert "codebook_usage_min_pct" not in rvq  # shown once, by its label

@@ -32,8 +32,14 @@ def metric_rows(m: dict) -> list[tuple[str, str]]:
             rows.append((label, _fmt(m[key], spec) + _rfid_flag(m) if key == "rfid" else _fmt(m[key], spec)))
     if "codebook_usage_pct" in m:
         books = m.get("num_codebooks", 1)
-        of = f"{m.get('codebook_size')}" if books == 1 else f"{books} x {m.get('codebook_size')}"
-        rows.append(("codebook usage", f"{m['codebook_usage_pct']:.1f}% ({m.get('codebook_used')}/{of})"))
+        if books == 1:
+            rows.append(("codebook usage", f"{m['codebook_usage_pct']:.1f}% ({m.get('codebook_used')}/"
+                                           f"{m.get('codebook_size')})"))
+        else:  # several codebooks (residual levels): say which number is an average and which a single level
+            rows.append((f"codebook usage, mean of the {books} levels", f"{m['codebook_usage_pct']:.1f}% "
+                         f"({m.get('codebook_used')} of {books} x {m.get('codebook_size')} codes)"))
+        if "codebook_usage_min_pct" in m:
+            rows.append(("codebook usage, least-used level", f"{m['codebook_usage_min_pct']:.1f}%"))
     if "codebook_perplexity" in m:
         rows.append(("codebook perplexity", f"{m['codebook_perplexity']:.1f}"))
     if "codebook_entropy_bits" in m:
@@ -52,7 +58,7 @@ def metric_rows(m: dict) -> list[tuple[str, str]]:
 
 
 # keys shown as part of the rows above (or flags about them), not as rows of their own
-_SHOWN_INSIDE = {"codebook_usage_pct", "codebook_used", "codebook_size", "num_codebooks", "codebook_perplexity",
+_SHOWN_INSIDE = {"codebook_usage_pct", "codebook_usage_min_pct", "codebook_used", "codebook_size", "num_codebooks", "codebook_perplexity",
                  "codebook_entropy_bits", "codebook_entropy_max_bits", "tokens_per_sample", "encode_samples_per_s",
                  "decode_samples_per_s", "rfid_reliability", "rfid_num_images"}
 
