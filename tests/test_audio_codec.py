@@ -186,6 +186,16 @@ def test_tokenizer_inputs_are_checked_in_one_line(audio_run):
         with pytest.raises(MmtokError, match=pattern):
             call()
     assert tok.levels_for_bitrate(9.0) == 2
+    # `mmtok encode` / `decode` are the image commands: with an audio bundle, one line naming what to run
+    from typer.testing import CliRunner
+
+    from mmtok.cli.main import app
+
+    for args in (["encode", str(bundle), str(root / "x.wav"), "--out", str(root / "ids.npy")],
+                 ["decode", str(bundle), str(root / "ids.npy"), "--out", str(root / "out")]):
+        result = CliRunner().invoke(app, args)
+        assert result.exit_code == 2 and "is a audio tokenizer" not in result.stderr, result.stderr
+        assert "is an audio tokenizer" in result.stderr and "mmtok tokenize" in result.stderr
 
 
 def test_cli_eval_levels_table_and_bad_levels_are_one_line(audio_run, tmp_path):
