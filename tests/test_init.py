@@ -35,7 +35,7 @@ def test_init_refuses_a_missing_path_another_family_and_other_shapes(tiny_run, t
     from mmtok.errors import CheckpointError
     from mmtok.train.task import TokenizerTask
 
-    with pytest.raises(CheckpointError, match="does not exist"):
+    with pytest.raises(CheckpointError, match="no run, checkpoint or bundle there"):
         TokenizerTask(_recipe(f"init.path={tmp_path / 'nope'}"))
     with pytest.raises(CheckpointError, match="holds a 'vqgan' model; this recipe trains 'sde'") as e:
         from mmtok import config

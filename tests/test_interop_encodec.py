@@ -31,11 +31,26 @@ def _encodec(causal: bool, shortcut: bool, seed: int = 0):
         gen = torch.Generator().manual_seed(seed)
         for layer in model.quantizer.layers:
             cb = layer.codebook
-            cb.embed.copy_(residual[torch.randperm(len(residual), generator=gen)[:16]])
+            cb.embed.copy_(_distinct(residual[torch.randperm(len(residual), generator=gen)], 16))
             cb.embed_avg.copy_(cb.embed * 2)
             cb.cluster_size.copy_(torch.full_like(cb.cluster_size, 2.0))
             residual = residual - cb.embed[torch.cdist(residual, cb.embed).argmin(1)]
     return model
+
+
+def _distinct(rows: torch.Tensor, k: int) -> torch.Tensor:
+    """The first k of `rows` that are not near-duplicates of an earlier pick: causally padded first frames give
+    near-identical latents, and two near-identical codes make an id a coin toss of float rounding."""
+    picked = []
+    for row in rows:
+        if all(float((row - p).norm()) > 1e-3 * (1 + float(p.norm())) for p in picked):
+            picked.append(row)
+        if len(picked) == k:
+            break
+    gen = torch.Generator().manual_seed(len(picked))
+    while len(picked) < k:  # deep levels: the residuals of the picked rows are ~0, few distinct ones are left
+        picked.append(torch.randn(rows.shape[1], generator=gen) * (float(rows.std()) + 1e-3))
+    return torch.stack(picked)
 
 
 def _audio(n: int = 3, frames: int = 12, seed: int = 1) -> torch.Tensor:
