@@ -11,7 +11,9 @@ from mmtok.contract import LAYOUTS
 
 ROOT = Path(__file__).resolve().parents[1]
 # (file, name): why the name is that code's own
-ALLOWED = {("cli/lm.py", "image"): "`mmtok lm generate` draws images (PNG files): an image command, as encode / decode"}
+ALLOWED = {("cli/lm.py", "image"): "`mmtok lm generate` draws images (PNG files): an image command, as encode / decode",
+           ("cli/image_ids.py", "image"): "`mmtok encode` / `decode` read and write image files: another modality's "
+                                          "bundle is refused there, naming `mmtok tokenize`"}
 
 
 def _owner_dirs(kind: str, name: str) -> tuple[Path, ...]:
