@@ -107,3 +107,21 @@ def test_a_gguf_file_is_extended_into_a_plain_model(tiny_bundle, tmp_path):  # n
     rows = before_model.get_input_embeddings().num_embeddings
     torch.testing.assert_close(_logits(model, tok, TEXT[:1])[..., :rows], _logits(before_model, before_tok, TEXT[:1]),
                                rtol=0, atol=1e-6)
+
+
+def test_hugging_face_progress_bars_are_off_when_stderr_is_a_file(tiny_llm, monkeypatch):  # noqa: F811
+    """Loading (and writing) weights in a log file would draw a tqdm line per redraw: off unless on a terminal."""
+    import io
+    import sys
+
+    from transformers.utils import logging as hf_logging
+
+    from mmtok.lm.llm import load_model
+
+    hf_logging.enable_progress_bar()
+    monkeypatch.setattr(sys, "stderr", io.StringIO())  # not a terminal
+    try:
+        load_model(tiny_llm)
+        assert not hf_logging.is_progress_bar_enabled()
+    finally:
+        hf_logging.enable_progress_bar()

@@ -36,8 +36,21 @@ def resolve_llm(path: str | os.PathLike) -> tuple[Path, str | None]:
     return p, None
 
 
+def quiet_progress_bars() -> None:
+    """Hugging Face's tqdm bars (loading and writing weights) off when stderr is not a terminal (`> log`, nohup,
+    SLURM): in a file each redraw is another line. On a terminal they stay."""
+    import sys
+
+    if not sys.stderr.isatty():
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+
+
 def load_tokenizer(directory: Path, gguf_file: str | None = None):
     from transformers import AutoTokenizer
+
+    quiet_progress_bars()
 
     try:
         return AutoTokenizer.from_pretrained(str(directory), gguf_file=gguf_file)
@@ -52,6 +65,7 @@ def load_model(directory: Path, gguf_file: str | None = None, dtype: str = "auto
     import torch
     from transformers import AutoModelForCausalLM
 
+    quiet_progress_bars()
     kwargs = {}
     if gguf_file:  # dequantised to dense float32 weights: trainable and saved as safetensors
         from transformers import GgufConfig
@@ -159,6 +173,7 @@ def save_extended(model, tokenizer, layout: Layout, out: str | os.PathLike) -> P
     tmp = out.with_name(out.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
+    quiet_progress_bars()
     model.save_pretrained(str(tmp))
     tokenizer.save_pretrained(str(tmp))
     layout.save(tmp)
