@@ -111,14 +111,14 @@ def lr_schedule_line(before, recipe, step: int) -> str:
 
 class RichSteps(L.Callback):
     """Progress over optimizer steps with the loss terms and codebook usage: a rich bar on a terminal; on anything
-    else (a file, nohup, SLURM) a plain line every `every` steps, at least once every PLAIN_SECONDS, and at the last
-    step, so a log shows progress while it happens (`every`: default max(log_every, max_steps / 50))."""
+    else (a file, nohup, SLURM) a plain line every max(`log_every`, max_steps / 50) steps, at least once every
+    PLAIN_SECONDS, and at the last step, so a log shows progress while it happens."""
 
     PLAIN_SECONDS = 60.0
 
-    def __init__(self, console: Console | None = None, every: int | None = None):
+    def __init__(self, console: Console | None = None, log_every: int = 1):
         self.console = console or Console(stderr=True)
-        self.every = every
+        self.log_every = log_every
         self.progress: Progress | None = None
         self.plain = False
 
@@ -128,7 +128,7 @@ class RichSteps(L.Callback):
         self._t0, self._s0, self._last = time.perf_counter(), trainer.global_step, time.perf_counter()
         if not self.console.is_terminal:
             self.plain = True
-            self.every = self.every or max(1, -(-trainer.max_steps // 50))
+            self.every = max(self.log_every, -(-trainer.max_steps // 50))
             return
         self.progress = Progress(TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]}"),
                                  TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.fields[metrics]}"),

@@ -169,8 +169,7 @@ def _train(recipe: Recipe, out: Path, resume: bool, callbacks: list, request) ->
     checkpointer = Checkpointer(out, t.ckpt_every, t.keep_every, t.keep_best, t.keep_best_mode)
     stopper = RunStopper(request, t.max_minutes, checkpointer.save)
     report = ResumeReport(before if ckpt else None, recipe)
-    steps = RichSteps(every=max(t.log_every, -(-t.max_steps // 50)))  # plain lines when not on a terminal
-    trainer = build_trainer(recipe, out, [steps, checkpointer, stopper, report, *callbacks],
+    trainer = build_trainer(recipe, out, [RichSteps(log_every=t.log_every), checkpointer, stopper, report, *callbacks],
                             find_unused=task.adversary is not None)
     stopped, seconds = fit(trainer, task, train_loader, val_loader, ckpt)
     final = {}
