@@ -176,7 +176,7 @@ def test_cli_train_without_statistics_exits_2_with_one_line(clips, tmp_path):
     src, packed = clips
     result = CliRunner().invoke(app, ["train", "motion_t2m_gpt", "--data", str(packed / "train"), "--out",
                                       str(tmp_path / "run"), "--set", "model.features=deepmimic",
-                                      "--set", "data.num_workers=0"])
+                                      "--set", "model.window=16", "--set", "data.num_workers=0"])
     assert result.exit_code == 2, result.output
     assert "model.stats is not set" in result.output and "Traceback" not in result.output
 

@@ -62,8 +62,8 @@ def split_files(root: str | Path, files: list, fraction: float) -> tuple[list, l
     if fraction == 0:
         return list(files), []
     if len(files) < 2:
-        raise DataError(f"cannot hold out part of {root} for validation: it has {len(files)} image file(s)",
-                        hint="add images, or give separate validation data (data.val)")
+        raise DataError(f"cannot hold out part of {root} for validation: it has {len(files)} file(s)",
+                        hint="add files, or give separate validation data (data.val)")
     scores = [holdout_score(relative_name(f, root)) for f in files]
     held = [s < fraction for s in scores]
     if not any(held):

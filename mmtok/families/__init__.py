@@ -37,10 +37,18 @@ class Family:
     # `mmtok export --format hf`: (model, recipe) -> (a transformers model holding the same weights, the check of its
     # own encode / decode against the model's: {"inputs", "ids_equal", "max_output_difference"})
     hf_export: str | Callable | None = None
+    # `mmtok train`, before the model is built: (recipe, run_dir, fresh) -> the recipe to train with, for model
+    # fields a family derives from the training data (e.g. motion Mean/Std from the training split); the result is
+    # what the run's recipe.yaml records, so a resumed run (fresh=False) must reuse what the fresh one wrote
+    prepare: str | Callable | None = None
 
     def recipe_problems(self, recipe) -> list[str]:
         """What `check_recipe` finds in a validated recipe (one line each; [] without a check)."""
         return list(_resolve(self.check_recipe)(recipe)) if self.check_recipe else []
+
+    def prepare_recipe(self, recipe, run_dir, fresh: bool):
+        """The recipe to train with (`prepare`'s result; the recipe itself without a `prepare`)."""
+        return _resolve(self.prepare)(recipe, run_dir, fresh) if self.prepare else recipe
 
     @property
     def loss_terms(self) -> tuple[str, ...]:

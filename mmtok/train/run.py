@@ -75,17 +75,24 @@ def prepare_run_dir(recipe: Recipe, out: Path, resume: bool) -> Path | None:
         if not ckpt.is_file():
             raise CheckpointError(f"nothing to resume in {out}: {ckpt} does not exist",
                                   hint="drop --resume to start a new run, or point --out at an earlier run")
-        saved = out / "recipe.yaml"
-        if saved.is_file():
-            before = config.load(str(saved))
-            if before.model != recipe.model:
-                raise RecipeError(f"cannot resume {out}: the model section differs from the run's recipe.yaml",
-                                  hint="resume with the same recipe (only training settings such as max_steps may change)")
         return ckpt
     if ckpt.is_file():
         raise CheckpointError(f"{out} already holds a run ({ckpt})",
                               hint="add --resume to continue it, or choose another --out")
     return None
+
+
+def prepare_recipe(recipe: Recipe, out: Path, ckpt: Path | None) -> Recipe:
+    """The recipe to train with: the family's `prepare` applied (model fields derived from the training data,
+    see mmtok.families.Family.prepare); a resumed run (`ckpt`) must have the model section of its recipe.yaml."""
+    from mmtok import families
+
+    recipe = families.get(recipe.model.family).prepare_recipe(recipe, out, fresh=ckpt is None)
+    saved = out / "recipe.yaml"
+    if ckpt is not None and saved.is_file() and config.load(str(saved)).model != recipe.model:
+        raise RecipeError(f"cannot resume {out}: the model section differs from the run's recipe.yaml",
+                          hint="resume with the same recipe (only training settings such as max_steps may change)")
+    return recipe
 
 
 def _precision(recipe: Recipe, accelerator: str) -> str:
@@ -145,6 +152,7 @@ def train(recipe: Recipe, out: str | Path, *, resume: bool = False, callbacks: l
 def _train(recipe: Recipe, out: Path, resume: bool, callbacks: list, request) -> dict:
     before = config.load(str(out / "recipe.yaml")) if (out / "recipe.yaml").is_file() else None
     ckpt = prepare_run_dir(recipe, out, resume)
+    recipe = prepare_recipe(recipe, out, ckpt)
     earlier = _earlier_seconds(out) if ckpt else 0.0  # training time of the invocations this one resumes
     import lightning as L
     import torch

@@ -26,9 +26,11 @@ class MotionVQConfig(Strict):
 
     family: Literal["motion_vq"] = "motion_vq"
     preset: Optional[str] = Field(None, description="named preset the fields start from")
-    features: Literal[FEATURES] = Field("humanml3d", description="feature layout: humanml3d (263-d, 22 SMPL "
-                                        "joints), deepmimic (215-d, DeepMimic's humanoid) or positions (any "
-                                        "skeleton: root-relative positions and velocities, 6 * num_joints dims)")
+    features: Literal[FEATURES + ("auto",)] = Field(
+        "humanml3d", description="feature layout: humanml3d (263-d, 22 SMPL joints), deepmimic (215-d, DeepMimic's "
+        "humanoid), positions (any skeleton: root-relative positions and velocities, 6 * num_joints dims) or auto "
+        "(chosen from the first clip of the training data when `mmtok train` starts: humanml3d for a BVH skeleton "
+        "that maps onto SMPL's joints, else positions)")
     num_joints: Optional[int] = Field(None, ge=2, description="joints of the 'positions' layout (the BVH's)")
     joint_map: dict[str, str] = Field(default_factory=dict, description="BVH joint name -> SMPL joint name, "
                                       "for BVH skeletons the built-in names miss (humanml3d layout)")
@@ -41,8 +43,9 @@ class MotionVQConfig(Strict):
                          "used as they are)")
     stats: Optional[str] = Field(None, description="the Mean/Std of the training features: a folder with "
                                  "Mean.npy and Std.npy (HumanML3D's, or written by `mmtok data pack`), an .npz "
-                                 "with mean and std, 'demo' (the built-in clips' training split) or 'identity' "
-                                 "(mean 0, std 1: features already normalised, or tests)")
+                                 "with mean and std, 'train' (computed from the run's training clips when "
+                                 "`mmtok train` starts, saved as RUN/stats.npz), 'demo' (the built-in clips' "
+                                 "training split) or 'identity' (mean 0, std 1: features already normalised, or tests)")
     width: int = Field(512, ge=8, description="channels of the conv encoder and decoder")
     depth: int = Field(3, ge=1, description="dilated residual blocks per stage")
     dilation_growth: int = Field(3, ge=1, description="dilation of block i is dilation_growth ** i")
@@ -53,6 +56,11 @@ class MotionVQConfig(Strict):
 
     @property
     def layout(self) -> FeatureLayout:
+        if self.features == "auto":
+            from mmtok.errors import RecipeError
+
+            raise RecipeError("model.features=auto is settled from the training clips when `mmtok train` starts",
+                              hint="train with this recipe, or set model.features (humanml3d, deepmimic or positions)")
         return layout_for(self.features, self.num_joints)
 
     @property
@@ -61,6 +69,9 @@ class MotionVQConfig(Strict):
 
     @model_validator(mode="after")
     def _consistent(self):
+        if self.features == "auto" and self.stats not in ("train", "identity"):
+            raise FieldProblem("stats", "features=auto settles the layout when training starts, so the statistics "
+                               "must come from the training clips too: model.stats=train")
         if self.features == "positions" and self.num_joints is None:
             raise FieldProblem("num_joints", "the positions layout needs the skeleton's joint count (num_joints)")
         if self.features != "positions" and self.num_joints is not None:
@@ -115,4 +126,5 @@ PRESETS = {
 
 FAMILY = register(Family(name="motion_vq", modality="motion", model_config=MotionVQConfig, loss_config=MotionLoss,
                          model="mmtok.families.motion_vq.model:MotionVQ",
-                         objective="mmtok.modalities.motion.objective:MotionObjective", presets=PRESETS))
+                         objective="mmtok.modalities.motion.objective:MotionObjective", presets=PRESETS,
+                         prepare="mmtok.modalities.motion.prepare:prepare_motion"))

@@ -84,10 +84,13 @@ def load_stats(source: str | None, dim: int, cfg: MotionVQConfig) -> tuple[np.nd
     """(mean, std) float32 [dim] named by `model.stats` (see MotionVQConfig.stats); DataError, one line, when
     they are missing, of another size, non-finite or not positive (std)."""
     hint = ("give model.stats: a folder with Mean.npy and Std.npy (HumanML3D ships them; `mmtok data pack` writes "
-            "them for BVH / DeepMimic clips), an .npz with mean and std, or 'demo'")
+            "them for BVH / DeepMimic clips), an .npz with mean and std, 'train' (computed by `mmtok train`) or 'demo'")
     if source is None:
         raise DataError("model.stats is not set: a motion tokenizer needs the Mean/Std of its training features",
                         hint=hint)
+    if source == "train":
+        raise DataError("model.stats=train is computed from the training clips when `mmtok train` starts",
+                        hint="train with this recipe, or name the statistics: a folder with Mean.npy and Std.npy or an .npz")
     if source == "identity":
         return np.zeros(dim, np.float32), np.ones(dim, np.float32)
     if source == "demo":

@@ -175,12 +175,22 @@ class MotionStream(Stream):
                         yield self._sample(path, run, start)
                     count += 1
 
+    def check_usable(self) -> None:
+        """Before any work: at least one clip gives a window (read until one does); DataError naming why not.
+        Validation is decided here, not discovered empty after the first training steps."""
+        skips = SkipCounter()
+        if not any(self.runs(path, skips) for path in self.files):
+            raise self._nothing(skips)
+
     def _nothing(self, skips: SkipCounter) -> DataStreamError:
         short = "shorter than the" in skips.describe() or "no finite run" in skips.describe()
         hint = (f"clips need at least {self.window} finite frames at {self.spec.fps:g} fps; lower model.window or "
                 "check the files" if short else
                 f"every clip failed to read in the {self.spec.features} layout (reasons above); check the files, "
                 "model.features and model.fps")
+        if self.holdout and not self.train and not short:
+            hint = (f"{hint}; the clips held out for validation must share the training clips' skeleton and layout "
+                    "(or give data.val a folder of such clips)")
         return DataStreamError(f"no usable clip among the {len(self.files)} clip(s) of {self.describe()} "
                                f"({skips.total} dropped: {skips.describe()})", hint=hint)
 
@@ -203,8 +213,8 @@ def check_folder(root: str, files: list[str], spec) -> None:
     if first_bvh is not None and spec.features == "deepmimic":
         raise DataError(f"{first_bvh}: BVH motion converts to the humanml3d or positions layouts; this recipe's "
                         "model.features is deepmimic (the DeepMimic humanoid's own layout)",
-                        hint="for BVH mocap, `mmtok data pack FOLDER packed/ --modality motion --recipe "
-                        "motion_t2m_gpt` prints the command that trains on it (humanml3d features, your clips' Mean/Std)")
+                        hint=f"for BVH mocap: mmtok train motion_bvh --data {root} (layout and Mean/Std from your "
+                        "clips)")
     if first_bvh is not None and spec.features in ("humanml3d", "positions"):
         try:
             bvh_positions(first_bvh, spec)
@@ -221,8 +231,11 @@ def motion_folder(source: str, split: str, spec, *, seed: int = 0, max_samples=N
         raise DataError(f"no motion clips in folder {source}",
                         hint="put .npy feature files, .bvh files or DeepMimic .txt clips in it (searched recursively)")
     check_folder(source, files, spec)
-    return MotionStream(files, split, spec, root=source, source=source, seed=seed, max_samples=max_samples,
-                        holdout=holdout)
+    stream = MotionStream(files, split, spec, root=source, source=source, seed=seed, max_samples=max_samples,
+                          holdout=holdout)
+    if split == "val":
+        stream.check_usable()
+    return stream
 
 
 def motion_demo(source: str, split: str, spec, *, seed: int = 0, max_samples=None, shuffle_buffer: int = 0,
