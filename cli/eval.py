@@ -66,7 +66,7 @@ def eval_command(
     from rich.table import Table
 
     from mmtok.evaluation import evaluate
-    from mmtok.evaluation.report import metric_rows
+    from mmtok.evaluation.report import metric_rows, timing_line
 
     err = Console(stderr=True)
     if data is None and probe is None:
@@ -120,6 +120,8 @@ def eval_command(
         console.print(f"[yellow]warning[/yellow]: {escape(line)}", soft_wrap=True)
     if result["model"].get("note"):
         console.print(f"[yellow]note[/yellow]: {escape(result['model']['note'])}", soft_wrap=True)
+    if result.get("timing"):
+        console.print(f"time: {timing_line(result['timing'])}", soft_wrap=True)
     out_dir = Path(result["out"])
     console.print("results: " + ", ".join(str(out_dir / name) for name in result["files"].values()), soft_wrap=True)
 

@@ -112,6 +112,14 @@ def test_eval_writes_table_json_grid_plot_and_report(full_eval, tiny_images):  #
     assert "rFID" in report and "reconstructions.png" in report and "codebook_usage.png" in report
     assert "(NOT MEANINGFUL: 12 images)" in report and "- **rFID from 12 images is not meaningful" in report
     assert np.load(out / "codebook_counts.npy").sum() == 12 * 16
+    timing = data["timing"]  # where the pass spent its time: each metric apart, inside "metrics"
+    parts = timing["seconds"]
+    assert timing["samples"] == 12 and {"data", "encode", "decode", "metrics", "compute", "metrics/rfid",
+                                        "metrics/psnr", "metrics/ssim"} <= set(parts)
+    inside = sum(v for k, v in parts.items() if k.startswith("metrics/"))
+    assert inside == pytest.approx(parts["metrics"], abs=0.05) and parts["metrics/rfid"] > 0
+    assert sum(v for k, v in parts.items() if "/" not in k) <= timing["total_s"] + 0.05
+    assert "time: " in result.stdout and "s for 12 samples: " in result.stdout and "Time: " in report
 
 
 @pytest.mark.slow

@@ -100,3 +100,19 @@ def _held(name: str, fraction: float) -> bool:
     from mmtok.data.holdout import is_held_out
 
     return is_held_out(name, fraction)
+
+
+def test_evaluating_on_clips_of_another_layout_names_both_layouts_and_what_to_run(tmp_path):
+    from test_motion_data import deepmimic_frames, write_deepmimic
+
+    from mmtok.modalities.motion.sources import motion_folder
+
+    clips = tmp_path / "deepmimic"
+    clips.mkdir()
+    for i in range(2):
+        write_deepmimic(clips / f"walk{i}.txt", deepmimic_frames(60, seed=i))
+    model = config.load({"model": {"preset": "test_motion_rvq", "num_joints": 19}}).model  # a BVH model's layout
+    with pytest.raises(DataError, match=r"walk0.txt: 18 joints; the model's positions layout has 19") as err:
+        motion_folder(str(clips), "val", model)
+    assert err.value.hint.startswith("these clips are deepmimic (walk0.txt is a DeepMimic clip); the model's layout "
+                                     "is positions") and f"mmtok train motion_bvh --data {clips}" in err.value.hint

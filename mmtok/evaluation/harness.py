@@ -17,6 +17,7 @@ import math
 import os
 import time
 from abc import ABC, abstractmethod
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
@@ -38,6 +39,20 @@ class EvalPass(ABC):
         self.spec = model.spec
         self.warnings: list[str] = []
         self.unavailable: dict[str, str] = {}
+        self.seconds: dict[str, float] = {}  # where the pass spent its time (see `timed`, the harness's "timing")
+        self.sync = lambda: None  # the harness sets the device's synchronise (CUDA) before the pass starts
+
+    @contextmanager
+    def timed(self, name: str):
+        """Add the seconds of the block to `seconds[name]` (device work finished at both ends): a pass times each
+        metric it updates, so metrics.json says where an evaluation spends its time."""
+        self.sync()
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.sync()
+            self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - start
 
     @property
     def data_spec(self):
@@ -140,13 +155,17 @@ def run(model_path: str | os.PathLike, data: str, make_pass: Callable, *, out: s
     loader = make_loader(data, SPLIT, ev.data_spec, batch_size=batch_size, num_workers=num_workers,
                          shuffle_buffer=0, seed=recipe.seed, max_samples=num_samples, modality=spec.modality)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    ev.sync = sync
     times = {"encode": 0.0, "decode": 0.0, "n": 0, "first": None}
     skipped, bad = 0, []
     total = _pass_size(loader.dataset, num_samples)
     bar = progress_bar(console, total, world, enabled=progress and is_main, unit=ev.unit)
+    started = time.perf_counter()
     with bar, torch.no_grad():
         task = bar.add_task("eval", total=math.ceil(total / world) if total else None)
+        waited = time.perf_counter()
         for i, batch in enumerate(loader):
+            ev.seconds["data"] = ev.seconds.get("data", 0.0) + time.perf_counter() - waited
             x = batch[spec.modality].to(device, non_blocking=True)
             skipped += int(batch["skipped"].sum())
             bad += batch.get("bad", [])
@@ -164,16 +183,21 @@ def run(model_path: str | os.PathLike, data: str, make_pass: Callable, *, out: s
                 times["encode"] += t1 - t0
                 times["decode"] += t2 - t1
                 times["n"] += x.shape[0]
+            ev.seconds["encode"] = ev.seconds.get("encode", 0.0) + t1 - t0
+            ev.seconds["decode"] = ev.seconds.get("decode", 0.0) + t2 - t1
             usage.update(ids.movedim(-1, 1) if spec.levels else ids)
-            ev.update(batch, x, ids, recon)
+            with ev.timed("metrics"):
+                ev.update(batch, x, ids, recon)
             bar.advance(task, x.shape[0])
+            waited = time.perf_counter()
 
     # ---- compute (every rank takes part: the metric states are summed across ranks here)
     counted = usage.compute()
     counts = usage.histogram()  # [codebooks, K]
     n_total = int(counted["num_samples"])
     k = spec.codebook_size
-    metrics = ev.metrics(n_total)
+    with ev.timed("compute"):
+        metrics = ev.metrics(n_total)
     metrics.update({
         "codebook_usage_pct": float(counted["usage_pct"]), "codebook_used": int(counted["used_codes"]),
         "codebook_size": k, "num_codebooks": spec.num_codebooks, "codebook_perplexity": float(counted["perplexity"]),
@@ -201,6 +225,7 @@ def run(model_path: str | os.PathLike, data: str, make_pass: Callable, *, out: s
                           "apart",
         },
         "metrics": metrics,
+        "timing": timing(ev.seconds, time.perf_counter() - started, n_total),
         **ev.extra(),
         "unavailable": ev.unavailable,
         "warnings": warnings_,
@@ -211,6 +236,17 @@ def run(model_path: str | os.PathLike, data: str, make_pass: Callable, *, out: s
         result["out"] = str(out_dir)
     fabric.barrier()
     return result
+
+
+def timing(seconds: dict[str, float], total: float, num_samples: int) -> dict:
+    """metrics.json["timing"] (rank 0's clock): seconds per part of the pass, the pass's total from the first batch
+    asked for to the metrics computed (data: waiting for the loader; encode, decode: the model; metrics: updating
+    every metric, with the pass's own parts "metrics/NAME" inside it; compute: the metrics' final values)."""
+    parts = {k: round(v, 2) for k, v in seconds.items()}
+    inside = sum(v for k, v in seconds.items() if k.startswith("metrics/"))
+    if inside and "metrics" in seconds:
+        parts["metrics/other"] = round(max(seconds["metrics"] - inside, 0.0), 2)
+    return {"total_s": round(total, 2), "samples": num_samples, "seconds": parts}
 
 
 def _pass_size(dataset, num_samples: int | None) -> int | None:

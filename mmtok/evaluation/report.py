@@ -96,3 +96,17 @@ def probe_markdown(block: dict) -> list[str]:
     if block.get("skipped"):
         lines.append(f"- skipped ({len(block['skipped'])}): " + "; ".join(block["skipped"])[:1000])
     return lines
+
+
+def timing_line(timing: dict | None) -> str:
+    """Where an evaluation spent its time, one line (metrics.json["timing"]): the parts by seconds, largest first,
+    each metric inside "metrics"; "" without timing."""
+    if not timing:
+        return ""
+    s = timing["seconds"]
+    inner = sorted(((k.split("/", 1)[1], v) for k, v in s.items() if k.startswith("metrics/")), key=lambda kv: -kv[1])
+    parts = []
+    for key, value in sorted(((k, v) for k, v in s.items() if "/" not in k), key=lambda kv: -kv[1]):
+        detail = f" ({', '.join(f'{n} {v:.1f}' for n, v in inner)})" if key == "metrics" and inner else ""
+        parts.append(f"{key} {value:.1f} s{detail}")
+    return f"{timing['total_s']:.1f} s for {timing['samples']} samples: " + ", ".join(parts)

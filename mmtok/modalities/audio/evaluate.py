@@ -169,7 +169,7 @@ class AudioPass(EvalPass):
 
 def report_markdown(result: dict) -> str:
     """report.md of an audio evaluation: model, protocol, metrics per number of levels, usage per level, pictures."""
-    from mmtok.evaluation.report import metric_rows
+    from mmtok.evaluation.report import metric_rows, timing_line
 
     model, proto, m = result["model"], result["protocol"], result["metrics"]
     lines = [
@@ -193,7 +193,7 @@ def report_markdown(result: dict) -> str:
     if result.get("unavailable"):
         lines += ["Unavailable:", ""] + [f"- **{k}**: {why}" for k, why in result["unavailable"].items()] + [""]
     lines += [f"Segments: {proto['segments']}. Distances: {proto['distances']}. PESQ / STOI: {proto['pesq_stoi']}. "
-              f"Throughput: {proto['throughput']}.", ""]
+              f"Throughput: {proto['throughput']}.", "", f"Time: {timing_line(result.get('timing'))}.", ""]
     if model.get("note"):
         lines += [f"Note: {model['note']}", ""]
     files = result.get("files", {})

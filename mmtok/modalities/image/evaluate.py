@@ -152,9 +152,10 @@ class ImagePass(EvalPass):
         m = self.suite
         if self.pixels:
             recon = to_8bit_levels(recon)  # the one PSNR protocol, shared with validation
-            _update(m, x, recon, ids, fid_real=self.reference_stats is None)
+            _update(m, x, recon, ids, fid_real=self.reference_stats is None, timed=self.timed)
         if "semantic_cosine" in m:
-            m["semantic_cosine"].update(self.model.teacher_features(x), self.model.semantic_embedding(ids))
+            with self.timed("metrics/semantic_cosine"):
+                m["semantic_cosine"].update(self.model.teacher_features(x), self.model.semantic_embedding(ids))
         if self.pixels and self.is_main and sum(len(g) for g in self.grid_in) < GRID_IMAGES:
             self.grid_in.append(x[:GRID_IMAGES].cpu())
             self.grid_out.append(recon[:GRID_IMAGES].cpu())
@@ -196,8 +197,9 @@ class ImagePass(EvalPass):
         if self.labelled is not None and self.is_main:  # rank 0 alone: its features are all it keeps
             from mmtok.modalities.image.probe import run_probe
 
-            self.probe_result = run_probe(self.model, self.labelled, resolution=self.res, device=self.device,
-                                          console=self.console)
+            with self.timed("probe"):
+                self.probe_result = run_probe(self.model, self.labelled, resolution=self.res, device=self.device,
+                                              console=self.console)
             for key in ("knn_top1", "linear_top1"):
                 results[f"probe_{key}"] = self.probe_result["features"]["tokens"][key]
         return {"rfid": results.pop("rfid"), **rfid_extra, **results}
@@ -231,7 +233,7 @@ class ImagePass(EvalPass):
 
 def report_markdown(result: dict) -> str:
     """report.md: model, protocol, metrics, what was unavailable and why, and the two pictures."""
-    from mmtok.evaluation.report import metric_rows
+    from mmtok.evaluation.report import metric_rows, timing_line
 
     model, proto, m = result["model"], result["protocol"], result["metrics"]
     lines = [
@@ -259,6 +261,8 @@ def report_markdown(result: dict) -> str:
         + f" and of the reconstructions, float64 statistics ({proto.get('fid_weights') or 'weights unavailable'}). "
         f"PSNR and SSIM on [0, 1] images with data_range 1.0. {proto['reconstructions']}. "
         f"Throughput: {proto['throughput']}.",
+        "",
+        f"Time: {timing_line(result.get('timing'))}.",
         "",
     ]
     if model.get("note"):
@@ -333,22 +337,28 @@ def _make_lpips(net: str, res: int, unavailable: dict):
     return metric
 
 
-def _update(metrics: dict, x, recon, ids, *, fid_real: bool) -> None:
+def _update(metrics: dict, x, recon, ids, *, fid_real: bool, timed) -> None:
+    """Every pixel metric on one batch, each timed as "metrics/NAME" (`timed`: EvalPass.timed)."""
     from mmtok.contract import TokenizerOutput
 
     a, b = (x.float() + 1) / 2, (recon + 1) / 2
-    metrics["suite"].update(x, TokenizerOutput(recon=recon, ids=ids))
+    with timed("metrics/psnr"):
+        metrics["suite"].update(x, TokenizerOutput(recon=recon, ids=ids))
     if "ssim" in metrics:
-        metrics["ssim"].update(b, a)
+        with timed("metrics/ssim"):
+            metrics["ssim"].update(b, a)
     for key in ("lpips_vgg", "lpips_alex"):
         if key in metrics:
-            metrics[key].update(b, a)
+            with timed(f"metrics/{key}"):
+                metrics[key].update(b, a)
     if "classifier_agreement" in metrics:
-        metrics["classifier_agreement"].update(x, recon)
+        with timed("metrics/classifier_agreement"):
+            metrics["classifier_agreement"].update(x, recon)
     if "fid" in metrics:
-        if fid_real:
-            metrics["fid"].update(x, real=True)
-        metrics["fid"].update(recon, real=False)
+        with timed("metrics/rfid"):
+            if fid_real:
+                metrics["fid"].update(x, real=True)
+            metrics["fid"].update(recon, real=False)
 
 
 def _semantic_metrics(model, classifier: str | None, unavailable: dict) -> dict:

@@ -69,6 +69,8 @@ def read_clip(path: str | Path, spec, *, mirror: bool = False) -> np.ndarray:
         positions, fps = bvh_positions(path, spec)
     else:
         positions, fps = deepmimic_positions(path, layout.kind)
+    if positions.shape[1] != layout.num_joints:  # e.g. DeepMimic's humanoid read for a positions model of a BVH
+        raise ClipError(f"{positions.shape[1]} joints; the model's {layout.kind} layout has {layout.num_joints}")
     positions = resample(positions, fps, float(spec.fps))
     if len(positions) < 2:
         raise ClipError(f"{len(positions)} frame(s) at {spec.fps:g} fps")

@@ -107,7 +107,7 @@ class MotionPass(EvalPass):
 
 def report_markdown(result: dict) -> str:
     """report.md of a motion evaluation: model, protocol, metrics, per-clip MPJPE, pictures."""
-    from mmtok.evaluation.report import metric_rows
+    from mmtok.evaluation.report import metric_rows, timing_line
 
     model, proto, m = result["model"], result["protocol"], result["metrics"]
     labels = {"mpjpe_mm": "MPJPE (mm, root-aligned)", "pa_mpjpe_mm": "PA-MPJPE (mm)",
@@ -130,7 +130,8 @@ def report_markdown(result: dict) -> str:
         lines.append("")
     if result.get("warnings"):
         lines += ["Warnings:", ""] + [f"- {w}" for w in result["warnings"]] + [""]
-    lines += [f"Joints: {proto['joints']}. MPJPE: {proto['mpjpe']}. Throughput: {proto['throughput']}.", ""]
+    lines += [f"Joints: {proto['joints']}. MPJPE: {proto['mpjpe']}. Throughput: {proto['throughput']}.", "",
+              f"Time: {timing_line(result.get('timing'))}.", ""]
     if model.get("note"):
         lines += [f"Note: {model['note']}", ""]
     files = result.get("files", {})

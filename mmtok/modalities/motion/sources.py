@@ -188,11 +188,29 @@ class MotionStream(Stream):
                 "check the files" if short else
                 f"every clip failed to read in the {self.spec.features} layout (reasons above); check the files, "
                 "model.features and model.fps")
+        theirs = "" if short else self._their_layout()
+        if theirs:
+            retrain = ("mmtok train motion_quickstart" if self.source.startswith("demo")
+                       else f"mmtok train motion_bvh --data {self.root}")
+            hint = (f"these clips are {theirs}; the model's layout is {self.spec.features}: use a model or recipe of "
+                    f"their layout (model.features), e.g. train one on them with {retrain}")
         if self.holdout and not self.train and not short:
             hint = (f"{hint}; the clips held out for validation must share the training clips' skeleton and layout "
                     "(or give data.val a folder of such clips)")
         return DataStreamError(f"no usable clip among the {len(self.files)} clip(s) of {self.describe()} "
                                f"({skips.total} dropped: {skips.describe()})", hint=hint)
+
+    def _their_layout(self) -> str:
+        """What layout the clips are in ("" when that cannot be told, or is the model's own), for error hints."""
+        from mmtok.modalities.motion.prepare import resolve_features
+
+        try:
+            features, joints, why = resolve_features(self.root or "", getattr(self.spec, "joint_map", None))
+        except DataError:
+            return ""
+        if features == self.spec.features and joints == getattr(self.spec, "num_joints", None):
+            return ""
+        return f"{features}" + (f" with {joints} joints" if joints else "") + f" ({why})"
 
 
 # ------------------------------------------------------------------------------------------------ sources
@@ -247,5 +265,8 @@ def motion_demo(source: str, split: str, spec, *, seed: int = 0, max_samples=Non
         raise DataError("the demo clips are DeepMimic's humanoid, which has no HumanML3D (SMPL) skeleton",
                         hint="use model.features=deepmimic (the motion_quickstart recipe), or give --data HumanML3D "
                         "feature files")
-    return MotionStream(demo_files(split), split, spec, root=str(demo_dir()), source=f"demo ({split} clips)",
-                        seed=seed, max_samples=max_samples)
+    stream = MotionStream(demo_files(split), split, spec, root=str(demo_dir()), source=f"demo ({split} clips)",
+                          seed=seed, max_samples=max_samples)
+    if split == "val":
+        stream.check_usable()
+    return stream
