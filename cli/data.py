@@ -47,8 +47,10 @@ def pack_command(
     Every file is decoded first: corrupt (and, for audio, silent) files are skipped and listed. Images: JPEG, PNG
     and WebP bytes are stored as they are, other formats as PNG, and images with a shorter side below --min-side
     (256 px) are counted in one warning. Audio: WAV, FLAC, OGG, Opus and MP3 bytes are stored as they are, other
-    formats as FLAC. A sidecar text file (photo.jpg + photo.txt, take1.wav + take1.txt) becomes the sample's "txt"
-    (caption or transcript). With --val-fraction, a seeded share of the files goes to validation shards named with
+    formats as FLAC. The sample's "txt" (caption or transcript) is its row in a manifest at the top of the folder
+    (.tsv / .csv / .jsonl with file and text columns: Common Voice, LJSpeech, NeMo, Hugging Face metadata), else a
+    sidecar text file (photo.jpg + photo.txt, take1.wav + take1.txt). With --val-fraction, a seeded share of the
+    files goes to validation shards named with
     "-val" (shards/photos-%06d.tar -> shards/photos-val-%06d.tar). Ends with the command that trains on the shards,
     and writes the summary as JSON beside them.
 
@@ -156,6 +158,8 @@ def _summary(report, out_pattern: str) -> None:
     table.add_row("train shards", f"{len(report.train_shards)}  {report.train_pattern or '-'}")
     table.add_row("val shards", f"{len(report.val_shards)}  {report.val_pattern or '-'}")
     console.print(table)
+    if report.caption_sources:
+        typer.echo(report.caption_sources)
     for name, reason in report.skipped[:SHOWN_SKIPS]:
         typer.echo(f"skipped {name}: {reason}")
     if report.skipped_count > SHOWN_SKIPS:

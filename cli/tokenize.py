@@ -12,8 +12,9 @@ DEVICE_HELP = "cpu, gpu, gpu:N or auto (the GPU when there is one); cuda / cuda:
 
 def tokenize_command(
     bundle: Annotated[Path, typer.Argument(help="Bundle directory (from `mmtok export`).")],
-    data: Annotated[str, typer.Option("--data", help="Images or audio: a folder (captions / transcripts in "
-                                      "name.txt beside each file) or webdataset shards such as "
+    data: Annotated[str, typer.Option("--data", help="Images or audio: a folder (captions / transcripts from a "
+                                      ".tsv / .csv / .jsonl manifest at its top, or name.txt beside each file) or "
+                                      "webdataset shards such as "
                                       "'shards/train-{000000..000009}.tar'. Motion: a folder of clips (.npy, .bvh, "
                                       "DeepMimic), captions in name.txt beside .npy / .bvh clips.")],
     out: Annotated[Path, typer.Option("--out", help="Directory for the token shards (resumes when it holds some).")],

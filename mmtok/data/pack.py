@@ -1,5 +1,6 @@
 """Packing files into webdataset tar shards, for every modality: `pack_files` (a seeded order, a seeded validation
-share, sidecar captions, keys from relative paths, bad files skipped and reported) writes what a modality's packer
+share, captions from manifests or sidecar files, keys from relative paths, bad files skipped and reported) writes what
+a modality's packer
 encodes (images: mmtok.modalities.image.pack; audio: mmtok.modalities.audio.pack); `PackReport` says what was
 written. Shard patterns: "shards/photos-%06d.tar"; validation shards are named by `val_pattern(out_pattern)`: "-val"
 joined to the name before the shard number ("photos-%06d.tar" -> "photos-val-%06d.tar"), or "train" replaced by
@@ -30,7 +31,8 @@ class PackReport:
     train_written: int = 0
     val_written: int = 0
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (path relative to src, reason)
-    captions: int = 0  # samples that got a sidecar caption
+    captions: int = 0  # samples that got a caption (a manifest row or a sidecar NAME.txt, mmtok.data.captions)
+    caption_sources: str = ""  # where the captions came from, one line (mmtok.data.captions.FolderCaptions.describe)
     ignored: int = 0  # files that are neither images nor captions
     train_pattern: Optional[str] = None
     val_pattern: Optional[str] = None
@@ -140,7 +142,8 @@ def pack_files(src: Path, files: list[Path], out_pattern: str, encode: Callable[
                progress: Callable[[int, int, str], None] | None = None) -> PackReport:
     """The packing every modality shares: `files` (under `src`) in a seeded random order, a seeded share of them
     (`val_fraction`) into validation shards, each sample {"__key__": sample_key(...), **encode(path, rel),
-    "txt": sidecar caption / transcript (NAME.txt beside the file) if any}. `encode` returns the sample's entries
+    "txt": its caption / transcript (a manifest row or NAME.txt beside the file, mmtok.data.captions) if any}.
+    `encode` returns the sample's entries
     ({extension: bytes}) or raises for a file that must be skipped (its MmtokError message, or the exception
     described, becomes the reason in `report.skipped`). Fills and returns `report`."""
     import webdataset as wds
@@ -156,7 +159,11 @@ def pack_files(src: Path, files: list[Path], out_pattern: str, encode: Callable[
     patterns = {"train": out_pattern, "val": val_pattern(out_pattern) if n_val else None}
     Path(out_pattern % 0).parent.mkdir(parents=True, exist_ok=True)
 
-    captions_used, taken, done = set(), set(), 0
+    from mmtok.data.captions import FolderCaptions
+
+    captions = FolderCaptions(src, files)
+    report.caption_sources = captions.describe(report.caption_label + "s")
+    taken, done = set(), 0
     for split, ids in (("train", train_ids), ("val", val_ids)):
         writer = None
         for i in ids:
@@ -167,10 +174,9 @@ def pack_files(src: Path, files: list[Path], out_pattern: str, encode: Callable[
                 report.skipped.append((rel.as_posix(), e.message if isinstance(e, MmtokError) else one_line_reason(e)))
             else:
                 sample = {"__key__": sample_key(rel, taken), **entries}
-                caption = path.with_suffix(".txt")
-                if caption.is_file():
-                    sample["txt"] = caption.read_text(encoding="utf-8", errors="replace").strip()
-                    captions_used.add(caption)
+                caption = captions.get(path)
+                if caption:
+                    sample["txt"] = caption
                     report.captions += 1
                 if writer is None:
                     writer = wds.ShardWriter(patterns[split], maxcount=shard_size, verbose=0)
@@ -188,7 +194,7 @@ def pack_files(src: Path, files: list[Path], out_pattern: str, encode: Callable[
             while os.path.exists(patterns[split] % k):
                 report.stale.append(patterns[split] % k)
                 k += 1
-    report.ignored = _count_ignored(src, set(files) | captions_used)
+    report.ignored = _count_ignored(src, set(files) | set(captions.sidecars(files)) | set(captions.manifest_paths()))
     return report
 
 

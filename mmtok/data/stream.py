@@ -116,18 +116,6 @@ class SkipCounter:
         return ("e.g. " + self.reasons[0]) if self.reasons else "no sample at all"
 
 
-def sidecar_caption(path: str | os.PathLike) -> str:
-    """The caption beside an image file (NAME.txt for NAME.png, UTF-8, stripped), or "" when there is none or it
-    cannot be read."""
-    from pathlib import Path
-
-    txt = Path(path).with_suffix(".txt")
-    try:
-        return txt.read_text(encoding="utf-8", errors="replace").strip() if txt.is_file() else ""
-    except OSError:
-        return ""
-
-
 def shard_caption(sample: dict) -> str:
     """The caption of a webdataset sample: its "txt" entry, else "caption" / "text" of its "json", else ""."""
     import json

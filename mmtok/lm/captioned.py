@@ -1,6 +1,7 @@
 """Captioned images read in a fixed order, for `mmtok tokenize` (mmtok.lm.tokens).
 
-A folder of images (sorted, recursively; the caption is the text of `name.txt` beside `name.png`) or webdataset
+A folder of images (sorted, recursively; the caption is a manifest row or the text of `name.txt` beside `name.png`,
+mmtok.data.captions) or webdataset
 shards (in the order given; the caption is the sample's `txt`, or `caption` / `text` of its `json`). Every sample
 gets its position in the input, so a resumed run knows which samples a finished token shard holds.
 """
@@ -60,14 +61,11 @@ def _folder_items(root: Path) -> Iterator[Item]:
     files = find_images(root)
     if not files:
         raise DataError(f"no image files in folder {root}", hint="put .jpg/.png/.webp files in it (searched recursively)")
+    from mmtok.data.captions import FolderCaptions
+
+    captions = FolderCaptions(root, files)
     for i, path in enumerate(files):
-        side = path.with_suffix(".txt")
-        caption, error = "", ""
-        try:
-            caption = side.read_text(encoding="utf-8").strip() if side.is_file() else ""
-        except (OSError, UnicodeDecodeError) as e:
-            error = f"cannot read its caption {side.name}: {getattr(e, 'strerror', None) or e}"
-        yield Item(i, str(path.relative_to(root)), caption, path=path, error=error)
+        yield Item(i, str(path.relative_to(root)), captions.get(path), path=path)
 
 
 def shard_items(source: str, entries: tuple[str, ...] | None = None, what: str = "image") -> Iterator[Item]:

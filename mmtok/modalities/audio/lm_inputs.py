@@ -1,5 +1,6 @@
 """The audio modality's reader for the LM stage (`mmtok tokenize`, mmtok.lm.inputs): a folder (recursive, sorted;
-the transcript NAME.txt beside a file) or webdataset shards (a sample's audio entry; its "txt" entry, or json
+the transcript a manifest row or NAME.txt beside a file, mmtok.data.captions) or webdataset shards (a sample's audio
+entry; its "txt" entry, or json
 caption / text). A clip is decoded, mixed, resampled and loudness-normalised as in training and cut into
 consecutive pieces of the bundle's input length, keyed "NAME#k"; a trailing short piece is dropped, a clip shorter
 than one piece gives one zero-padded piece (as in the audio modality's validation). A folder's pieces are counted
@@ -47,8 +48,8 @@ class _Clip:
 
 
 def read_inputs(tok, source: str, kind: str) -> Iterator[Input]:
+    from mmtok.data.captions import FolderCaptions
     from mmtok.data.holdout import relative_name
-    from mmtok.data.stream import sidecar_caption
     from mmtok.lm.captioned import shard_items
     from mmtok.modalities.audio.decode import (
         AUDIO_KEYS,
@@ -68,13 +69,10 @@ def read_inputs(tok, source: str, kind: str) -> Iterator[Input]:
         if not files:
             raise DataError(f"no audio files in folder {source}",
                             hint="put .wav/.flac/.ogg/.mp3 files in it (searched recursively)")
+        captions = FolderCaptions(source, files)
         for path in files:
             name = relative_name(path, source)
-            try:
-                caption = sidecar_caption(path)
-            except OSError as e:
-                yield Input(next(index), name, "", failing(f"cannot read its transcript: {e.strerror or e}"))
-                continue
+            caption = captions.get(path)
             info = audio_frames(path)  # None: an unreadable header; decoding names the problem
             n = 1 if info is None else segment_count(int(info[0] * spec.sample_rate / info[1]), spec.segment)
             clip = _Clip(partial(read_audio, path), spec)

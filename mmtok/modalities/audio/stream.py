@@ -2,8 +2,8 @@
 rank placement, seeding, shuffling and skip accounting as the image streams (mmtok.data.stream).
 
 Every sample is {"audio": float32 [C, S] in [-1, 1], "text": str, "skipped": int, "bad": list[str]}: S samples
-at the model's sample rate (mmtok.modalities.audio.decode.AudioSpec), "text" the transcript (a sidecar NAME.txt beside a
-file, a shard's "txt" entry) or "".
+at the model's sample rate (mmtok.modalities.audio.decode.AudioSpec), "text" the transcript (a folder's manifest row
+or NAME.txt beside the file, mmtok.data.captions; a shard's "txt" entry) or "".
 train: endless, one random segment per file visit (a file shorter than the segment is zero-padded), files
 reshuffled every pass (shards: resampled), seeded per (seed, pass, rank, worker), a shuffle buffer over segments.
 val: one deterministic pass over consecutive, non-overlapping segments of every file in sorted order (a file
@@ -19,6 +19,7 @@ from typing import Iterator
 
 import numpy as np
 
+from mmtok.data.captions import FolderCaptions
 from mmtok.data.holdout import ShardHoldout, split_files
 from mmtok.data.stream import (
     DataStreamError,
@@ -27,7 +28,6 @@ from mmtok.data.stream import (
     Stream,
     _share,
     shard_caption,
-    sidecar_caption,
     strided,
 )
 from mmtok.modalities.audio.decode import (
@@ -78,6 +78,7 @@ class AudioFileStream(AudioStream):
         self.files = val_files if self.holdout and split == "val" else train_files
         self.held_counts = (len(val_files), len(files)) if self.holdout else None
         self.source = source or self.root
+        self.captions = FolderCaptions(self.root, self.files)
 
     def _known_size(self) -> None:
         return None  # a file is cut into several segments: a val pass's length is known only once read
@@ -89,7 +90,7 @@ class AudioFileStream(AudioStream):
         except AudioDecodeError as e:
             skips.skip(path, e.message)
             return None
-        return prepare(wave, sr, self.spec), sidecar_caption(path)
+        return prepare(wave, sr, self.spec), self.captions.get(path)
 
     def _items(self, place: Place, rng: random.Random, skips: SkipCounter) -> Iterator:
         seg = self.spec.segment

@@ -14,8 +14,9 @@ import random
 from pathlib import Path
 from typing import Iterator
 
+from mmtok.data.captions import FolderCaptions
 from mmtok.data.holdout import split_files
-from mmtok.data.stream import DataStreamError, Place, SkipCounter, sidecar_caption, strided
+from mmtok.data.stream import DataStreamError, Place, SkipCounter, strided
 from mmtok.modalities.image.decode import ImageDecodeError, decode_image, image_to_uint8
 from mmtok.modalities.image.stream import ImageStream
 
@@ -34,6 +35,7 @@ class FolderStream(ImageStream):
         self.files = val_files if self.holdout and split == "val" else train_files
         self.held_counts = (len(val_files), len(files)) if self.holdout else None
         self.source = self.root
+        self.captions = FolderCaptions(self.root, self.files)
 
     def _known_size(self) -> int:
         return len(self.files)
@@ -71,7 +73,7 @@ class FolderStream(ImageStream):
             return
         good[0] += 1
         yield (image_to_uint8(img, self.resolution, random_crop=self.train, rng=rng, flip=self.train),
-               sidecar_caption(path))
+               self.captions.get(path))
 
     def _nothing(self, skips: SkipCounter) -> DataStreamError:
         return DataStreamError(

@@ -2,7 +2,8 @@
 the motion stream's reader (mmtok.modalities.motion.sources.MotionStream: .npy features, .bvh, DeepMimic clips;
 finite runs only): consecutive windows of the bundle's input length from the start of each finite run, keyed
 "NAME#k" (a trailing short window dropped; a clip without one whole window is one unusable item). The caption is
-NAME.txt beside a .npy / .bvh clip (HumanML3D's texts: the first line up to its first "#"), else "". Every clip is
+a manifest row (mmtok.data.captions), else NAME.txt beside a .npy / .bvh clip (HumanML3D's texts: the first line
+up to its first "#"), else "". Every clip is
 read while listing (motion clips are small).
 """
 from __future__ import annotations
@@ -18,6 +19,7 @@ from mmtok.lm.inputs import Input, failing
 
 
 def read_inputs(tok, source: str, kind: str) -> Iterator[Input]:
+    from mmtok.data.captions import FolderCaptions
     from mmtok.modalities.motion.clips import find_clips
     from mmtok.modalities.motion.sources import MotionStream, check_folder
 
@@ -32,13 +34,14 @@ def read_inputs(tok, source: str, kind: str) -> Iterator[Input]:
                         hint="put .npy feature files, .bvh files or DeepMimic .txt clips in it (searched recursively)")
     check_folder(source, files, spec)  # features of another width: one line before any work
     stream = MotionStream(files, "val", spec, root=source, source=source)
+    captions = FolderCaptions(source, files, read_sidecar=_motion_caption)
     index = itertools.count()
     for path in files:
         runs, reason = stream._load(path)  # the stream's own reader, uncached: [(first frame, features)], reason
         if not runs:
             yield Input(next(index), stream.name(path), "", failing(reason))
             continue
-        caption = _motion_caption(Path(path))
+        caption = captions.get(path)
         k = 0
         for _, feats in runs:
             for start in range(0, len(feats) - window + 1, window):
@@ -51,7 +54,8 @@ def _is_caption(path: Path) -> bool:
     return path.suffix.lower() == ".txt" and any(path.with_suffix(s).is_file() for s in (".npy", ".bvh"))
 
 
-def _motion_caption(path: Path) -> str:
+def _motion_caption(path) -> str:
+    path = Path(path)
     side = path.with_suffix(".txt")
     if path.suffix.lower() == ".txt" or not side.is_file():
         return ""
