@@ -134,3 +134,20 @@ def test_demo_is_recorded_speech_with_languages_apart():
     assert langs[1] == {"en", "nl"} and langs[2] == {"fr"} and not langs[0] & (langs[1] | langs[2])
     batch = next(iter(make_loader("demo", "val", SPEC, batch_size=2, modality="audio", max_samples=2)))
     assert batch["audio"].shape == (2, 1, 1600) and float(batch["audio"].abs().max()) > 0.01
+
+
+def test_spectrogram_picture_shows_audible_segments_with_axes_names_and_a_db_bar(tmp_path):
+    from PIL import Image
+
+    from mmtok.modalities.audio.samples import audible, spectrogram_picture
+
+    x = torch.from_numpy(np.stack([tone(0.5, 16000, seed=i).T for i in range(4)]))  # [4, 1, 8000]
+    x[0] *= 1e-4  # -80 dB: a near-silent segment is shown only when nothing louder is left
+    assert audible(x, 2) == [1, 2] and audible(x, 4) == [1, 2, 3, 0]
+    plain = Image.open(spectrogram_picture(x[:2], x[:2], 16000, tmp_path / "plain.png"))
+    named = Image.open(spectrogram_picture(x[:2], x[:2], 16000, tmp_path / "named.png", names=["a.wav#0", "b.wav#3"]))
+    assert named.size[1] == plain.size[1] + 16  # a band of clip names above the columns
+    pixels = np.asarray(plain)
+    assert (pixels[:, :40] < 100).any()  # frequency labels left of the tiles
+    bar = pixels[30:180, -58:-44]  # the colour bar: bright at 0 dB (top), dark at -80 dB (bottom)
+    assert bar[:10].mean() > bar[-10:].mean() + 100

@@ -124,8 +124,12 @@ def test_transformers_dac_folder_round_trip(tmp_path):
     x = _audio()
     ids_ref, audio_ref = _reference(hf, x)
     _compare(tmp_path / "bundle", ids_ref, audio_ref, x)
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.enable_progress_bar()
     out = export_hf(tmp_path / "bundle", tmp_path / "hf")
     assert out["class"] == "DacModel" and out["check"]["ids_equal"] == 1.0
+    assert not hf_logging.is_progress_bar_enabled()  # stderr is not a terminal here: no "Writing model shards" bar
     back = DacModel.from_pretrained(tmp_path / "hf").eval()
     ids, audio = _reference(back, x)
     assert torch.equal(ids, ids_ref) and (audio - audio_ref).abs().max() <= 1e-5  # transformers against itself

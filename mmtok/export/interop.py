@@ -291,6 +291,9 @@ def export_hf(model_path: str | os.PathLike, out: str | os.PathLike, *, ema: boo
     if check["ids_equal"] < 1.0 or check["max_output_difference"] > HF_TOLERANCE:
         raise MmtokError(f"the transformers model disagrees with mmtok's ({check})", hint="report this as a bug")
     tmp = _fresh_tmp(outp)  # OUT.tmp with a marker: an interrupted export's leftover is removed, anything else refused
+    from mmtok.lm.llm import quiet_progress_bars
+
+    quiet_progress_bars()  # no "Writing model shards" bar in a log file
     hf.save_pretrained(str(tmp))
     name = type(hf).__name__
     (tmp / "README.md").write_text(

@@ -74,7 +74,7 @@ class AudioPass(EvalPass):
             chosen = sorted(set(chosen) | {fits[-1]})
         self.chosen = chosen
         self.sr = int(spec["sample_rate"])
-        self.kept_x, self.kept_recon = [], []
+        self.shown, self.quiet = [], []  # (name, segment, reconstruction) for the picture and clips
 
     def setup(self, device, *, console, is_main: bool, world: int) -> None:
         from mmtok.metrics.audio import AudioDistances, LevelUsage, optional_metrics
@@ -97,9 +97,13 @@ class AudioPass(EvalPass):
         flat_x, flat_r = x.transpose(0, 1).reshape(x.shape[1], -1), recon.transpose(0, 1).reshape(x.shape[1], -1)
         for metric in self.extra_metrics.values():
             metric.update(flat_r, flat_x)
-        if self.is_main and sum(len(k) for k in self.kept_x) < CLIPS:
-            self.kept_x.append(x[:CLIPS].cpu())
-            self.kept_recon.append(recon[:CLIPS].cpu())
+        if self.is_main and len(self.shown) < CLIPS:  # audible segments for the picture, quiet ones only to fill
+            from mmtok.modalities.audio.samples import loud
+
+            names = batch.get("name") or [""] * x.shape[0]
+            for i, ok in enumerate(loud(x)):
+                (self.shown if ok else self.quiet).append((names[i], x[i].cpu(), recon[i].cpu()))
+            self.shown, self.quiet = self.shown[:CLIPS], self.quiet[:CLIPS]
 
     def metrics(self, num_samples: int) -> dict:
         rates, unavailable = self.rates, self.unavailable
@@ -156,10 +160,11 @@ class AudioPass(EvalPass):
 
         from mmtok.modalities.audio.samples import spectrogram_picture, write_clips
 
-        if not self.kept_x:
+        kept = (self.shown + self.quiet)[:CLIPS]
+        if not kept:
             return {}
-        x, recon = torch.cat(self.kept_x)[:CLIPS], torch.cat(self.kept_recon)[:CLIPS]
-        spectrogram_picture(x, recon, self.sr, out / "spectrogram.png")
+        x, recon = torch.stack([k[1] for k in kept]), torch.stack([k[2] for k in kept])
+        spectrogram_picture(x, recon, self.sr, out / "spectrogram.png", names=[k[0] for k in kept])
         write_clips(x, recon, self.sr, out / "clips")
         return {"spectrogram": "spectrogram.png", "clips": "clips"}
 

@@ -121,10 +121,11 @@ class AudioObjective(Objective):
     def write_samples(self, x, out, path: Path) -> None:
         """The spectrogram picture at `path` (originals above, reconstructions below) and the clips as WAV files in
         the folder of the same name (samples/step_N.png -> samples/step_N/clip_K_{original,reconstruction}.wav)."""
-        from mmtok.modalities.audio.samples import spectrogram_picture, write_clips
+        from mmtok.modalities.audio.samples import audible, spectrogram_picture, write_clips
 
         path = Path(path)
-        x, recon = x[:SAMPLE_CLIPS], out.recon[:SAMPLE_CLIPS].float().clamp(-1, 1)
+        shown = audible(x, SAMPLE_CLIPS)  # near-silent segments only when there are too few others
+        x, recon = x[shown], out.recon[shown].float().clamp(-1, 1)
         sr = self.recipe.model.sample_rate
         spectrogram_picture(x, recon, sr, path)
         write_clips(x, recon, sr, path.with_suffix(""))

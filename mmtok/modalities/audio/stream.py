@@ -1,9 +1,10 @@
 """Audio streams: folders of audio files, webdataset shards and the built-in demo speech, with the same worker /
 rank placement, seeding, shuffling and skip accounting as the image streams (mmtok.data.stream).
 
-Every sample is {"audio": float32 [C, S] in [-1, 1], "text": str, "skipped": int, "bad": list[str]}: S samples
+Every sample is {"audio": float32 [C, S] in [-1, 1], "text": str, "name": str, "skipped": int, "bad": list[str]}: S samples
 at the model's sample rate (mmtok.modalities.audio.decode.AudioSpec), "text" the transcript (a folder's manifest row
-or NAME.txt beside the file, mmtok.data.captions; a shard's "txt" entry) or "".
+or NAME.txt beside the file, mmtok.data.captions; a shard's "txt" entry) or "", "name" the segment's "FILE#k" (a
+shard's "KEY#k") in validation, "" in training.
 train: endless, one random segment per file visit (a file shorter than the segment is zero-padded), files
 reshuffled every pass (shards: resampled), seeded per (seed, pass, rank, worker), a shuffle buffer over segments.
 val: one deterministic pass over consecutive, non-overlapping segments of every file in sorted order (a file
@@ -48,7 +49,7 @@ _HINT = "the files are truncated, corrupt, silent or not audio; check a few with
 
 class AudioStream(Stream):
     """Base of the audio sources: subclasses implement `_items(place, rng, skips)`, yielding
-    (float32 [C, S] array, text) and calling `skips.skip(name, reason)` for each file they drop."""
+    (float32 [C, S] array, text, name: "FILE#k" for segment k of a validation pass, "" in training) and calling `skips.skip(name, reason)` for each file they drop."""
 
     def __init__(self, split: str, spec: AudioSpec, **kwargs):
         super().__init__(split, **kwargs)
@@ -57,8 +58,8 @@ class AudioStream(Stream):
     def _to_sample(self, item) -> dict:
         import torch
 
-        wave, text = item
-        return {"audio": torch.from_numpy(np.ascontiguousarray(wave, dtype=np.float32)), "text": text}
+        wave, text, name = item
+        return {"audio": torch.from_numpy(np.ascontiguousarray(wave, dtype=np.float32)), "text": text, "name": name}
 
     def _too_short(self, longest: float) -> DataStreamError:
         return DataStreamError(
@@ -107,7 +108,7 @@ class AudioFileStream(AudioStream):
                         continue
                     state["good"] += 1
                     state["longest"] = max(state["longest"], item[0].shape[1] / self.spec.sample_rate)
-                    yield random_segment(item[0], seg, rng), item[1]
+                    yield random_segment(item[0], seg, rng), item[1], ""
                 everything = len(mine) == len(self.files)
                 if state["good"] == before == 0:
                     if everything:
@@ -134,7 +135,12 @@ class AudioFileStream(AudioStream):
                     state["good"] += 1
                     state["longest"] = max(state["longest"], cache[1][0].shape[1] / self.spec.sample_rate)
             if cache[1] is not None:
-                yield fixed_segment(cache[1][0], self.spec.segment, k), cache[1][1]
+                yield fixed_segment(cache[1][0], self.spec.segment, k), cache[1][1], f"{self._name(path)}#{k}"
+
+    def _name(self, path: str) -> str:
+        from mmtok.data.holdout import relative_name
+
+        return relative_name(path, self.root)
 
     def _segment_index(self) -> Iterator[tuple[str, int]]:
         """(file, segment number) over every file in order, counted from the file headers (a file whose header
@@ -181,18 +187,18 @@ class AudioShardStream(AudioStream):
                                          deterministic=True)
             samples = wds.DataPipeline(shards, self._coverage_guard(state, skips),
                                        wds.tarfile_to_samples(handler=handler), mine_only)
-            for wave, text in self._decoded(iter(samples), skips, state):
-                yield random_segment(wave, self.spec.segment, rng), text
+            for wave, text, _ in self._decoded(iter(samples), skips, state):
+                yield random_segment(wave, self.spec.segment, rng), text, ""
             return
         samples = wds.DataPipeline(wds.SimpleShardList(self.urls), wds.tarfile_to_samples(handler=handler), mine_only)
         count = 0
         for _, sample in strided(iter(samples), place, None):
-            for wave, text in self._decoded(iter([sample]), skips, state):
+            for wave, text, key in self._decoded(iter([sample]), skips, state):
                 for k in range(segment_count(wave.shape[1], self.spec.segment)):
                     if self.max_samples is not None and count >= _share(self.max_samples, place):
                         return
                     count += 1
-                    yield fixed_segment(wave, self.spec.segment, k), text
+                    yield fixed_segment(wave, self.spec.segment, k), text, f"{key}#{k}"
         if place.total == 1 and self.max_samples != 0:
             if state["good"] == 0:
                 raise self._nothing(skips, state["kept"])
@@ -215,7 +221,7 @@ class AudioShardStream(AudioStream):
             wave = prepare(wave, sr, self.spec)
             state["good"] += 1
             state["longest"] = max(state["longest"], wave.shape[1] / self.spec.sample_rate)
-            yield wave, shard_caption(sample)
+            yield wave, shard_caption(sample), str(sample.get("__key__"))
 
     def _coverage_guard(self, state: dict, skips: SkipCounter):
         """Over the resampled shard URLs: once every shard was read in full, stop with one error when no audio
