@@ -1,10 +1,10 @@
 """Audio streams: folders of audio files, webdataset shards and the built-in demo speech, with the same worker /
 rank placement, seeding, shuffling and skip accounting as the image streams (mmtok.data.stream).
 
-Every sample is {"audio": float32 [C, S] in [-1, 1], "text": str, "name": str, "skipped": int, "bad": list[str]}: S samples
-at the model's sample rate (mmtok.modalities.audio.decode.AudioSpec), "text" the transcript (a folder's manifest row
-or NAME.txt beside the file, mmtok.data.captions; a shard's "txt" entry) or "", "name" the segment's "FILE#k" (a
-shard's "KEY#k") in validation, "" in training.
+Every sample is {"audio": float32 [C, S] in [-1, 1], "text": str, "name": str, "skipped": int, "bad": list[str]}:
+S samples at the model's sample rate (mmtok.modalities.audio.decode.AudioSpec), "text" the transcript (a folder's
+manifest row or NAME.txt beside the file, mmtok.data.captions; a shard's "txt" entry) or "", "name" the segment's
+"FILE#k" (a shard's "KEY#k") in validation, "" in training.
 train: endless, one random segment per file visit (a file shorter than the segment is zero-padded), files
 reshuffled every pass (shards: resampled), seeded per (seed, pass, rank, worker), a shuffle buffer over segments.
 val: one deterministic pass over consecutive, non-overlapping segments of every file in sorted order (a file
@@ -49,7 +49,8 @@ _HINT = "the files are truncated, corrupt, silent or not audio; check a few with
 
 class AudioStream(Stream):
     """Base of the audio sources: subclasses implement `_items(place, rng, skips)`, yielding
-    (float32 [C, S] array, text, name: "FILE#k" for segment k of a validation pass, "" in training) and calling `skips.skip(name, reason)` for each file they drop."""
+    (float32 [C, S] array, text, name: "FILE#k" for segment k of a validation pass, "" in training) and calling
+    `skips.skip(name, reason)` for each file they drop."""
 
     def __init__(self, split: str, spec: AudioSpec, **kwargs):
         super().__init__(split, **kwargs)
