@@ -4,6 +4,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from typing import Optional
+
 import typer
 from typing_extensions import Annotated
 
@@ -21,12 +23,16 @@ def tokenize_command(
     shard_size: Annotated[int, typer.Option("--shard-size", min=1, help="Input samples per token shard.")] = 1000,
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Samples per forward pass.")] = 64,
     device: Annotated[str, typer.Option("--device", help=DEVICE_HELP)] = "auto",
+    whole: Annotated[Optional[float], typer.Option(
+        "--whole", metavar="SECONDS", help="Audio and motion: keep each clip whole, up to SECONDS long (longer clips "
+        "are skipped and named), one row of its own length per clip keyed by its name, so an utterance and its "
+        "transcript line up for the LM stage. Default: cut clips into pieces of the bundle's input length.")] = None,
 ):
     """Encode a dataset into token shards with an image, audio or motion bundle: ids, captions, keys, checksum.
 
     Audio clips and motion clips are cut into consecutive pieces of the bundle's input length (keys NAME#k; a
-    trailing short piece is dropped). Killed and started again with the same command, it keeps the finished
-    shards and redoes the rest. With RANK / WORLD_SIZE set (torchrun, SLURM), rank R encodes shards
+    trailing short piece is dropped), or with --whole kept whole (speech with its transcript). Killed and started
+    again with the same command, it keeps the finished shards and redoes the rest. With RANK / WORLD_SIZE set (torchrun, SLURM), rank R encodes shards
     N % WORLD_SIZE == R. Unreadable, corrupt, silent or too-short inputs are skipped, counted and named.
 
     Example: [bold]mmtok tokenize bundles/quickstart --data stamps/ --out tokens/stamps[/bold]
@@ -41,7 +47,7 @@ def tokenize_command(
     device = torch_device(device)  # before any work: a GPU that is not there is one line
     if device == "cuda:0" and "LOCAL_RANK" in os.environ:  # one GPU per rank under torchrun / SLURM
         device = f"cuda:{int(os.environ['LOCAL_RANK'])}"
-    report = tokenize(bundle, data, out, shard_size=shard_size, batch_size=batch_size, device=device)
+    report = tokenize(bundle, data, out, shard_size=shard_size, batch_size=batch_size, device=device, whole=whole)
     from mmtok.cli.common import table_console
 
     console = table_console()

@@ -240,3 +240,53 @@ def test_generate_refuses_a_model_without_an_image_bundle_in_one_line(audio_lm, 
     result = CliRunner().invoke(app, ["lm", "generate", str(ext), "--prompt", "a cat", "--out", str(tmp_path / "g")])
     assert result.exit_code == 2 and result.stderr.count("\n") == 1, result.output
     assert "draws images only" in result.stderr and "audio" in result.stderr
+
+
+# --------------------------------------------------------------------------------------------- whole clips
+
+
+def test_whole_utterances_line_up_with_their_transcripts_and_train(audio_bundle, tmp_path):
+    import soundfile as sf
+
+    from mmtok.errors import RecipeError
+    from mmtok.lm.train import check_inputs, train
+    from mmtok.modalities.audio.decode import AudioSpec, prepare, read_audio
+
+    data = tmp_path / "speech"
+    data.mkdir()
+    seconds = [0.06, 0.1, 0.13, 0.08, 0.11, 0.3]  # the last is longer than --whole 0.2
+    for i, s in enumerate(seconds):
+        sf.write(str(data / f"u{i}.wav"), tone(s, 8000, seed=i), 8000)
+    (data / "metadata.csv").write_text("file_name,text\n" + "".join(f"u{i}.wav,utterance {i}\n" for i in range(6)))
+    tokens = tmp_path / "tok"
+    tokenize(audio_bundle, str(data), tokens, shard_size=2, progress=False, whole=0.2)
+    ts = read_tokens(tokens)
+    assert ts.keys == [f"u{i}.wav" for i in range(5)] and ts.captions == [f"utterance {i}" for i in range(5)]
+    assert [len(row) for row in ts.ids] == [-(-round(s * 8000) // 8) for s in seconds[:5]]  # frames: hop 8
+    assert ts.bad == ["u5.wav: 0.30 s, longer than the 0.2 s that --whole keeps whole"] and ts.skipped == 1
+    tok = mmtok.load(audio_bundle)
+    wave, sr = read_audio(data / "u2.wav")
+    np.testing.assert_array_equal(ts.ids[2], tok.encode([prepare(wave, sr, AudioSpec(8000, 1, 320))])[0].numpy())
+    with pytest.raises(mmtok.errors.DataError, match="another --whole"):
+        tokenize(audio_bundle, str(data), tokens, progress=False, shard_size=2)
+
+    ext = _extended(tmp_path, audio_bundle, "audio")
+    longest = 2 + 8 + 2 + 130 * 3  # caption budget + begin / end + the longest clip's 130 frames x 3 levels
+    with pytest.raises(RecipeError, match=rf"(?s)longest sequence \({longest} tokens.*shorter --whole"):
+        check_inputs(_recipe(ext, tokens, data__block_size=256))
+    summary = train(_recipe(ext, tokens, data__block_size=longest), tmp_path / "run", save_model=False)
+    assert summary["status"] == "finished" and np.isfinite(summary["final"]["val/audio_loss"])
+    assert summary["train_pairs"] + summary["val_pairs"] == 5
+
+
+def test_whole_motion_clips_and_images_refusing_whole(motion_bundle, tmp_path):
+    ts_dir = tmp_path / "tok"
+    tokenize(motion_bundle, str(_motion_folder(tmp_path / "clips")), ts_dir, shard_size=3, progress=False, whole=3.0)
+    ts = read_tokens(ts_dir)
+    # 20 fps: 30, 43, 57 frames -> 28, 40, 56 (multiples of 4) -> 7, 10, 14 tokens; feat.npy 40 frames -> 10
+    assert ts.keys == ["clip0.txt", "clip1.txt", "clip2.txt", "feat.npy"]
+    assert [len(r) for r in ts.ids] == [7, 10, 14, 10]
+    assert ts.captions[3] == "a person walks forward" and ts.bad[0].startswith("short.txt: ")
+    image = _bundle(tmp_path, "image", {"preset": "test_f4"})
+    with pytest.raises(mmtok.errors.DataError, match="samples are whole already"):
+        tokenize(image, str(tmp_path / "clips"), tmp_path / "tok2", progress=False, whole=3.0)

@@ -10,7 +10,9 @@ InputError instead, so these stay 0 / []).
 
 Each modality reads its own data (`Modality.lm_inputs`, e.g. mmtok.modalities.image.lm_inputs): called as
 reader(tok, source, kind) with `kind` from mmtok.data.sources.source_kind ("folder" or "shards"; "demo" is refused
-here), it yields `Input`s and makes an unusable sample an item whose `load()` raises InputError (`failing`).
+here), and with `whole=SECONDS` when the reader takes it (`mmtok tokenize --whole`: one sample per clip, up to that
+length, keyed by the clip's name), it yields `Input`s and makes an unusable sample an item whose `load()` raises
+InputError (`failing`).
 
 The "#k" of a piece's key is left out when the LM's held-out split hashes it (`clip_name`), so the pieces of one
 clip are all held out or all trained on.
@@ -49,8 +51,12 @@ def clip_name(key: str) -> str:
     return re.sub(r"#\d+$", "", key)
 
 
-def read_inputs(tok, source: str) -> Iterator[Input]:
-    """The samples of `source` for the loaded bundle `tok`, in a fixed order (module docstring)."""
+def read_inputs(tok, source: str, whole: float | None = None) -> Iterator[Input]:
+    """The samples of `source` for the loaded bundle `tok`, in a fixed order (module docstring). `whole`: keep each
+    clip whole up to that many seconds (one variable-length sample per clip) instead of cutting it into pieces of
+    the bundle's input size; only readers that take a `whole` argument can (audio and motion)."""
+    import inspect
+
     from mmtok import modalities
     from mmtok.data.sources import source_kind
 
@@ -62,7 +68,13 @@ def read_inputs(tok, source: str) -> Iterator[Input]:
     if kind == "demo":
         raise DataError(f"`mmtok tokenize` with a {modality.name} bundle cannot read {source!r}",
                         hint=NOT_A_FOLDER_HINT)
-    return modality.resolve("lm_inputs")(tok, source, kind)
+    reader = modality.resolve("lm_inputs")
+    if whole is None:
+        return reader(tok, source, kind)
+    if "whole" not in inspect.signature(reader).parameters:
+        raise DataError(f"a {modality.name} bundle's samples are whole already: --whole keeps audio and motion clips "
+                        "whole instead of cutting them into pieces", hint="drop --whole")
+    return reader(tok, source, kind, whole=whole)
 
 
 def failing(reason: str) -> Callable[[], Any]:

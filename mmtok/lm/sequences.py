@@ -34,10 +34,11 @@ CONTEXT, CODE, STRUCT, TEXT = 0, 1, 2, 3
 
 @dataclass
 class Pairs:
-    """Captions and image spans of a set of samples: `spans` int64 [N, span_length] (vocabulary ids),
-    `captions` token-id lists (cut to max_caption_tokens), `keys`."""
+    """Captions and image spans of a set of samples: `spans` int64 [N, span_length] (vocabulary ids; a list of N
+    int64 arrays when clips were kept whole, each as long as its clip), `captions` token-id lists (cut to
+    max_caption_tokens), `keys`."""
 
-    spans: np.ndarray
+    spans: np.ndarray | list
     captions: list[list[int]]
     keys: list[str]
 
@@ -45,10 +46,20 @@ class Pairs:
         return len(self.keys)
 
 
-def make_pairs(ids: np.ndarray, captions: list[str], keys: list[str], m: ModalityLayout, tokenizer,
+def take(ids, rows) -> np.ndarray | list:
+    """The rows `rows` (a list of indices) of token-shard ids: an array [N, ...] or a list of whole clips."""
+    return ids[rows] if isinstance(ids, np.ndarray) else [ids[i] for i in rows]
+
+
+def make_pairs(ids: np.ndarray | list, captions: list[str], keys: list[str], m: ModalityLayout, tokenizer,
                max_caption_tokens: int) -> Pairs:
-    """Pairs from token-shard ids [N, *grid(, levels)] (codebook indices) and caption strings; each row's span
-    equals `m.span(row)` (made here for the whole array at once)."""
+    """Pairs from token-shard ids [N, *grid(, levels)] (codebook indices; or a list of clips kept whole,
+    [length(, levels)] each, for a 1-D grid) and caption strings; each row's span equals `m.span(row)` (made here
+    for the whole array at once), a whole clip's span is begin, its codes (levels innermost), end."""
+    encoded = tokenizer(list(captions), add_special_tokens=False)["input_ids"] if len(captions) else []
+    texts = [list(c[:max_caption_tokens]) for c in encoded]
+    if not isinstance(ids, np.ndarray):
+        return Pairs([_whole_span(row, m) for row in ids], texts, list(keys))
     n = len(ids)
     flat = ids.reshape(n, -1).astype(np.int64)
     if flat.shape[1] != m.codes_per_sample or (flat.size and int(flat.max()) >= m.codebook_size):
@@ -60,8 +71,18 @@ def make_pairs(ids: np.ndarray, captions: list[str], keys: list[str], m: Modalit
         codes = codes.reshape(n, m.rows, m.row_codes)
         codes = np.concatenate([codes, np.full((n, m.rows, 1), m.eol_id, np.int64)], 2).reshape(n, -1)
     spans = np.concatenate([np.full((n, 1), m.begin_id, np.int64), codes, np.full((n, 1), m.end_id, np.int64)], 1)
-    encoded = tokenizer(list(captions), add_special_tokens=False)["input_ids"] if len(captions) else []
-    return Pairs(spans, [list(c[:max_caption_tokens]) for c in encoded], list(keys))
+    return Pairs(spans, texts, list(keys))
+
+
+def _whole_span(row: np.ndarray, m: ModalityLayout) -> np.ndarray:
+    flat = row.reshape(-1).astype(np.int64)
+    levels = row.shape[1] if row.ndim == 2 else 1
+    if m.eol_id is not None or levels != m.levels or (flat.size and int(flat.max()) >= m.codebook_size):
+        raise DataError(f"token ids of shape {tuple(row.shape)} do not fit the layout's {m.name} (a 1-D grid of "
+                        f"{m.levels} level(s) of {m.codebook_size} codes)",
+                        hint="tokenize with the bundle the model was extended with")
+    codes = flat + m.code_offset + (np.arange(flat.size) % m.levels) * m.codebook_size
+    return np.concatenate([[m.begin_id], codes, [m.end_id]]).astype(np.int64)
 
 
 class Sequences:
@@ -128,15 +149,16 @@ class TokenPairs:
     def pairs(self, n: int) -> Pairs:
         z = self.shards.load(n)
         keep = np.flatnonzero(self.train_masks[n]) if n in self.train_masks else np.arange(len(z["keys"]))
-        return make_pairs(z["ids"][keep], [z["captions"][i] for i in keep], [z["keys"][i] for i in keep], self.m,
-                          self.tokenizer, self.max_caption_tokens)
+        return make_pairs(take(z["ids"], list(keep)), [z["captions"][i] for i in keep], [z["keys"][i] for i in keep],
+                          self.m, self.tokenizer, self.max_caption_tokens)
 
 
 def concat_pairs(parts: list[Pairs], width: int) -> Pairs:
     if not parts:
         return Pairs(np.zeros((0, width), np.int64), [], [])
-    return Pairs(np.concatenate([p.spans for p in parts]), [c for p in parts for c in p.captions],
-                 [k for p in parts for k in p.keys])
+    spans = (np.concatenate([p.spans for p in parts]) if all(isinstance(p.spans, np.ndarray) for p in parts)
+             else [s for p in parts for s in p.spans])
+    return Pairs(spans, [c for p in parts for c in p.captions], [k for p in parts for k in p.keys])
 
 
 class PackedBatches(IterableDataset):
@@ -192,13 +214,13 @@ class PackedBatches(IterableDataset):
         pool = concat_pairs([self.pairs.pairs(n) for n in self.group_of(g)], self.m.span_length)
         rng = np.random.default_rng([self.seed, g, self.rank, 2])
         order, at = rng.permutation(len(pool)), 0
-        span_len = self.m.span_length
         batches, rows, current, used = [], [], [], 0
         while len(batches) < self.batches_per_group:
             if at == len(order):
                 order, at = rng.permutation(len(pool)), 0
             i = int(order[at])
             at += 1
+            span_len = len(pool.spans[i])
             if rng.random() < self.t2i_fraction:
                 dropped = bool(rng.random() < self.caption_dropout)
                 seq, length = (i, True, dropped), len(self.seqs.bos) + (0 if dropped else len(pool.captions[i])) + span_len

@@ -9,7 +9,9 @@ A token directory holds:
   shard-NNNNNN.npz      input samples [N * shard_size, (N + 1) * shard_size): "ids" uint32 [n, *token_grid(, levels)]
                         (codebook indices, no vocabulary offset; images [n, h, w], audio [n, frames, levels],
                         motion [n, t] or [n, t, levels]), "keys" and "captions" (unicode arrays), "index" int64 [n]
-                        (position in the input), "skipped" (count) and "bad" ("NAME: REASON" each)
+                        (position in the input), "skipped" (count) and "bad" ("NAME: REASON" each). With clips
+                        kept whole (`whole_seconds` in tokens.json, `mmtok tokenize --whole`): "ids" holds the
+                        rows one after another along time, [sum of lengths(, levels)], and "lengths" int64 [n]
   rank-R.json           written by rank R when it has finished: how many input samples there were
 Every file is written to a temporary name and renamed, so a killed run leaves only finished shards; running the
 same command again keeps them and redoes the rest. With RANK / WORLD_SIZE set, rank R takes shards N % WORLD == R.
@@ -50,12 +52,12 @@ def shard_name(n: int) -> str:
     return f"shard-{n:06d}.npz"
 
 
-def _header(bundle, checksum: str, meta: dict, source: str, shard_size: int) -> dict:
+def _header(bundle, checksum: str, meta: dict, source: str, shard_size: int, whole: float | None) -> dict:
     import mmtok
 
     return {"format_version": FORMAT_VERSION, "mmtok_version": mmtok.__version__, "bundle": str(bundle),
             "bundle_checksum": checksum, "spec": {k: meta.get(k) for k in SPEC_KEYS}, "source": str(source),
-            "shard_size": shard_size}
+            "shard_size": shard_size, "whole_seconds": whole}
 
 
 def _check_or_write_header(out: Path, header: dict) -> None:
@@ -63,7 +65,7 @@ def _check_or_write_header(out: Path, header: dict) -> None:
     if path.is_file():
         old = json.loads(path.read_text())
         for key, what in (("bundle_checksum", "another bundle"), ("source", "other data"),
-                          ("shard_size", "another --shard-size")):
+                          ("shard_size", "another --shard-size"), ("whole_seconds", "another --whole")):
             if old.get(key) != header[key]:
                 raise DataError(f"{out} holds tokens of {what} ({key} {old.get(key)!r}, now {header[key]!r})",
                                 hint="choose another --out, or delete it to start again")
@@ -74,8 +76,9 @@ def _check_or_write_header(out: Path, header: dict) -> None:
 
 def tokenize(bundle: str | os.PathLike, source: str, out: str | os.PathLike, *, shard_size: int = 1000,
              batch_size: int = 64, device: str = "cpu", rank: int | None = None, world: int | None = None,
-             progress: bool = True) -> dict:
+             progress: bool = True, whole: float | None = None) -> dict:
     """Encode `source` with `bundle` (any modality) into token shards in `out` (module docstring); resumable.
+    `whole` (seconds): audio and motion clips are kept whole up to that length, one variable-length row each.
 
     Returns {"samples" (inputs seen), "encoded" (this call), "kept" (finished shards found and kept),
     "skipped" (bad samples in all shards of this rank), "bad" (their "NAME: REASON"), "shards" (this rank's
@@ -88,6 +91,9 @@ def tokenize(bundle: str | os.PathLike, source: str, out: str | os.PathLike, *, 
 
     if shard_size < 1 or batch_size < 1:
         raise DataError(f"bad settings: shard_size={shard_size}, batch_size={batch_size}", hint="both must be >= 1")
+    if whole is not None and not whole > 0:
+        raise DataError(f"--whole {whole}: the longest clip to keep whole must be a positive number of seconds",
+                        hint="e.g. --whole 20")
     rank = int(os.environ.get("RANK", 0)) if rank is None else rank
     world = int(os.environ.get("WORLD_SIZE", 1)) if world is None else world
     out = Path(out)
@@ -95,7 +101,7 @@ def tokenize(bundle: str | os.PathLike, source: str, out: str | os.PathLike, *, 
 
     source_kind(source)  # a source that names no data is one line, before the bundle is loaded
     tok = mmtok.load(bundle, device=device)
-    header = _header(bundle, bundle_checksum(bundle), tok.meta, source, shard_size)
+    header = _header(bundle, bundle_checksum(bundle), tok.meta, source, shard_size, whole)
     _check_or_write_header(out, header)
     for stale in out.glob("shard-*.npz.*.tmp"):  # this rank's shards left half-written by a killed run
         if int(stale.name[6:12]) % world == rank:
@@ -106,7 +112,7 @@ def tokenize(bundle: str | os.PathLike, source: str, out: str | os.PathLike, *, 
     shard: _Shard | None = None
     current = -1
     with _Progress(progress and rank == 0) as advance:
-        for item in read_inputs(tok, source):
+        for item in read_inputs(tok, source, whole):
             stats["samples"] = item.index + 1
             n = item.index // shard_size
             if n != current:  # the first item of shard n
@@ -118,7 +124,7 @@ def tokenize(bundle: str | os.PathLike, source: str, out: str | os.PathLike, *, 
                     if (out / shard_name(n)).is_file():
                         stats["kept"] += 1
                     else:
-                        shard = _Shard(out / shard_name(n))
+                        shard = _Shard(out / shard_name(n), variable=whole is not None)
             if shard is not None:
                 shard.add(item, tok, batch_size)
                 stats["encoded"] += 1
@@ -140,10 +146,11 @@ def tokenize(bundle: str | os.PathLike, source: str, out: str | os.PathLike, *, 
 
 
 class _Shard:
-    """One output shard being filled: samples loaded as they come, encoded a batch at a time."""
+    """One output shard being filled: samples loaded as they come, encoded a batch at a time (`variable`: one at a
+    time, each row as long as its clip)."""
 
-    def __init__(self, path: Path):
-        self.path = path
+    def __init__(self, path: Path, variable: bool = False):
+        self.path, self.variable = path, variable
         self.ids: list[np.ndarray] = []
         self.keys: list[str] = []
         self.captions: list[str] = []
@@ -171,6 +178,14 @@ class _Shard:
             self._encode(tok)
 
     def _encode(self, tok) -> None:
+        if self.pending and self.variable:  # clips of different lengths: each encoded alone, no padding between
+            for value in self.pending:
+                ids = tok.encode([value]).cpu().numpy()[0]
+                if ids.shape[1:] != tuple(tok.spec.ids_shape[1:]):
+                    raise DataError(f"the bundle encoded a clip to ids of shape {ids.shape}, not [time, "
+                                    f"{', '.join(map(str, tok.spec.ids_shape[1:]))}]", hint="report this")
+                self.ids.append(ids.astype(np.uint32))
+            self.pending = []
         if self.pending:
             ids = tok.encode(self.pending).cpu().numpy()
             want = tok.spec.ids_shape
@@ -184,10 +199,12 @@ class _Shard:
     def finish(self, tok) -> int:
         """Encode what is left and write the shard (atomically); returns the number of tokens in it."""
         self._encode(tok)
-        ids = np.concatenate(self.ids) if self.ids else np.zeros((0, *tok.spec.ids_shape), np.uint32)
+        rest = tuple(tok.spec.ids_shape[1:]) if self.variable else tuple(tok.spec.ids_shape)
+        ids = np.concatenate(self.ids) if self.ids else np.zeros((0, *rest), np.uint32)
+        extra = {"lengths": np.array([len(i) for i in self.ids], dtype=np.int64)} if self.variable else {}
         _save_npz(self.path, ids=ids, keys=np.array(self.keys, dtype=str), captions=np.array(self.captions, dtype=str),
                   index=np.array(self.index, dtype=np.int64), skipped=np.int64(self.skipped),
-                  bad=np.array(self.bad, dtype=str))
+                  bad=np.array(self.bad, dtype=str), **extra)
         return int(ids.size)
 
 
@@ -220,7 +237,8 @@ class _Progress:
 
 @dataclass
 class TokenSet:
-    """A whole token directory in memory: `ids` uint32 [N, *grid(, levels)], `captions`, `keys` (N each),
+    """A whole token directory in memory: `ids` uint32 [N, *grid(, levels)] (rows kept whole, `mmtok tokenize
+    --whole`: a list of N arrays [length(, levels)]), `captions`, `keys` (N each),
     `header` (tokens.json), `skipped` (bad input samples), `bad` ("NAME: REASON" each)."""
 
     header: dict
@@ -300,10 +318,28 @@ class TokenShards:
             self.keys(n)
         return self._counts[n]
 
+    @property
+    def variable(self) -> bool:
+        """Rows of their clips' own lengths (`mmtok tokenize --whole`): `load` gives "ids" as a list of arrays."""
+        return self.header.get("whole_seconds") is not None
+
     def load(self, n: int) -> dict:
-        z = self._read(n, "ids", "captions", "keys")
-        return {"ids": z["ids"].astype(np.uint32, copy=False), "captions": [str(c) for c in z["captions"]],
-                "keys": [str(k) for k in z["keys"]]}
+        z = self._read(n, "ids", "captions", "keys", *(("lengths",) if self.variable else ()))
+        ids = z["ids"].astype(np.uint32, copy=False)
+        if self.variable:
+            ids = np.split(ids, np.cumsum(z["lengths"])[:-1]) if len(z["lengths"]) else []
+        return {"ids": ids, "captions": [str(c) for c in z["captions"]], "keys": [str(k) for k in z["keys"]]}
+
+    def longest_codes(self) -> int:
+        """The most codes one row holds, over every shard (fixed rows: the bundle's token grid)."""
+        if not self.variable:
+            return int(np.prod(self.header["spec"]["token_grid"])) * max(1, self.header["spec"]["num_codebooks"] or 1)
+        longest = 0
+        for n in range(len(self.names)):
+            z = self._read(n, "ids", "lengths")
+            per_step = int(np.prod(z["ids"].shape[1:]))
+            longest = max(longest, int(z["lengths"].max(initial=0)) * per_step)
+        return longest
 
     def skipped(self) -> tuple[int, list[str]]:
         """(bad input samples, their "NAME: REASON") over every shard."""
@@ -320,5 +356,6 @@ def read_tokens(directory: str | os.PathLike) -> TokenSet:
     shards = TokenShards(directory)
     parts = [shards.load(n) for n in range(len(shards))]
     skipped, bad = shards.skipped()
-    return TokenSet(shards.header, np.concatenate([p["ids"] for p in parts]).astype(np.uint32),
+    ids = [i for p in parts for i in p["ids"]] if shards.variable else np.concatenate([p["ids"] for p in parts])
+    return TokenSet(shards.header, ids,
                     [c for p in parts for c in p["captions"]], [k for p in parts for k in p["keys"]], skipped, bad)

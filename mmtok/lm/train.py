@@ -52,12 +52,28 @@ def check_inputs(recipe: LMRecipe):
     m = tokens_modality(d.train, layout, d.modality, "token shards")
     if d.val and d.val != "holdout":
         tokens_modality(d.val, layout, m.name, "validation token shards")
-    longest = 2 + d.max_caption_tokens + m.span_length
+    span = longest_span(d, m)
+    longest = 2 + d.max_caption_tokens + span
     if d.block_size < longest:
         raise RecipeError(f"data.block_size {d.block_size} is shorter than the longest sequence ({longest} tokens: "
-                          f"{m.span_length} {m.modality} tokens + up to {d.max_caption_tokens} caption tokens + 2)",
-                          hint=f"set data.block_size >= {longest} or lower data.max_caption_tokens")
+                          f"{span} {m.modality} tokens + up to {d.max_caption_tokens} caption tokens + 2)",
+                          hint=f"set data.block_size >= {longest} or lower data.max_caption_tokens"
+                          + (" (or tokenize with a shorter --whole)" if span != m.span_length else ""))
     return layout, m
+
+
+def longest_span(d, m) -> int:
+    """The longest span of the training (and validation) token shards: the layout's own, or with clips kept whole
+    (`mmtok tokenize --whole`) begin + the longest clip's codes + end."""
+    from mmtok.lm.tokens import TokenShards
+
+    span = m.span_length
+    for source in (d.train, d.val if d.val and d.val != "holdout" else None):
+        if source is not None:
+            shards = TokenShards(source)
+            if shards.variable:
+                span = max(span, shards.longest_codes() + 2)
+    return span
 
 
 def split_holdout(keys: list[str], fraction: float) -> tuple[list[int], list[int]]:
@@ -102,14 +118,14 @@ def split_shards(shard_keys, fraction: float) -> tuple[dict[int, np.ndarray], li
 
 def _first_pairs(shards, picks: list[tuple[int, int]], m, tokenizer, max_caption_tokens: int):
     """Pairs of the samples `picks` ((shard, position) each, in order), reading only their shards."""
-    from mmtok.lm.sequences import concat_pairs, make_pairs
+    from mmtok.lm.sequences import concat_pairs, make_pairs, take
 
     parts = []
     for n in sorted({n for n, _ in picks}):
         z = shards.load(n)
         keep = [i for k, i in picks if k == n]
-        parts.append(make_pairs(z["ids"][keep], [z["captions"][i] for i in keep], [z["keys"][i] for i in keep], m,
-                                tokenizer, max_caption_tokens))
+        parts.append(make_pairs(take(z["ids"], keep), [z["captions"][i] for i in keep], [z["keys"][i] for i in keep],
+                                m, tokenizer, max_caption_tokens))
     return concat_pairs(parts, m.span_length)
 
 

@@ -1,11 +1,11 @@
 """The audio modality's reader for the LM stage (`mmtok tokenize`, mmtok.lm.inputs): a folder (recursive, sorted;
 the transcript a manifest row or NAME.txt beside a file, mmtok.data.captions) or webdataset shards (a sample's audio
-entry; its "txt" entry, or json
-caption / text). A clip is decoded, mixed, resampled and loudness-normalised as in training and cut into
-consecutive pieces of the bundle's input length, keyed "NAME#k"; a trailing short piece is dropped, a clip shorter
-than one piece gives one zero-padded piece (as in the audio modality's validation). A folder's pieces are counted
-from the file headers and a file is decoded only when one of its pieces is loaded, so a resumed run or another rank
-does not decode the files of shards it does not write.
+entry; its "txt" entry, or json caption / text). A clip is decoded, mixed, resampled and loudness-normalised as in
+training and cut into consecutive pieces of the bundle's input length, keyed "NAME#k"; a trailing short piece is
+dropped, a clip shorter than one piece gives one zero-padded piece (as in the audio modality's validation). With
+`whole` (`mmtok tokenize --whole`), each clip up to that many seconds is one sample keyed NAME, so an utterance and
+its transcript line up. A folder's pieces are counted from the file headers and a file is decoded only when one of
+its pieces is loaded, so a resumed run or another rank does not decode the files of shards it does not write.
 """
 from __future__ import annotations
 
@@ -41,13 +41,24 @@ class _Clip:
 
         return segment_count(self._prepared().shape[1], self.spec.segment)
 
+    def whole(self, seconds: float):
+        """The whole prepared clip, float32 [C, T]; InputError when it is longer than `seconds`."""
+        wave = self._prepared()
+        length = wave.shape[1] / self.spec.sample_rate
+        if length > seconds + 1e-9:
+            raise InputError(f"{length:.2f} s, longer than the {seconds:g} s that --whole keeps whole")
+        return wave.copy()
+
     def piece(self, k: int):
         from mmtok.modalities.audio.decode import fixed_segment
 
         return fixed_segment(self._prepared(), self.spec.segment, k).copy()  # float32 [C, segment]
 
 
-def read_inputs(tok, source: str, kind: str) -> Iterator[Input]:
+def read_inputs(tok, source: str, kind: str, whole: float | None = None) -> Iterator[Input]:
+    """The clips of `source` cut into pieces "NAME#k" (module docstring), or with `whole` (seconds) one sample per
+    clip keyed NAME: the prepared clip zero-padded to a whole frame (the tokenizer pads to its hop), a clip longer than
+    `whole` seconds an unusable item."""
     from mmtok.data.captions import FolderCaptions
     from mmtok.data.holdout import relative_name
     from mmtok.lm.captioned import shard_items
@@ -74,13 +85,20 @@ def read_inputs(tok, source: str, kind: str) -> Iterator[Input]:
             name = relative_name(path, source)
             caption = captions.get(path)
             info = audio_frames(path)  # None: an unreadable header; decoding names the problem
-            n = 1 if info is None else segment_count(int(info[0] * spec.sample_rate / info[1]), spec.segment)
             clip = _Clip(partial(read_audio, path), spec)
+            if whole is not None:
+                yield Input(next(index), name, caption, partial(clip.whole, whole))
+                continue
+            n = 1 if info is None else segment_count(int(info[0] * spec.sample_rate / info[1]), spec.segment)
             for k in range(n):
                 yield Input(next(index), f"{name}#{k}", caption, partial(clip.piece, k))
         return
     for item in shard_items(source, AUDIO_KEYS, "audio"):
         clip = _Clip(partial(decode_audio, item.data), spec)
+        if whole is not None:
+            load = failing(item.error) if item.error else partial(clip.whole, whole)
+            yield Input(next(index), item.key, item.caption, load)
+            continue
         try:
             if item.error:
                 raise InputError(item.error)

@@ -1,7 +1,8 @@
 """The motion modality's reader for the LM stage (`mmtok tokenize`, mmtok.lm.inputs): a folder of clips read by
 the motion stream's reader (mmtok.modalities.motion.sources.MotionStream: .npy features, .bvh, DeepMimic clips;
 finite runs only): consecutive windows of the bundle's input length from the start of each finite run, keyed
-"NAME#k" (a trailing short window dropped; a clip without one whole window is one unusable item). The caption is
+"NAME#k" (a trailing short window dropped; a clip without one whole window is one unusable item); with `whole`
+(`mmtok tokenize --whole`) each finite run up to that many seconds is one sample. The caption is
 a manifest row (mmtok.data.captions), else NAME.txt beside a .npy / .bvh clip (HumanML3D's texts: the first line
 up to its first "#"), else "". Every clip is
 read while listing (motion clips are small).
@@ -18,7 +19,10 @@ from mmtok.errors import DataError
 from mmtok.lm.inputs import Input, failing
 
 
-def read_inputs(tok, source: str, kind: str) -> Iterator[Input]:
+def read_inputs(tok, source: str, kind: str, whole: float | None = None) -> Iterator[Input]:
+    """Windows "NAME#k" of the clips of `source` (module docstring), or with `whole` (seconds) each finite run of a
+    clip as one sample (keyed NAME, or NAME#k for the k-th run of a clip with non-finite gaps), cut to a multiple of
+    the bundle's downsample factor; a run longer than `whole` seconds is an unusable item."""
     from mmtok.data.captions import FolderCaptions
     from mmtok.modalities.motion.clips import find_clips
     from mmtok.modalities.motion.sources import MotionStream, check_folder
@@ -42,6 +46,16 @@ def read_inputs(tok, source: str, kind: str) -> Iterator[Input]:
             yield Input(next(index), stream.name(path), "", failing(reason))
             continue
         caption = captions.get(path)
+        if whole is not None:
+            f = int(tok.downsample)
+            for k, (_, feats) in enumerate(runs):
+                key = stream.name(path) + (f"#{k}" if len(runs) > 1 else "")
+                usable = feats[:len(feats) // f * f]
+                seconds = len(usable) / float(tok.fps)
+                load = (failing(f"{seconds:.2f} s, longer than the {whole:g} s that --whole keeps whole")
+                        if seconds > whole + 1e-9 else partial(usable.copy))
+                yield Input(next(index), key, caption, load)
+            continue
         k = 0
         for _, feats in runs:
             for start in range(0, len(feats) - window + 1, window):
