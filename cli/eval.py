@@ -112,6 +112,8 @@ def eval_command(
     console.print(table)
     if "by_levels" in result["metrics"]:
         console.print(_levels_table(result["metrics"]["by_levels"]))
+    if "by_scales" in result["metrics"]:
+        console.print(_scales_table(result["metrics"]["by_scales"]))
     if result.get("probe"):
         console.print(_probe_table(result["probe"]))
     for key, why in result["unavailable"].items():
@@ -161,4 +163,17 @@ def _levels_table(by_levels: dict):
     for n, row in sorted(by_levels.items(), key=lambda kv: int(kv[0])):
         table.add_row(n, f"{row['kbps']:g}", f"{row['mel_distance']:.4f}", f"{row['stft_distance']:.4f}",
                       f"{row['si_sdr']:.2f}")
+    return table
+
+
+def _scales_table(by_scales: dict):
+    """A multi-scale image tokenizer's metrics when decoding from its first scales (metrics["by_scales"])."""
+    from rich.table import Table
+
+    table = Table(title="decoding from the first scales (coarse to fine)")
+    for name in ("scales", "side", "tokens", "PSNR (dB)", "codes used by the scale", "perplexity"):
+        table.add_column(name, justify="right")
+    for side, r in by_scales.items():
+        table.add_row(str(r["scales"]), f"{side}x{side}", str(r["tokens"]), f"{r['psnr']:.2f}",
+                      f"{r['used_codes']} ({r['usage_pct']:.1f}%)", f"{r['perplexity']:.1f}")
     return table

@@ -108,6 +108,7 @@ class ImagePass(EvalPass):
                                                           resolution=res, crop=self.crop, network=self.network)
         self.fid = _make_fid(fid_path, reference_stats)  # before the launch: an unreadable network stops everything
         self.grid_in, self.grid_out = [], []
+        self.by_scales = None  # mmtok.modalities.image.scales.ScaleMetrics for a multi-scale tokenizer
 
     @property
     def data_spec(self) -> int:
@@ -142,6 +143,10 @@ class ImagePass(EvalPass):
         metrics.update({f"lpips_{net}": m for net, m in lpips.items() if m is not None})
         metrics.update(_semantic_metrics(self.model, self.classifier, self.unavailable))
         self.suite = {name: m.to(device) for name, m in metrics.items()}
+        from mmtok.modalities.image.scales import ScaleMetrics, has_scales
+
+        if self.pixels and has_scales(self.model):
+            self.by_scales = ScaleMetrics(self.model, device)
 
     def decode(self, ids):
         return self.model.decode(ids) if self.pixels else None
@@ -156,6 +161,9 @@ class ImagePass(EvalPass):
         if "semantic_cosine" in m:
             with self.timed("metrics/semantic_cosine"):
                 m["semantic_cosine"].update(self.model.teacher_features(x), self.model.semantic_embedding(ids))
+        if self.by_scales is not None:
+            with self.timed("metrics/scales"):
+                self.by_scales.update(x, ids, keep_picture=self.is_main and not self.by_scales.picture)
         if self.pixels and self.is_main and sum(len(g) for g in self.grid_in) < GRID_IMAGES:
             self.grid_in.append(x[:GRID_IMAGES].cpu())
             self.grid_out.append(recon[:GRID_IMAGES].cpu())
@@ -202,6 +210,8 @@ class ImagePass(EvalPass):
                                               console=self.console)
             for key in ("knn_top1", "linear_top1"):
                 results[f"probe_{key}"] = self.probe_result["features"]["tokens"][key]
+        if self.by_scales is not None:
+            results["by_scales"] = self.by_scales.compute()
         return {"rfid": results.pop("rfid"), **rfid_extra, **results}
 
     def extra(self) -> dict:
@@ -225,7 +235,10 @@ class ImagePass(EvalPass):
             return {}
         save_grid(torch.cat(self.grid_in)[:GRID_IMAGES], torch.cat(self.grid_out)[:GRID_IMAGES],
                   out / "reconstructions.png")
-        return {"grid": "reconstructions.png"}
+        files = {"grid": "reconstructions.png"}
+        if self.by_scales is not None and self.by_scales.write_picture(out / "scales.png"):
+            files["scales"] = "scales.png"
+        return files
 
     def report(self, result: dict) -> str:
         return report_markdown(result)
@@ -271,7 +284,14 @@ def report_markdown(result: dict) -> str:
         from mmtok.evaluation.report import probe_markdown
 
         lines += ["## What the tokens say about the class (probe)", ""] + probe_markdown(result["probe"]) + [""]
+    if m.get("by_scales"):
+        from mmtok.modalities.image.scales import scales_markdown
+
+        lines += ["## Scale by scale (decoding from the first scales only)", ""] + scales_markdown(m["by_scales"]) + [""]
     files = result.get("files", {})
+    if "scales" in files:
+        lines += ["## Coarse to fine (originals, then the first 1, 2, ... scales)", "",
+                  f"![scales]({files['scales']})", ""]
     if "grid" in files:
         lines += ["## Reconstructions (originals above, reconstructions below)", "",
                   f"![reconstructions]({files['grid']})", ""]

@@ -1,0 +1,95 @@
+"""Per-scale evaluation of multi-scale image tokenizers (token spec layout "multi_scale", a model with
+`decode_scales(ids, upto)`, e.g. the `var` family): what the first s scales reconstruct, and how each scale uses the
+codebook.
+
+    by_scales[str(side)] = {"scales": s, "tokens": tokens of scales 1..s, "psnr": dB of decode_scales(ids, s),
+                            "usage_pct", "used_codes", "perplexity": this scale's own ids, "tokens_in_scale"}
+
+PSNR follows the evaluation's protocol (reconstructions clamped and quantised to 8 bits, images in [0, 1]). A scale's
+usage is bounded by its tokens: a 1 x 1 scale over N images can use at most N codes. The picture (scales.png) shows
+the first images: originals in the top row, then the reconstruction from the first 1, 2, ... scales.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+PICTURE_IMAGES = 4
+
+
+def has_scales(model) -> bool:
+    """True for a multi-scale tokenizer that can decode from its first scales."""
+    return bool(getattr(model.spec, "multi_scale", False)) and hasattr(model, "decode_scales")
+
+
+class ScaleMetrics:
+    """The per-scale metrics over one evaluation pass (every rank updates; compute() syncs the metric states)."""
+
+    def __init__(self, model, device):
+        from mmtok.metrics import PSNR, CodebookUsage
+
+        spec = model.spec
+        self.model, self.scales, self.offsets = model, list(spec.scales), list(spec.scale_offsets)
+        self.psnr = [PSNR().to(device) for _ in self.scales]
+        self.usage = [CodebookUsage(spec.codebook_size).to(device) for _ in self.scales]
+        self.picture: list[torch.Tensor] = []  # [S + 1, n, 3, H, W]: originals, then each prefix
+
+    def update(self, x: torch.Tensor, ids: torch.Tensor, keep_picture: bool) -> None:
+        from mmtok.modalities.image.objective import to_8bit_levels
+
+        rows = [x[:PICTURE_IMAGES].cpu()] if keep_picture else []
+        for k in range(len(self.scales)):
+            recon = to_8bit_levels(self.model.decode_scales(ids, k + 1).float())
+            self.psnr[k].update((recon + 1) / 2, (x.float() + 1) / 2)
+            self.usage[k].update(ids[:, self.offsets[k]:self.offsets[k + 1]])
+            if keep_picture:
+                rows.append(recon[:PICTURE_IMAGES].cpu())
+        if keep_picture:
+            self.picture.append(torch.stack(rows))
+
+    def compute(self) -> dict:
+        out = {}
+        for k, side in enumerate(self.scales):
+            u = self.usage[k].compute()
+            out[str(side)] = {"scales": k + 1, "tokens": self.offsets[k + 1], "tokens_in_scale": side * side,
+                              "psnr": float(self.psnr[k].compute()), "usage_pct": float(u["usage_pct"]),
+                              "used_codes": int(u["used_codes"]), "perplexity": float(u["perplexity"])}
+        return out
+
+    def write_picture(self, path: Path) -> bool:
+        """scales.png: originals, then the reconstructions from the first 1..S scales, one row each."""
+        if not self.picture:
+            return False
+        from PIL import Image, ImageDraw
+
+        from mmtok.files import save_image
+        from mmtok.modalities.image.grid import font, to_uint8, upscale_factor
+
+        rows = torch.cat(self.picture, dim=1)[:, :PICTURE_IMAGES]  # [S + 1, n, 3, H, W]
+        n, h, w = rows.shape[1], rows.shape[-2], rows.shape[-1]
+        f = upscale_factor(h, w, 96)
+        ch, cw, gap, left = h * f, w * f, 4, 150
+        labels = ["original"] + [f"{k + 1} scale{'s' if k else ''} ({self.offsets[k + 1]} tokens)"
+                                 for k in range(len(self.scales))]
+        img = Image.new("RGB", (left + n * (cw + gap) + gap, len(labels) * (ch + gap) + gap), "white")
+        draw = ImageDraw.Draw(img)
+        for r, label in enumerate(labels):
+            y = gap + r * (ch + gap)
+            draw.text((gap, y + ch // 2 - 6), label, fill=(0, 0, 0), font=font(12))
+            cells = to_uint8(rows[r])
+            for i in range(n):
+                cell = Image.fromarray(np.ascontiguousarray(cells[i])).resize((cw, ch), Image.NEAREST)
+                img.paste(cell, (left + gap + i * (cw + gap), y))
+        save_image(img, path)
+        return True
+
+
+def scales_markdown(by_scales: dict) -> list[str]:
+    """The per-scale table (report.md, model cards)."""
+    lines = ["| scales used | side | tokens | PSNR (dB) | codes used by this scale | perplexity |", "|---|---|---|---|---|---|"]
+    for side, r in by_scales.items():
+        lines.append(f"| {r['scales']} | {side}x{side} | {r['tokens']} | {r['psnr']:.2f} | {r['used_codes']} "
+                     f"({r['usage_pct']:.1f}%) | {r['perplexity']:.1f} |")
+    return lines
