@@ -135,7 +135,7 @@ def test_tiny_folder_holdout_keeps_one_of_each_or_says_why(tmp_path):
     assert len(val) == 1 and set(train) == {10, 15} - set(val)
     assert len(ids(build_dataset(str(two), "val", R, holdout=0.99))) == 1  # never everything
     one = grey_folder(tmp_path / "one", 1)
-    with pytest.raises(DataError, match="cannot hold out part of .* 1 image file"):
+    with pytest.raises(DataError, match="cannot hold out part of .* it has 1 file"):
         build_dataset(str(one), "val", R, holdout=0.1)
     with pytest.raises(DataError, match="holdout does not apply to 'demo'"):
         build_dataset("demo", "val", R, holdout=0.1)
