@@ -115,8 +115,8 @@ def test_train_then_eval_reports_every_scale(tmp_path):
 
     images = make_images(tmp_path)
     run = tmp_path / "run"
-    train(config.load({"name": "v", "model": {"preset": PRESET}}, [*FAST, f"data.train={images}", f"data.val={images}"]),
-          run)
+    sets = [*FAST, f"data.train={images}", f"data.val={images}"]
+    train(config.load({"name": "v", "model": {"preset": PRESET}}, sets), run)
     result = CliRunner().invoke(app, ["eval", str(run), "--data", str(images), "--out", str(tmp_path / "ev"),
                                       "--no-rfid", "--classifier", "none", "--num-workers", "0"])
     assert result.exit_code == 0, result.output

@@ -97,4 +97,5 @@ PRESETS = {
 
 FAMILY = register(Family(name="var", modality="image", model_config=VARConfig, loss_config=VARLoss,
                          model="mmtok.families.var.model:VAR",
-                         objective="mmtok.modalities.image.objective:ImageObjective", presets=PRESETS))
+                         objective="mmtok.modalities.image.objective:ImageObjective", presets=PRESETS,
+                         formats={"var": "mmtok.families.var.interop:read_var"}))

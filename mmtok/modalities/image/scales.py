@@ -88,7 +88,8 @@ class ScaleMetrics:
 
 def scales_markdown(by_scales: dict) -> list[str]:
     """The per-scale table (report.md, model cards)."""
-    lines = ["| scales used | side | tokens | PSNR (dB) | codes used by this scale | perplexity |", "|---|---|---|---|---|---|"]
+    lines = ["| scales used | side | tokens | PSNR (dB) | codes used by this scale | perplexity |",
+             "|---|---|---|---|---|---|"]
     for side, r in by_scales.items():
         lines.append(f"| {r['scales']} | {side}x{side} | {r['tokens']} | {r['psnr']:.2f} | {r['used_codes']} "
                      f"({r['usage_pct']:.1f}%) | {r['perplexity']:.1f} |")
