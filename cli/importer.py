@@ -8,9 +8,16 @@ import typer
 from typing_extensions import Annotated
 
 
+def _formats() -> str:
+    """The import formats every family declares (mmtok.families.Family.formats), torch-free."""
+    from mmtok import families
+
+    families.discover()
+    return ", ".join(families.FORMATS.names())
+
+
 def import_command(
-    fmt: Annotated[str, typer.Argument(
-        metavar="FORMAT", help="The release's layout: taming, llamagen, janus, dac or encodec.")],
+    fmt: Annotated[str, typer.Argument(metavar="FORMAT", help=f"The release's layout: {_formats()}.")],
     source: Annotated[Path, typer.Argument(help="The released file (.ckpt / .pt) or transformers folder.")],
     out: Annotated[Path, typer.Option("--out", help="Bundle directory to create.")],
     config: Annotated[Optional[Path], typer.Option(
@@ -27,7 +34,8 @@ def import_command(
     discriminator is kept for fine-tuning), [bold]llamagen[/bold] (LlamaGen VQ-8 / VQ-16 .pt, EMA weights by
     default), [bold]janus[/bold] (a transformers JanusVQVAE or Janus model folder), [bold]dac[/bold] (DAC's own
     .pth, or a transformers DacModel folder), [bold]encodec[/bold] (EnCodec 24 kHz's own .th, or a transformers
-    EncodecModel folder). Every tensor is mapped by
+    EncodecModel folder), [bold]var[/bold] (VAR's multi-scale VQ-VAE .pth, e.g. vae_ch160v4096z32.pth). Every
+    tensor is mapped by
     name rules, strictly both ways and shape-checked; nothing is unpickled beyond plain data.
 
     Example: [bold]mmtok import llamagen vq_ds16_c2i.pt --out bundles/llamagen_vq16[/bold]
