@@ -1,7 +1,7 @@
 """TokenFlow's multi-scale residual option (model.scales): ids [B, sum(s*s)] coarse to fine, each scale's ids in
 range, the residual really shrinks the quantisation error scale by scale (and the check fails without residual
 subtraction), scale drop only in training, deterministic eval, export graphs equal to eager, recipe errors on one
-line, k-means / EMA / restarts with raw codes, and the LM stage refusing a multi-scale bundle in one line."""
+line, k-means / EMA / restarts with raw codes, and the LM stage laying a multi-scale bundle out scale by scale."""
 from __future__ import annotations
 
 import pytest
@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from mmtok import config, families
-from mmtok.errors import MmtokError, RecipeError
+from mmtok.errors import RecipeError
 from mmtok.families.tokenflow.config import DualCodebookConfig
 from mmtok.families.tokenflow.multiscale import MultiScaleDualCodebook, down, up
 
@@ -219,11 +219,8 @@ def test_export_graphs_equal_eager_after_training_steps(tmp_path):
     assert enc(_images(5, seed=10)).shape == (5, 21)  # dynamic batch
 
 
-def test_lm_stage_refuses_a_multiscale_bundle_in_one_line():
+def test_lm_stage_lays_out_a_multiscale_bundle_scale_by_scale():
     from mmtok.lm.layout import plan_layout
 
-    meta = _model().meta
-    with pytest.raises(MmtokError, match=r"bundle b has id layout 'multi_scale' \(scales \[1, 2, 4\], 21 ids per "
-                                         r"sample.*cannot lay out.*hint: .*model\.scales: null") as e:
-        plan_layout("llm", 100, 128, [("b", "c", meta)])
-    assert "\n" not in str(e.value)
+    m = plan_layout("llm", 100, 128, [("b", "c", _model().meta)]).modalities[0]
+    assert m.scales == (1, 2, 4) and m.span_length == 21 + 3 + 2 and "<img_scale>" in m.tokens()

@@ -8,9 +8,13 @@ order given to `mmtok lm extend`), a contiguous block:
     <img>  </img>  <img_eol>  <img_00000> ... <img_01023>          (single codebook, 2-D grid; Emu3-style rows)
     <img>  </img>  <img_l0_00000> ... <img_l0_01023> <img_l1_00000> ...   (residual: one range per level)
 
+    <img>  </img>  <img_scale>  <img_00000> ... <img_04095>        (multi-scale, VAR-style next-scale tokens)
+
 A sample's span is `begin, row 0, eol, row 1, eol, ..., end` for a 2-D grid (`begin, codes..., end` for a 1-D
-grid); inside a row each grid position holds its levels in order (coarse to fine), each from its own level's
-range. `span_length` is fixed per modality, so a sampler knows at every step which token is forced (begin, eol,
+grid; `begin, scale 1, <img_scale>, scale 2, <img_scale>, ..., end` for a multi-scale tokenizer, coarse to fine,
+each scale's s x s map row-major, so any causal LM predicts the next scale from every coarser one with ordinary
+causal attention); inside a row each grid position holds its levels in order (coarse to fine), each from its own
+level's range. `span_length` is fixed per modality, so a sampler knows at every step which token is forced (begin, eol,
 end) and which id range the next code must come from (`allowed`).
 
 Ids can exceed 65,535: token shards and sequences use uint32 / int64, never uint16.
@@ -45,8 +49,9 @@ class ModalityLayout:
     codebook_size: int
     begin_id: int
     end_id: int
-    eol_id: int | None  # end of row, for 2-D grids only
+    eol_id: int | None  # end of row (2-D grids) or end of scale (multi-scale), None for 1-D sequences
     code_offset: int
+    scales: tuple[int, ...] | None = None  # multi_scale bundles: the sides, coarse to fine (one row per scale)
 
     # ------------------------------------------------------------------------------------ derived sizes
 
@@ -61,13 +66,20 @@ class ModalityLayout:
         return (self.token_grid[1] if len(self.token_grid) == 2 else self.token_grid[0]) * per_position
 
     @property
+    def row_lengths(self) -> tuple[int, ...]:
+        """Codes of each row of a span, levels included: the grid's rows, or one row per scale (s * s codes)."""
+        if self.scales:
+            return tuple(s * s * self.levels for s in self.scales)
+        return (self.row_codes,) * self.rows
+
+    @property
     def codes_per_sample(self) -> int:
-        return self.rows * self.row_codes
+        return sum(self.row_lengths)
 
     @property
     def span_length(self) -> int:
-        """Tokens of one sample's span: begin + codes + one eol per row (2-D) + end."""
-        return self.codes_per_sample + (self.rows if self.eol_id is not None else 0) + 2
+        """Tokens of one sample's span: begin + codes + one eol per row (2-D; per scale, multi-scale) + end."""
+        return self.codes_per_sample + (len(self.row_lengths) if self.eol_id is not None else 0) + 2
 
     @property
     def first_id(self) -> int:
@@ -88,7 +100,7 @@ class ModalityLayout:
         width = max(5, len(str(self.codebook_size - 1)))
         out = [f"<{self.prefix}>", f"</{self.prefix}>"]
         if self.eol_id is not None:
-            out.append(f"<{self.prefix}_eol>")
+            out.append(f"<{self.prefix}_scale>" if self.scales else f"<{self.prefix}_eol>")
         for level in range(self.levels):
             lv = f"l{level}_" if self.levels > 1 else ""
             out += [f"<{self.prefix}_{lv}{c:0{width}d}>" for c in range(self.codebook_size)]
@@ -103,20 +115,24 @@ class ModalityLayout:
         if j == self.span_length - 1:
             return self.end_id, self.end_id + 1
         k = j - 1  # position in the body (codes and eols)
-        step = self.row_codes + (1 if self.eol_id is not None else 0)
-        within = k % step
-        if within == self.row_codes:
-            return self.eol_id, self.eol_id + 1
-        return self.code_range(within % self.levels)
+        marked = 1 if self.eol_id is not None else 0
+        for length in self.row_lengths:
+            if k < length:
+                return self.code_range(k % self.levels)
+            if marked and k == length:
+                return self.eol_id, self.eol_id + 1
+            k -= length + marked
+        raise ValueError(f"{self.name}: position {j} is past the span's {self.span_length} tokens")
 
     def span(self, codes: Sequence[int]) -> list[int]:
         """The span ids of one sample's codes (flat, row-major, levels innermost, each in [0, codebook_size))."""
         codes = [int(c) for c in codes]
         if len(codes) != self.codes_per_sample:
             raise ValueError(f"{self.name}: expected {self.codes_per_sample} codes, got {len(codes)}")
-        out = [self.begin_id]
-        for r in range(self.rows):
-            row = codes[r * self.row_codes:(r + 1) * self.row_codes]
+        out, at = [self.begin_id], 0
+        for length in self.row_lengths:
+            row = codes[at:at + length]
+            at += length
             out += [self.code_offset + (i % self.levels) * self.codebook_size + c for i, c in enumerate(row)]
             if self.eol_id is not None:
                 out.append(self.eol_id)
@@ -168,7 +184,9 @@ class Layout:
     @classmethod
     def from_json(cls, text: str) -> "Layout":
         data = json.loads(text)
-        mods = tuple(ModalityLayout(**{**m, "token_grid": tuple(m["token_grid"])}) for m in data.pop("modalities"))
+        mods = tuple(ModalityLayout(**{**m, "token_grid": tuple(m["token_grid"]),
+                                       "scales": tuple(m["scales"]) if m.get("scales") else None})
+                     for m in data.pop("modalities"))
         return cls(**data, modalities=mods)
 
     def save(self, directory: str | os.PathLike) -> Path:
@@ -202,11 +220,9 @@ def bundle_spec(path, meta: dict):
     except ValueError as e:
         raise CheckpointError(f"bundle {path} has a malformed tokenizer.json ({e})",
                               hint="re-export it with `mmtok export`") from None
-    if spec.multi_scale:  # VAR-style next-scale layouts are not built
-        raise MmtokError(f"bundle {path} has id layout 'multi_scale' (scales {list(spec.scales)}, "
-                         f"{spec.tokens_per_sample} ids per sample, coarse to fine), which the LM stage "
-                         "cannot lay out", hint="extend the LM with a single-scale tokenizer (model.scales: "
-                         "null); next-scale (VAR-style) LM layouts are not built")
+    if spec.multi_scale and spec.levels:
+        raise MmtokError(f"bundle {path} has several levels per position on top of its scales, which the LM stage "
+                         "cannot lay out", hint="extend the LM with a multi-scale tokenizer of one id per position")
     return spec
 
 
@@ -226,15 +242,16 @@ def plan_layout(base_model: str, text_vocab_size: int, model_rows: int, bundles:
         prefix = modalities.get(modality).lm_prefix + (str(n) if n else "")
         grid = spec.token_grid
         levels = max(spec.levels, 1)
-        two_d = len(grid) == 2
+        marked = len(grid) == 2 or spec.multi_scale  # rows end with <img_eol>, scales with <img_scale>
         begin, end = at, at + 1
-        eol = at + 2 if two_d else None
-        offset = at + (3 if two_d else 2)
+        eol = at + 2 if marked else None
+        offset = at + (3 if marked else 2)
         mods.append(ModalityLayout(
             name=modality + (f"_{n}" if n else ""), prefix=prefix, bundle=str(path), bundle_checksum=checksum,
             family=spec.family, modality=modality, token_grid=grid,
             id_layout=spec.layout, levels=levels, codebook_size=spec.codebook_size,
-            begin_id=begin, end_id=end, eol_id=eol, code_offset=offset))
+            begin_id=begin, end_id=end, eol_id=eol, code_offset=offset,
+            scales=tuple(spec.scales) if spec.multi_scale else None))
         at = mods[-1].end_of_block
     rows = max(model_rows, at)
     if pad_to_multiple_of:

@@ -67,9 +67,12 @@ def make_pairs(ids: np.ndarray | list, captions: list[str], keys: list[str], m: 
                         f"not fit the layout's {m.name} ({m.codes_per_sample} codes of {m.codebook_size})",
                         hint="tokenize with the bundle the model was extended with")
     codes = flat + m.code_offset + (np.arange(flat.shape[1]) % m.levels) * m.codebook_size
-    if m.eol_id is not None:  # each row of the grid ends with end of row
-        codes = codes.reshape(n, m.rows, m.row_codes)
-        codes = np.concatenate([codes, np.full((n, m.rows, 1), m.eol_id, np.int64)], 2).reshape(n, -1)
+    if m.eol_id is not None:  # each row of the grid (each scale of a multi-scale tokenizer) ends with its marker
+        parts, at = [], 0
+        for length in m.row_lengths:
+            parts += [codes[:, at:at + length], np.full((n, 1), m.eol_id, np.int64)]
+            at += length
+        codes = np.concatenate(parts, 1)
     spans = np.concatenate([np.full((n, 1), m.begin_id, np.int64), codes, np.full((n, 1), m.end_id, np.int64)], 1)
     return Pairs(spans, texts, list(keys))
 
