@@ -364,7 +364,7 @@ def test_import_help_names_every_registered_format():
 
     families.discover()
     text = CliRunner().invoke(app, ["import", "--help"]).stdout
-    assert families.FORMATS.names() == ["dac", "encodec", "janus", "llamagen", "taming"]
+    assert families.FORMATS.names() == ["dac", "encodec", "janus", "llamagen", "taming", "var"]
     for fmt in families.FORMATS.names():
         assert fmt in text, fmt
 

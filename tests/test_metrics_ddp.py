@@ -59,6 +59,7 @@ def _worker(rank: int, init_file: str, out_dir: str) -> None:
         part = slice(0, SPLIT) if rank == 0 else slice(SPLIT, N)
         out = _run([part], os.path.join(out_dir, "stats.npz"))  # the same path on both ranks
         torch.save(out, os.path.join(out_dir, f"rank{rank}.pt"))
+        dist.barrier()  # both ranks past every collective before either tears gloo down
     finally:
         dist.destroy_process_group()
 

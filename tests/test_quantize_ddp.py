@@ -45,6 +45,7 @@ def _worker(rank: int, init_file: str, out_dir: str) -> None:
             results[name] = {k: v.detach().clone() for k, v in vq.state_dict().items()}
             results[name + "_stats"] = {k: v.clone() for k, v in out.stats.items()}
         torch.save(results, os.path.join(out_dir, f"rank{rank}.pt"))
+        dist.barrier()  # both ranks past every collective before either tears gloo down
     finally:
         dist.destroy_process_group()
 

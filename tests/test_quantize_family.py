@@ -209,6 +209,7 @@ def _ddp_worker(rank: int, init_file: str, out_dir: str) -> None:
                 stats.append({k: v.clone() for k, v in out.stats.items()})
             results[kind] = stats
         torch.save(results, os.path.join(out_dir, f"rank{rank}.pt"))
+        dist.barrier()  # both ranks past every collective before either tears gloo down
     finally:
         dist.destroy_process_group()
 
