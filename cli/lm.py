@@ -46,7 +46,7 @@ def extend_command(
     for m in layout.modalities:
         lo, hi = m.code_range(0)
         console.print(f"  {m.name}: <{m.prefix}> {m.begin_id}, </{m.prefix}> {m.end_id}"
-                      + (f", <{m.prefix}_eol> {m.eol_id}" if m.eol_id is not None else "")
+                      + (f", {m.tokens()[2]} {m.eol_id}" if m.eol_id is not None else "")  # end of row / scale
                       + f", codes {m.code_offset}..{m.end_of_block - 1} ({m.levels} x {m.codebook_size}), "
                       f"{m.span_length} tokens per {m.modality}", soft_wrap=True)
 
