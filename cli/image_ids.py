@@ -16,21 +16,6 @@ def _batches(items: list, size: int):
 DEVICE_HELP = "cpu, gpu, gpu:N or auto (the GPU when there is one); cuda / cuda:N also work."
 
 
-def _check_image_bundle(bundle: Path, command: str) -> None:
-    """`mmtok encode` / `decode` take image bundles; another modality's bundle is one line naming what does."""
-    import json
-
-    from mmtok.errors import MmtokError
-
-    try:
-        modality = json.loads((bundle / "tokenizer.json").read_text()).get("modality", "image")
-    except (OSError, ValueError):
-        return  # not a bundle, or a broken one: mmtok.load says which
-    if modality != "image":
-        article = "an" if modality[:1] in "aeiou" else "a"
-        raise MmtokError(f"mmtok {command} reads and writes images; {bundle} is {article} {modality} tokenizer",
-                         hint=f"for {modality}: `mmtok tokenize {bundle} --data FOLDER --out DIR` writes the ids of a "
-                         "dataset; in Python, mmtok.load(BUNDLE).encode(...) / .decode(ids)")
 SHOWN_SKIPS = 10
 
 
@@ -59,7 +44,9 @@ def encode_command(
     from mmtok.modalities.image.decode import find_images
 
     device = torch_device(device)  # before any work: a GPU that is not there is one line
-    _check_image_bundle(bundle, "encode")
+    from mmtok.modalities.image import require_image_bundle
+
+    require_image_bundle(bundle, "encode")
     files: list[Path] = []
     for p in images:
         if p.is_dir():
@@ -145,7 +132,9 @@ def decode_command(
     from mmtok.hardware import torch_device
 
     device = torch_device(device)  # before reading anything: a GPU that is not there is one line
-    _check_image_bundle(bundle, "decode")
+    from mmtok.modalities.image import require_image_bundle
+
+    require_image_bundle(bundle, "decode")
     try:
         ids = np.load(ids_file, allow_pickle=False)
     except FileNotFoundError:

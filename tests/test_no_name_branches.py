@@ -11,9 +11,7 @@ from mmtok.contract import LAYOUTS
 
 ROOT = Path(__file__).resolve().parents[1]
 # (file, name): why the name is that code's own
-ALLOWED = {("cli/lm.py", "image"): "`mmtok lm generate` draws images (PNG files): an image command, as encode / decode",
-           ("cli/image_ids.py", "image"): "`mmtok encode` / `decode` read and write image files: another modality's "
-                                          "bundle is refused there, naming `mmtok tokenize`"}
+ALLOWED = {("cli/lm.py", "image"): "`mmtok lm generate` draws images (PNG files): an image command, as encode / decode"}
 
 
 def _owner_dirs(kind: str, name: str) -> tuple[Path, ...]:

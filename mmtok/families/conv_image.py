@@ -49,6 +49,22 @@ class ConvImageConfig(Strict):
         return self
 
 
+def scales_problem(scales: list[int], cfg: ConvImageConfig, min_scales: int = 1) -> str | None:
+    """Why `scales` (sides of a multi-scale residual quantizer's token maps, coarse to fine) do not fit `cfg`'s token
+    grid, or None: at least `min_scales` of them, positive, strictly increasing, the last one the grid."""
+    g = cfg.grid
+    if len(scales) < min_scales:
+        return f"give at least {min_scales} scales, coarse to fine, ending at the token grid {g}"
+    if any(v < 1 for v in scales):
+        return "scales must be positive"
+    if any(b <= a for a, b in zip(scales, scales[1:])):
+        return "scales must be strictly increasing (coarse to fine)"
+    if scales[-1] != g:
+        return (f"the last scale must be the token grid {g} (resolution {cfg.resolution} / downsample "
+                f"{cfg.downsample}), not {scales[-1]}")
+    return None
+
+
 def image_grid_meta(cfg: ConvImageConfig, quantizer) -> dict:
     """The token-spec fields (mmtok.contract.TokenSpec) of images [C, R, R] in [-1, 1] on a g x g grid with
     one id per cell from `quantizer` (needs kind, id_layout, codebook_size, num_codebooks, dim, l2_norm); add `family`."""

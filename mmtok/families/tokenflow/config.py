@@ -18,7 +18,7 @@ from typing import ClassVar, Literal, Optional
 from pydantic import Field, model_validator
 
 from mmtok.families import Family, register
-from mmtok.families.conv_image import ConvImageConfig
+from mmtok.families.conv_image import ConvImageConfig, scales_problem
 from mmtok.losses.config import ImageLossConfig
 from mmtok.quantize.config import restart_below_needs_ema
 from mmtok.recipe_errors import FieldProblem
@@ -104,13 +104,9 @@ class TokenFlowConfig(ConvImageConfig):
         if not s:
             raise FieldProblem("scales", f"scales is empty: give the sides coarse to fine, ending at the token grid "
                                f"{g} (e.g. [1, 2, {g}]), or null for a single scale")
-        if any(v < 1 for v in s):
-            raise FieldProblem("scales", "scales must be positive")
-        if any(b <= a for a, b in zip(s, s[1:])):
-            raise FieldProblem("scales", "scales must be strictly increasing (coarse to fine)")
-        if s[-1] != g:
-            raise FieldProblem("scales", f"the last scale must be the token grid {g} (resolution {self.resolution} "
-                               f"/ downsample {self.downsample}), not {s[-1]}")
+        problem = scales_problem(s, self)
+        if problem:
+            raise FieldProblem("scales", problem)
         return self
 
 

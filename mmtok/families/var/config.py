@@ -16,7 +16,7 @@ from typing import ClassVar, Literal
 from pydantic import Field, model_validator
 
 from mmtok.families import Family, register
-from mmtok.families.conv_image import ConvImageConfig
+from mmtok.families.conv_image import ConvImageConfig, scales_problem
 from mmtok.losses.config import QUANTIZER_DEFAULTS, ImageLossConfig
 from mmtok.recipe_errors import FieldProblem
 from mmtok.schema import Strict
@@ -63,15 +63,9 @@ class VARConfig(ConvImageConfig):
 
     @model_validator(mode="after")
     def _check_scales(self):
-        s, g = self.quantizer.scales, self.grid
-        if len(s) < 2:
-            raise FieldProblem("quantizer.scales", "give at least two scales, coarse to fine, ending at the token "
-                               f"grid {g}")
-        if any(b <= a for a, b in zip(s, s[1:])) or s[0] < 1:
-            raise FieldProblem("quantizer.scales", "scales must be positive and strictly increasing (coarse to fine)")
-        if s[-1] != g:
-            raise FieldProblem("quantizer.scales", f"the last scale must be the token grid {g} (resolution "
-                               f"{self.resolution} / downsample {self.downsample}), not {s[-1]}")
+        problem = scales_problem(self.quantizer.scales, self, min_scales=2)
+        if problem:
+            raise FieldProblem("quantizer.scales", problem)
         return self
 
 

@@ -17,8 +17,9 @@ from mmtok.contract import Tokenizer, TokenizerOutput, TokenSpec
 from mmtok.errors import MmtokError
 from mmtok.families.conv_image import image_grid_meta
 from mmtok.families.var.config import VARConfig
-from mmtok.families.var.quant import MultiScaleVQ, down, rows, up
+from mmtok.families.var.quant import MultiScaleVQ
 from mmtok.nn.conv import Decoder, Encoder
+from mmtok.quantize.scales import down, map_rows, rows_map, up
 
 
 class VAR(Tokenizer):
@@ -116,8 +117,8 @@ class EncodeGraph(nn.Module):
         c_sq = (codes * codes).sum(1).unsqueeze(0)
         rest, out = f, []
         for i, s in enumerate(q.scales):
-            ids = torch.addmm(c_sq, rows(down(rest, s)), codes.T, beta=1.0, alpha=-2.0).min(dim=1).indices
-            h = q.phi(i, up(F.embedding(ids, codes).reshape(b, s, s, -1).permute(0, 3, 1, 2), g))
+            ids = torch.addmm(c_sq, map_rows(down(rest, s)), codes.T, beta=1.0, alpha=-2.0).min(dim=1).indices
+            h = q.phi(i, up(rows_map(F.embedding(ids, codes), b, s), g))
             rest = rest - h
             out.append(ids.reshape(b, s * s))
         return torch.cat(out, dim=1)

@@ -24,23 +24,9 @@ from torch import nn
 
 from mmtok.families.var.config import VARQuantizerConfig
 from mmtok.quantize.lookup import nearest
+from mmtok.quantize.scales import down, map_rows, rows_map, up
 from mmtok.quantize.stats import broadcast_from_rank0, code_counts, rank, usage_stats
 from mmtok.quantize.vq import dead_codes, kmeans
-
-
-def down(r: torch.Tensor, s: int) -> torch.Tensor:
-    """[B, C, g, g] area-downsampled to [B, C, s, s] (as it is when s == g)."""
-    return r if r.shape[-1] == s else F.interpolate(r, size=(s, s), mode="area")
-
-
-def up(q: torch.Tensor, g: int) -> torch.Tensor:
-    """[B, C, s, s] bicubic-upsampled to [B, C, g, g] (as it is when s == g)."""
-    return q if q.shape[-1] == g else F.interpolate(q, size=(g, g), mode="bicubic", align_corners=False)
-
-
-def rows(m: torch.Tensor) -> torch.Tensor:
-    """[B, C, h, w] -> [B * h * w, C], row-major over the map."""
-    return m.permute(0, 2, 3, 1).reshape(-1, m.shape[1])
 
 
 class Phi(nn.Conv2d):
@@ -113,9 +99,9 @@ class MultiScaleVQ(nn.Module):
             used = self.step_scales()
             for i in used:
                 s = self.scales[i]
-                r = rows(down(rest, s))
+                r = map_rows(down(rest, s))
                 ids = nearest(r, codes.detach(), "l2")
-                h = self.phi(i, up(F.embedding(ids, codes).reshape(b, s, s, -1).permute(0, 3, 1, 2), g))
+                h = self.phi(i, up(rows_map(F.embedding(ids, codes), b, s), g))
                 f_hat = f_hat + h
                 rest = rest - h.detach()
                 commitment = commitment + F.mse_loss(f_hat.detach(), f)
@@ -145,7 +131,7 @@ class MultiScaleVQ(nn.Module):
         f_hat = codes.new_zeros(b, self.dim, g, g)
         for i, s in enumerate(self.scales[:upto]):
             block = ids[:, self.offsets[i]:self.offsets[i + 1]].reshape(-1)
-            f_hat = f_hat + self.phi(i, up(F.embedding(block, codes).reshape(b, s, s, -1).permute(0, 3, 1, 2), g))
+            f_hat = f_hat + self.phi(i, up(rows_map(F.embedding(block, codes), b, s), g))
         return f_hat
 
     def lookup_rows(self, ids: torch.Tensor) -> torch.Tensor:
@@ -160,7 +146,7 @@ class MultiScaleVQ(nn.Module):
         g, pyramid, acc = self.grid, [], torch.zeros_like(f)
         for s in self.scales:
             d = down(f - acc, s)
-            pyramid.append(rows(d))
+            pyramid.append(map_rows(d))
             acc = acc + up(d, g)
         x = torch.cat(pyramid)
         if rank() == 0:

@@ -8,6 +8,9 @@ objective, validation suite, PatchGAN adversary and reconstruction grids shared 
 """
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 from mmtok.modalities import Modality
 
 MODALITY = Modality(
@@ -24,3 +27,22 @@ MODALITY = Modality(
     pack="mmtok.modalities.image.pack:pack_folder",
     find_files="mmtok.modalities.image.decode:find_images",
 )
+
+
+def require_image_bundle(bundle: str | os.PathLike, command: str) -> None:
+    """`mmtok encode` / `decode` (image commands) take image bundles; another modality's bundle is one line naming
+    what does. A folder that is not a readable bundle passes: mmtok.load says what is wrong with it."""
+    import json
+
+    from mmtok.errors import MmtokError
+
+    bundle = Path(bundle)
+    try:
+        modality = json.loads((bundle / "tokenizer.json").read_text()).get("modality", "image")
+    except (OSError, ValueError):
+        return
+    if modality != "image":
+        article = "an" if modality[:1] in "aeiou" else "a"
+        raise MmtokError(f"mmtok {command} reads and writes images; {bundle} is {article} {modality} tokenizer",
+                         hint=f"for {modality}: `mmtok tokenize {bundle} --data FOLDER --out DIR` writes the ids of a "
+                         "dataset; in Python, mmtok.load(BUNDLE).encode(...) / .decode(ids)")
