@@ -14,6 +14,19 @@ if it cannot run; on CPU only under TRITON_INTERPRET=1) or "torch". It is applie
 that mmtok.quantize.vq calls, for this process only.
 
 Prints a table and writes eval/results/bench_train_<device>.json (or --json PATH).
+
+--loops FOLDER measures whole training loops instead, on real images from FOLDER (the folder stream, one loader
+worker, as `mmtok train --data FOLDER` reads it), images per second over steps 10..N, data loading included:
+
+    python eval/bench_train.py --loops photos/train [--llamagen /path/to/LlamaGen]
+
+  mmtok train   `mmtok train quickstart` itself (Lightning, the EMA copy of the weights, the logged metrics, the
+                progress line, checkpoints every 100 steps; no validation)
+  plain loop    the same model, loss and optimizer in a bare PyTorch loop (forward, loss, backward, clip, Adam step),
+                as the peer trains: what Lightning, EMA weights, metrics and logging cost per step is the gap
+  peer loop     eval/llamagen_peer.py: LlamaGen's VQ model with vector-quantize-pytorch's quantizer in its own loop
+                (with --llamagen), at the same batch
+Each loop runs --loop-steps steps at batch --batch (default 8 and 16, one row each), one after the other.
 """
 from __future__ import annotations
 
@@ -95,6 +108,108 @@ def bench(name: str, overrides: list[str], batch: int, device: str, steps: int, 
             "peak_mem_MiB": round(peak, 1), "peak_mem_kind": "cuda max allocated" if device == "cuda" else "process max RSS"}
 
 
+class _StepClock:
+    """Wall time from the start of step `first` to the end of the last step: (steps timed, seconds)."""
+
+    def __init__(self, first: int = 10):
+        self.first, self.t0, self.t1, self.n = first, None, None, 0
+
+    def tick(self, step: int) -> None:  # called after step `step` (1-based) has finished
+        now = time.perf_counter()
+        if step == self.first:
+            self.t0 = now
+        elif step > self.first:
+            self.t1, self.n = now, step - self.first
+
+    def row(self, name: str, batch: int, **facts) -> dict:
+        secs = (self.t1 or 0.0) - (self.t0 or 0.0)
+        return {"loop": name, "batch": batch, "steps_timed": self.n, "seconds": round(secs, 2),
+                "steps_per_s": round(self.n / secs, 3) if secs > 0 else None,
+                "images_per_s": round(self.n * batch / secs, 1) if secs > 0 else None, **facts}
+
+
+def loop_mmtok(folder: str, batch: int, steps: int, work: Path, overrides: list[str]) -> dict:
+    """`mmtok train quickstart --data FOLDER` for `steps` steps, timed by a Lightning callback."""
+    import lightning as L
+
+    from mmtok.train.run import train
+
+    clock = _StepClock()
+
+    class Clock(L.Callback):
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch_, batch_idx):
+            clock.tick(trainer.global_step)
+
+    recipe = config.load("quickstart", [f"data.train={folder}", "data.val=null", f"data.batch_size={batch}",
+                                        f"trainer.max_steps={steps}", *overrides])
+    train(recipe, work / f"mmtok_b{batch}", callbacks=[Clock()])
+    return clock.row("mmtok train", batch)
+
+
+def loop_plain(folder: str, batch: int, steps: int, overrides: list[str]) -> dict:
+    """The quick start's model, loss (generator_loss) and optimizer settings in a bare loop, same loader."""
+    from mmtok.data import make_loader
+    from mmtok.train.task import TokenizerTask
+
+    recipe = config.load("quickstart", [f"data.train={folder}", f"data.batch_size={batch}", *overrides])
+    torch.manual_seed(recipe.seed)
+    task = TokenizerTask(recipe)
+    model, o = task.tokenizer.train(), recipe.optim
+    opt = torch.optim.Adam(model.parameters(), lr=o.lr, betas=tuple(o.betas))
+    loader = make_loader(folder, "train", recipe.model.resolution, batch_size=batch, num_workers=1, seed=recipe.seed)
+    clock, batches = _StepClock(), iter(loader)
+    for step in range(1, steps + 1):
+        x = next(batches)["image"]
+        total, _, _ = task.generator_loss(x, model(x), False)
+        opt.zero_grad(set_to_none=True)
+        total.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), o.grad_clip)
+        opt.step()
+        clock.tick(step)
+    return clock.row("plain loop, same model", batch)
+
+
+def loop_peer(folder: str, batch: int, steps: int, llamagen: str) -> dict:
+    """eval/llamagen_peer.py's composite in its own loop (train_peer), same loader."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from llamagen_peer import build_peer, train_peer
+
+    from mmtok.data import make_loader
+
+    torch.manual_seed(0)
+    model = build_peer(llamagen)
+    loader = make_loader(folder, "train", 64, batch_size=batch, num_workers=1, seed=0)
+    clock = _StepClock()
+    train_peer(model, loader, seconds=1e9, max_steps=steps, on_step=lambda step, loss, elapsed: clock.tick(step))
+    return clock.row("peer loop (LlamaGen + vector-quantize-pytorch)", batch,
+                     params_M=round(sum(p.numel() for p in model.parameters()) / 1e6, 2))
+
+
+def loops(args) -> None:
+    import tempfile
+
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for batch in args.batches:
+            rows.append(loop_mmtok(args.loops, batch, args.loop_steps, Path(tmp), args.overrides))
+            rows.append(loop_plain(args.loops, batch, args.loop_steps, args.overrides))
+            if args.llamagen:
+                rows.append(loop_peer(args.loops, batch, args.loop_steps, args.llamagen))
+    print(f"{'loop':<48}{'batch':>6}{'steps':>7}{'step/s':>8}{'img/s':>8}")
+    for r in rows:
+        print(f"{r['loop']:<48}{r['batch']:>6}{r['steps_timed']:>7}{r['steps_per_s']:>8}{r['images_per_s']:>8}")
+    report = {"device": "cpu", "device_name": platform.processor() or platform.machine(), "torch": torch.__version__,
+              "threads": torch.get_num_threads(), "data": args.loops, "overrides": args.overrides,
+              "timed": "wall time from the end of step 10 to the end of the last step, data loading included",
+              "rows": rows}
+    path = args.json or args.out / "bench_train_loops_cpu.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report, indent=2))
+    print(f"wrote {path}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
@@ -111,7 +226,13 @@ def main() -> None:
     parser.add_argument("--precision", default=None, help="e.g. bf16-mixed, 32-true (default: bf16-mixed on cuda)")
     parser.add_argument("--lookup", choices=["auto", "triton", "torch"], default="auto",
                         help="nearest-code search backend (see the module docstring)")
+    parser.add_argument("--loops", metavar="FOLDER", help="time whole training loops on this image folder instead")
+    parser.add_argument("--loop-steps", type=int, default=60, help="steps of each loop (--loops)")
+    parser.add_argument("--batches", type=int, nargs="+", default=[8, 16], help="batch sizes of the loops (--loops)")
+    parser.add_argument("--llamagen", help="a local LlamaGen checkout: adds the peer's loop (--loops)")
     args = parser.parse_args()
+    if args.loops:
+        return loops(args)
     if args.device == "cuda" and not torch.cuda.is_available():
         raise SystemExit("--device cuda: no CUDA device here")
     use_lookup(args.lookup)

@@ -100,6 +100,23 @@ def test_dead_codes_are_revived_from_residual_rows():
     assert changed[unused].all() and not changed[ids.unique()].any()
 
 
+def test_revival_draws_every_scale_alike():
+    """revive_per_scale: a revived code comes from a scale drawn uniformly, so the 1 x 1 scale (2 of 42 rows here)
+    gets about a third of the revived codes; drawn from all rows alike, about 1 in 21."""
+    torch.manual_seed(0)
+    for per_scale, lo, hi in ((True, 0.2, 0.5), (False, 0.0, 0.12)):
+        q = _model(quantizer={"restart_after": 1, "codebook_size": 512, "revive_per_scale": per_scale}).quantizer
+        q.train().initted.fill_(True)
+        q.embedding.data += 100.0
+        before = q.embedding.detach().clone()
+        f = torch.randn(2, 4, 4, 4)
+        q(f)
+        revived = q.embedding.detach()[(q.embedding.detach() != before).any(1)]
+        coarse = f.mean((2, 3))  # [2, 4]: the 1 x 1 scale's rows (area-downsampled maps) are exactly these
+        from_coarse = (torch.cdist(revived, coarse).min(1).values < 1e-4).float().mean()
+        assert lo < float(from_coarse) < hi, (per_scale, float(from_coarse))
+
+
 def test_recipe_errors_and_shipped_recipe():
     r = config.load("var_quickstart")
     assert r.model.quantizer.scales == [1, 2, 3, 4, 6, 8] and r.model.grid == 8
@@ -125,6 +142,7 @@ def test_train_then_eval_reports_every_scale(tmp_path):
     rows = metrics["by_scales"]
     assert list(rows) == ["1", "2", "4"] and [r["tokens"] for r in rows.values()] == [1, 5, 21]
     assert rows["4"]["psnr"] == pytest.approx(metrics["psnr"], abs=1e-6)  # all scales: the headline PSNR
-    assert all(r["used_codes"] <= min(16, 12 * r["tokens_in_scale"]) for r in rows.values())
+    assert all(r["used_codes"] <= r["possible_codes"] == min(16, 12 * r["tokens_in_scale"]) for r in rows.values())
+    assert rows["1"]["usage_of_possible_pct"] == pytest.approx(100 * rows["1"]["used_codes"] / 12)
     assert (tmp_path / "ev" / "scales.png").is_file()
     assert "Scale by scale" in (tmp_path / "ev" / "report.md").read_text()

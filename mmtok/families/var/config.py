@@ -37,6 +37,8 @@ class VARQuantizerConfig(Strict):
     kmeans_init: bool = Field(False, description="codes from k-means over the first batch's residual pyramid")
     restart_after: int = Field(0, ge=0, description="a code no scale used for this many steps is reset to a random "
                                "residual row of the batch (0: never, as VAR)")
+    revive_per_scale: bool = Field(True, description="a revived code is drawn from a scale picked uniformly, then a "
+                                   "residual row of it (coarse scales get codes too); false: from all rows alike")
     scale_drop: float = Field(0.0, ge=0, le=1, description="probability per training step of leaving out one scale "
                               "(not the first); 0 in VAR")
 

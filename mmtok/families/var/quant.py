@@ -13,7 +13,9 @@ phi_i(h) = (1 - r) h + r conv3x3(h) with r = `phi_ratio`. VAR shares `phi_count`
 linspace(1/2K, 1 - 1/2K, K)) is nearest; phi_count 0 gives every scale its own. The codebook learns by gradient (no
 EMA), initialised as VAR's `eini` (truncated normal) or by k-means over the first batch's residual pyramid; a code
 that no scale used for `restart_after` steps (global counts) is reset to a random residual row of the batch, drawn
-on rank 0 and broadcast, so every rank holds the same codebook. Usage is counted per scale and over all scales.
+on rank 0 and broadcast, so every rank holds the same codebook; with `revive_per_scale` the row's scale is drawn
+uniformly first (a 1 x 1 scale has B rows against B g^2 at the finest, so row-uniform draws starve the coarse
+scales of codes). Usage is counted per scale and over all scales.
 """
 from __future__ import annotations
 
@@ -115,7 +117,7 @@ class MultiScaleVQ(nn.Module):
             out = f_hat.detach() - f.detach() + f if f.requires_grad else f_hat
             counts = code_counts(torch.cat(ids_all), self.codebook_size, sync=self.training)
             if self.training:
-                self._revive(torch.cat(searched), counts)
+                self._revive(searched, counts)
         stats = usage_stats(counts)
         stats["restarts"] = self.restarts.detach().float()
         for i, ids in per_scale.items():  # usage of each scale over this batch (its s*s*B rows)
@@ -158,14 +160,23 @@ class MultiScaleVQ(nn.Module):
         self.initted.fill_(True)
 
     @torch.no_grad()
-    def _revive(self, x: torch.Tensor, counts: torch.Tensor) -> None:
-        """Reset codes unused by every scale for `restart_after` steps to random rows of this step's residuals."""
+    def _revive(self, searched: list[torch.Tensor], counts: torch.Tensor) -> None:
+        """Reset codes unused by every scale for `restart_after` steps to random rows of this step's residuals
+        (`searched`: each scale's rows)."""
         dead = dead_codes(self.steps_unused, counts, None, self.cfg)
         if dead is None:
             return
         n_dead = int(dead.sum())
         if n_dead:
-            picks = x[torch.randint(x.shape[0], (n_dead,), device=x.device)].contiguous()
+            x = torch.cat(searched)
+            if self.cfg.revive_per_scale:
+                sizes = torch.tensor([r.shape[0] for r in searched], device=x.device)
+                starts = torch.cumsum(sizes, 0) - sizes
+                scale = torch.randint(len(searched), (n_dead,), device=x.device)
+                rows = starts[scale] + (torch.rand(n_dead, device=x.device) * sizes[scale]).long()
+            else:
+                rows = torch.randint(x.shape[0], (n_dead,), device=x.device)
+            picks = x[rows].contiguous()
             self.embedding.data[dead] = broadcast_from_rank0(picks).to(self.embedding.dtype)
             self.steps_unused[dead] = 0
             self.restarts.add_(n_dead)
