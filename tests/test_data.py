@@ -272,6 +272,28 @@ def test_folder_source(photo_folder):
     assert len(capped) == 3
 
 
+def test_folder_train_decodes_each_file_once_and_yields_the_same_samples(photo_folder, monkeypatch):
+    """Later passes crop from the resized copy kept in memory: the very samples decoding again would give."""
+    from mmtok.modalities.image import folder
+
+    decodes = Counter()
+
+    def counting(data, **kw):
+        decodes[len(data)] += 1
+        return decode_image(data, **kw)
+
+    monkeypatch.setattr(folder, "decode_image", counting)
+    kept = iter(build_dataset(str(photo_folder), "train", R, seed=3))
+    cached = [next(kept)["image"] for _ in range(20)]  # five passes or more over the 4 good files (and 1 bad)
+    bad = min(decodes)  # the undecodable file (26 bytes) is tried on every pass
+    assert decodes[bad] >= 5 and sorted(c for n, c in decodes.items() if n != bad) == [1, 1, 1, 1]
+    monkeypatch.setattr(folder, "CACHE_BYTES", 0)
+    decodes.clear()
+    fresh = iter(build_dataset(str(photo_folder), "train", R, seed=3))
+    assert all(torch.equal(a, next(fresh)["image"]) for a in cached)
+    assert min(decodes.values()) >= 5  # without the copy: every file decoded on every pass
+
+
 def test_bad_sources(tmp_path):
     with pytest.raises(DataError, match="no data at"):
         build_dataset(str(tmp_path / "nowhere"), "train", R)

@@ -96,15 +96,20 @@ def read_image(path: str | os.PathLike, *, min_size: int | None = None) -> Image
     return decode_image(data, min_size=min_size)
 
 
+def resize_shorter(img: Image.Image, resolution: int) -> Image.Image:
+    """Shorter side resized to `resolution` (bicubic, antialiased); an image already that size is returned as is."""
+    w, h = img.size
+    scale = resolution / min(w, h)
+    nw, nh = max(resolution, round(w * scale)), max(resolution, round(h * scale))
+    return img if (nw, nh) == (w, h) else img.resize((nw, nh), Image.BICUBIC, reducing_gap=3.0)
+
+
 def resize_and_crop(img: Image.Image, resolution: int, *, random_crop: bool,
                     rng: random.Random | None = None) -> Image.Image:
     """Shorter side resized to `resolution` (bicubic, antialiased), then a square crop: centred, or at a
     uniformly random position when `random_crop` (drawn from `rng`)."""
-    w, h = img.size
-    scale = resolution / min(w, h)
-    nw, nh = max(resolution, round(w * scale)), max(resolution, round(h * scale))
-    if (nw, nh) != (w, h):
-        img = img.resize((nw, nh), Image.BICUBIC, reducing_gap=3.0)
+    img = resize_shorter(img, resolution)
+    nw, nh = img.size
     if random_crop:
         rng = rng or random
         x, y = rng.randint(0, nw - resolution), rng.randint(0, nh - resolution)

@@ -7,6 +7,12 @@ by worker i mod workers.
 With `holdout` > 0, "val" reads only the held-out files and "train" only the others (mmtok.data.holdout).
 A file that cannot be read or decoded is dropped and named by its path (see mmtok.data.stream).
 A sample's "caption" is the text of NAME.txt beside the image (stripped), "" without one.
+
+train keeps each file it has decoded, already resized (shorter side R), in its worker's memory, up to CACHE_BYTES
+per worker, and crops later passes from that copy: the same samples as decoding again (the resize is the same every
+time; only the crop and the mirror are random), without the decode. A small folder of large photographs is otherwise
+bound by its loader (a 4-megapixel JPEG takes tens of milliseconds to decode, more than a small model's step per
+image on a CPU); a file edited during training is read as it was first seen.
 """
 from __future__ import annotations
 
@@ -17,9 +23,10 @@ from typing import Iterator
 from mmtok.data.captions import FolderCaptions
 from mmtok.data.holdout import split_files
 from mmtok.data.stream import DataStreamError, Place, SkipCounter, strided
-from mmtok.modalities.image.decode import ImageDecodeError, decode_image, image_to_uint8
+from mmtok.modalities.image.decode import ImageDecodeError, decode_image, image_to_uint8, resize_shorter
 from mmtok.modalities.image.stream import ImageStream
 
+CACHE_BYTES = 512 * 2**20  # per loader worker; at R = 256 about 1,800 photographs, at R = 64 about 28,000
 _HINT = "the files are truncated, corrupt or not images; check a few with an image viewer"
 
 
@@ -36,6 +43,8 @@ class FolderStream(ImageStream):
         self.held_counts = (len(val_files), len(files)) if self.holdout else None
         self.source = self.root
         self.captions = FolderCaptions(self.root, self.files)
+        self._resized: dict[str, object] = {}  # train: path -> PIL image, shorter side R (module docstring)
+        self._resized_bytes = 0
 
     def _known_size(self) -> int:
         return len(self.files)
@@ -61,16 +70,23 @@ class FolderStream(ImageStream):
                 mine = self.files  # this slice is all bad: try everything before giving up
 
     def _decoded(self, path: str, good: list, skips: SkipCounter, rng) -> Iterator:
-        try:
-            data = Path(path).read_bytes()
-        except OSError as e:
-            skips.skip(path, f"cannot read: {e.strerror or e}")
-            return
-        try:
-            img = decode_image(data, min_size=self.resolution)
-        except ImageDecodeError as e:
-            skips.skip(path, e.message)
-            return
+        img = self._resized.get(path)
+        if img is None:
+            try:
+                data = Path(path).read_bytes()
+            except OSError as e:
+                skips.skip(path, f"cannot read: {e.strerror or e}")
+                return
+            try:
+                img = decode_image(data, min_size=self.resolution)
+            except ImageDecodeError as e:
+                skips.skip(path, e.message)
+                return
+            if self.train:
+                img = resize_shorter(img, self.resolution)
+                size = img.width * img.height * 3
+                if self._resized_bytes + size <= CACHE_BYTES:
+                    self._resized[path], self._resized_bytes = img, self._resized_bytes + size
         good[0] += 1
         yield (image_to_uint8(img, self.resolution, random_crop=self.train, rng=rng, flip=self.train),
                self.captions.get(path))
