@@ -1,38 +1,41 @@
-"""Quality per CPU budget: mmtok's quick start against a peer composite, same photos, same wall time.
+"""Quality per training budget: mmtok's quick start against a peer composite, same photographs, at equal wall time
+and at equal samples.
 
 The peer: LlamaGen's VQ model with vector-quantize-pytorch's quantizer (cosine codes, k-means init, EMA,
 dead-code expiry, rotation trick), lr 4e-4, batch 16, L2 + commitment loss (eval/llamagen_peer.py).
 
-    apt-get install opencv-doc lomiri-wallpapers-16.04 lomiri-wallpapers-20.04 tuxpaint-stamps-default
+    apt-get install opencv-doc lomiri-wallpapers lomiri-wallpapers-16.04 lomiri-wallpapers-20.04 mate-backgrounds
     git clone https://github.com/FoundationVision/LlamaGen /path/to/LlamaGen      # anywhere outside this repo
-    python eval/compare_llamagen.py --llamagen /path/to/LlamaGen --seconds 354
+    python eval/compare_llamagen.py --llamagen /path/to/LlamaGen                  # reports on photographs/report
+    python eval/compare_llamagen.py --llamagen /path/to/LlamaGen --split dev      # what settings are tuned on
 
-Photos: real colour photographs from those Debian packages, split into a training folder and a disjoint
-held-out folder (eval/photos.py says which files, by which rules; about 230 + 58). `--train DIR --heldout
-DIR` uses folders of your own instead.
+Photographs: `eval/photos.py --photographs` (real photographs only, no cut-outs or drawings; train 35, dev 7,
+report 12, near-duplicates kept on one side); models train on train/ and are scored on --split (report by default:
+run it once, after choosing settings on dev). `--mixed` uses the older selection instead (229 train / 58 held out,
+47 of the 58 Tux Paint cut-outs on white), `--train DIR --heldout DIR` folders of your own.
 
-Budget: each side trains on the training folder for `--seconds` of wall time, data loading included, one
-after the other, with the same data loader (mmtok's folder stream: shorter side resized to 64, random
-64 x 64 crop, random mirror; one worker). Neither side validates inside its budget.
-  mmtok  `mmtok train quickstart --data TRAIN --set data.val=null --set trainer.max_minutes=SECONDS/60`
-         (+ `--max-steps N` from --mmtok-steps: the cosine schedule's length; the recipe's 600 otherwise).
-         Scored with its EMA weights, as `mmtok eval` and `mmtok export` use them.
-  peer   as eval/llamagen_peer.py trains it, until the same wall time has passed.
+Budget: mmtok trains first, as the quick start ships (`mmtok train quickstart --data TRAIN --set data.val=null`,
+its own schedule; `--mmtok-steps N` sets another length); then the peer twice: for as much wall time as mmtok took
+(`--seconds` gives another) and for as many training images as mmtok saw (`--no-equal-samples` skips that run).
+Every run uses the same data loader (mmtok's folder stream: shorter side resized to 64, random 64 x 64 crop, random
+mirror, one worker) and none validates inside its budget. mmtok is scored with its EMA weights, as `mmtok eval` and
+`mmtok export` use them; the peer with its raw weights (LlamaGen keeps no EMA copy).
 
 Protocol, one function for both (`evaluate`): every image of the held-out folder, shorter side resized to
-64 (bicubic, antialiased), centre crop 64 x 64 (mmtok.modalities.image.decode.resize_and_crop), pixels v / 255 in [0, 1];
-the model gets v / 127.5 - 1 in [-1, 1]; its output is clamped to [-1, 1] and mapped back to [0, 1];
+64 (bicubic, antialiased), centre crop 64 x 64 (mmtok.modalities.image.decode.resize_and_crop), pixels
+v / 255 in [0, 1]; the model gets v / 127.5 - 1 in [-1, 1]; its output is clamped to [-1, 1] and mapped back to [0, 1];
 PSNR of each image = 10 log10(1 / MSE) over its 3 x 64 x 64 values (data range 1); the table shows the
 mean over images. Codebook usage: distinct codes over the whole held-out set / codebook size.
 
-Writes eval/results/compare_llamagen.json (every number, the settings, the machine) and
-compare_llamagen.png beside it (held-out inputs, then mmtok's and the peer's reconstructions).
+Writes eval/results/compare_llamagen_SPLIT.json (every number, the settings, the machine) and a .png beside it
+(held-out inputs, then each run's reconstructions).
 """
 from __future__ import annotations
 
 import argparse
 import hashlib
 import json
+import math
 import os
 import platform
 import shutil
@@ -45,8 +48,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from llamagen_peer import PEER_DEFAULTS, VQ_OPTIONS, VQ_MODEL_FILE, PeerTokenizer, build_peer, train_peer  # noqa: E402
-from photos import collect_photos  # noqa: E402
+from llamagen_peer import PEER_DEFAULTS, VQ_MODEL_FILE, VQ_OPTIONS, PeerTokenizer, build_peer, train_peer  # noqa: E402
+from photos import collect_photographs, collect_photos  # noqa: E402
 
 from mmtok.modalities.image.decode import find_images, pil_to_uint8, read_image, resize_and_crop  # noqa: E402
 
@@ -96,16 +99,17 @@ def evaluate(tokenizer, images: torch.Tensor, codebook_size: int, batch_size: in
 # ------------------------------------------------------------------------------------------------ the two sides
 
 
-def run_mmtok(train_dir, run_dir, seconds: float, *, steps: int | None = None, sets=(), seed: int = 0,
+def run_mmtok(train_dir, run_dir, seconds: float | None = None, *, steps: int | None = None, sets=(), seed: int = 0,
               threads: int | None = None) -> tuple[object, dict]:
-    """Train the quick start on `train_dir` for `seconds` (module docstring); returns (tokenizer for
-    `evaluate`, facts)."""
+    """Train the quick start on `train_dir` (for at most `seconds`; its recipe's time limit otherwise); returns
+    (tokenizer for `evaluate`, facts)."""
     from mmtok import config
     from mmtok.model_io import load_model
     from mmtok.train.run import train
 
-    overrides = [f"data.train={train_dir}", "data.val=null", f"trainer.max_minutes={seconds / 60:.6g}",
-                 f"seed={seed}", *([f"trainer.max_steps={steps}"] if steps else []),
+    overrides = [f"data.train={train_dir}", "data.val=null", f"seed={seed}",
+                 *([f"trainer.max_minutes={seconds / 60:.6g}"] if seconds else []),
+                 *([f"trainer.max_steps={steps}"] if steps else []),
                  *([f"trainer.threads={threads}"] if threads else []), *sets]
     recipe = config.load("quickstart", overrides)
     if Path(run_dir).exists():
@@ -177,97 +181,115 @@ def write_grid(path: Path, images: torch.Tensor, recons: dict[str, torch.Tensor]
     grid.save(path)
 
 
-def print_table(results: dict, seconds: float) -> None:
+def print_table(results: dict, title: str) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"held-out photos, {RESOLUTION} x {RESOLUTION}, {seconds:.0f} s of training each")
-    for col in ("model", "steps", "train s", "batch", "lr", "held-out PSNR (dB)", "codebook usage", "params"):
+    table = Table(title=title)
+    for col in ("model", "steps", "batch", "images", "train s", "lr", "PSNR (dB)", "codebook usage", "params"):
         table.add_column(col, justify="left" if col == "model" else "right")
     for r in results.values():
-        name = r["label"]
         if "skipped" in r:
-            table.add_row(name, "-", "-", "-", "-", f"skipped: {r['skipped']}", "-", "-")
+            table.add_row(r["label"], "-", "-", "-", "-", "-", f"skipped: {r['skipped']}", "-", "-")
             continue
-        table.add_row(name, str(r["steps"]), f"{r['train_seconds']:.0f}", str(r["batch_size"]), f"{r['lr']:g}",
-                      f"{r['psnr_db']:.2f} +- {r['psnr_std_db']:.2f}",
+        table.add_row(r["label"], str(r["steps"]), str(r["batch_size"]), str(r["steps"] * r["batch_size"]),
+                      f"{r['train_seconds']:.0f}", f"{r['lr']:g}", f"{r['psnr_db']:.2f} +- {r['psnr_std_db']:.2f}",
                       f"{100 * r['usage']:.1f}% of {r['codebook_size']}", f"{r['params'] / 1e6:.2f}M")
     console = Console()
     if not console.is_terminal:
-        console = Console(width=132)  # a log file: no wrapping at 80 columns
+        console = Console(width=140)  # a log file: no wrapping at 80 columns
     console.print(table)
+
+
+def photo_folders(args) -> tuple[Path, Path, dict | None]:
+    """(train folder, scored folder, what was collected) for the command line's choice of photographs."""
+    if args.train:
+        return Path(args.train), Path(args.heldout), None
+    work = Path(args.work)
+    if args.mixed:
+        m = collect_photos(work / "photos", heldout_fraction=0.2)
+        return work / "photos" / "train", work / "photos" / "heldout", {"selection": "mixed", "counts": m["counts"]}
+    m = collect_photographs(work / "photographs")
+    return work / "photographs" / "train", work / "photographs" / args.split, {
+        "selection": "photographs", "split": args.split, "counts": m["counts"],
+        "manifest": str(work / "photographs" / "manifest.json")}
 
 
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--seconds", type=float, default=354.0, help="wall-clock training budget of each side")
     ap.add_argument("--llamagen", help="a local LlamaGen checkout (or its vq_model.py); without it the peer is skipped")
-    ap.add_argument("--train", help="training folder (default: collect photos, see eval/photos.py)")
-    ap.add_argument("--heldout", help="held-out folder (with --train)")
+    ap.add_argument("--split", choices=["report", "dev"], default="report",
+                    help="which photographs-only folder scores the runs (report: once, after tuning on dev)")
+    ap.add_argument("--mixed", action="store_true", help="the older photo selection (train / heldout, with cut-outs)")
+    ap.add_argument("--train", help="a training folder of your own (with --heldout)")
+    ap.add_argument("--heldout", help="the folder that scores the runs (with --train)")
     ap.add_argument("--work", default="runs/compare_llamagen", help="photos and run directories go here")
-    ap.add_argument("--heldout-fraction", type=float, default=0.2)
+    ap.add_argument("--seconds", type=float, help="the peer's wall-time budget (default: what mmtok's training took)")
+    ap.add_argument("--no-equal-samples", action="store_true", help="skip the peer's run at mmtok's training images")
     ap.add_argument("--mmtok-steps", type=int, help="the quick start's max_steps (cosine schedule length)")
     ap.add_argument("--mmtok-set", action="append", default=[], help="extra recipe override (repeatable)")
-    ap.add_argument("--peer-max-steps", type=int, help="stop the peer after N steps even within the budget")
+    ap.add_argument("--peer-batch", type=int, default=16)
     ap.add_argument("--sides", default="mmtok,peer", help="which sides to run: mmtok, peer or both")
     ap.add_argument("--threads", type=int, help="torch CPU threads for both sides (default: torch's choice)")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--json", default=str(RESULTS / "compare_llamagen.json"), help="where to write the results")
+    ap.add_argument("--json", help="where to write the results (default: eval/results/compare_llamagen_SPLIT.json)")
     args = ap.parse_args(argv)
     sides = [s.strip() for s in args.sides.split(",") if s.strip()]
     if not set(sides) <= {"mmtok", "peer"} or not sides:
         ap.error("--sides takes mmtok, peer or mmtok,peer")
     if bool(args.train) != bool(args.heldout):
         ap.error("--train and --heldout go together")
-    work = Path(args.work)
-    photos = None
-    if args.train:
-        train_dir, heldout_dir = Path(args.train), Path(args.heldout)
-    else:
-        manifest = collect_photos(work / "photos", heldout_fraction=args.heldout_fraction)
-        train_dir, heldout_dir = work / "photos" / "train", work / "photos" / "heldout"
-        photos = {"manifest": str(work / "photos" / "manifest.json"), "counts": manifest["counts"]}
+    if "mmtok" not in sides and not args.seconds:
+        ap.error("without the mmtok side, --seconds gives the peer's budget")
+    train_dir, heldout_dir, photos = photo_folders(args)
     images, names = load_heldout(heldout_dir)
     load_at_start = _load()
     if load_at_start and load_at_start[0] > 0.5 * (os.cpu_count() or 1):
         print(f"warning: load average {load_at_start[0]} on {os.cpu_count()} CPUs: other work is running, so "
               "each side gets less CPU than its budget says and the comparison is contaminated")
-    print(f"train: {len(find_images(train_dir))} images in {train_dir}; held out: {len(images)} in {heldout_dir}")
+    print(f"train: {len(find_images(train_dir))} images in {train_dir}; scored: {len(images)} in {heldout_dir}")
 
     results, recons = {}, {}
-    if "mmtok" in sides:
-        tok, facts = run_mmtok(train_dir, work / "mmtok", args.seconds, steps=args.mmtok_steps,
-                               sets=args.mmtok_set, seed=args.seed, threads=args.threads)
+
+    def score(key, label, tok, facts):
         scores = evaluate(tok, images, facts["codebook_size"])
-        recons["mmtok"] = scores.pop("_recon")
-        results["mmtok"] = {"label": "mmtok quick start", **facts, **scores}
-        if facts["stopped_by"] == "steps":
-            print(f"note: mmtok finished its {facts['steps']} steps in {facts['train_seconds']:.0f} s, before the "
-                  f"budget; --mmtok-steps sets a longer schedule")
+        recons[key] = scores.pop("_recon")
+        results[key] = {"label": label, **facts, **scores}
+
+    seconds, samples = args.seconds, None
+    if "mmtok" in sides:
+        tok, facts = run_mmtok(train_dir, Path(args.work) / "mmtok", steps=args.mmtok_steps, sets=args.mmtok_set,
+                               seed=args.seed, threads=args.threads)
+        score("mmtok", "mmtok quick start", tok, facts)
+        seconds, samples = seconds or facts["train_seconds"], facts["steps"] * facts["batch_size"]
     if "peer" in sides:
-        label = "LlamaGen VQ + vector-quantize-pytorch"
-        if args.llamagen:
-            tok, facts = run_peer(args.llamagen, train_dir, args.seconds, seed=args.seed,
-                                  max_steps=args.peer_max_steps, threads=args.threads)
-            scores = evaluate(tok, images, facts["codebook_size"])
-            recons["peer"] = scores.pop("_recon")
-            results["peer"] = {"label": label, **facts, **scores}
-        else:
+        label = f"LlamaGen VQ + vector-quantize-pytorch, batch {args.peer_batch}"
+        if not args.llamagen:
             results["peer"] = {"label": label, "skipped": "no --llamagen PATH given"}
-    print_table(results, args.seconds)
+        else:
+            tok, facts = run_peer(args.llamagen, train_dir, seconds, seed=args.seed, batch_size=args.peer_batch,
+                                  threads=args.threads)
+            score("peer_equal_time", f"{label}, equal time", tok, facts)
+            if samples and not args.no_equal_samples:
+                tok, facts = run_peer(args.llamagen, train_dir, 1e9, seed=args.seed, batch_size=args.peer_batch,
+                                      max_steps=math.ceil(samples / args.peer_batch), threads=args.threads)
+                score("peer_equal_samples", f"{label}, equal images", tok, facts)
+    where = f"{heldout_dir.name} ({len(images)} photos)"
+    print_table(results, f"scored on {where}, 64 x 64; peer at mmtok's time ({seconds or 0:.0f} s) and images")
     report = {
         "protocol": {"resolution": RESOLUTION, "resize": "shorter side to 64, bicubic antialiased, centre crop",
                      "psnr": "per image on [0, 1], data range 1, mean over images", "heldout_images": names},
-        "budget_seconds": args.seconds, "train_dir": str(train_dir), "heldout_dir": str(heldout_dir),
-        "photos": photos, "results": results, "seed": args.seed,
+        "equal_time_seconds": seconds, "equal_images": samples, "train_dir": str(train_dir),
+        "heldout_dir": str(heldout_dir), "photos": photos, "results": results, "seed": args.seed,
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "torch": torch.__version__,
                     "torch_threads": torch.get_num_threads(), "load_average_at_start": load_at_start,
                     "load_average_at_end": _load(),
                     "vector_quantize_pytorch": _version("vector-quantize-pytorch")},
         "finished": time.strftime("%Y-%m-%d %H:%M:%S"),
     }
-    out = Path(args.json)
+    name = "mixed" if args.mixed else ("custom" if args.train else args.split)
+    out = Path(args.json or RESULTS / f"compare_llamagen_{name}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2) + "\n")
     if recons:

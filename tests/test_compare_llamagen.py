@@ -156,12 +156,14 @@ def test_mmtok_side_end_to_end_without_llamagen(tmp_path):
     train = photo_folder(tmp_path / "train", 6)
     heldout = photo_folder(tmp_path / "heldout", 3, first_seed=20)
     out = tmp_path / "res" / "cmp.json"
-    report = cmp.main(["--train", str(train), "--heldout", str(heldout), "--seconds", "120", "--mmtok-steps", "2",
+    report = cmp.main(["--train", str(train), "--heldout", str(heldout), "--mmtok-steps", "2",
                        "--work", str(tmp_path / "work"), "--json", str(out)])
     mm, peer = report["results"]["mmtok"], report["results"]["peer"]
     assert mm["steps"] == 2 and mm["stopped_by"] == "steps" and mm["images"] == 3 and mm["weights"] == "ema"
     assert 0 < mm["psnr_db"] < 60 and 0 < mm["codes_used"] <= 3 * 64 and mm["codebook_size"] == 1024
-    assert "trainer.max_minutes=2" in mm["overrides"] and "data.val=null" in mm["overrides"]
+    assert "trainer.max_steps=2" in mm["overrides"] and "data.val=null" in mm["overrides"]
+    assert not any(o.startswith("trainer.max_minutes") for o in mm["overrides"])  # the recipe's own limit
+    assert report["equal_time_seconds"] == mm["train_seconds"] and report["equal_images"] == 2 * 8
     assert "skipped" in peer and "--llamagen" in peer["skipped"]
     assert json.loads(out.read_text())["results"]["mmtok"]["psnr_db"] == mm["psnr_db"]
     assert Image.open(out.with_suffix(".png")).size == (3 * 128, 2 * 128)  # 3 inputs over 1 side, 2x cells

@@ -355,3 +355,21 @@ def test_data_sources_are_keyed_by_modality_and_kind():
 
     with pytest.raises(MmtokError, match="no modality 'smell'"):
         build_dataset("demo", "val", 16, modality="smell")
+
+
+def test_min_crop_fraction_crops_part_of_the_shorter_side(tmp_path):
+    """f = 1: every training crop is the whole (square) image resized; f = 0.25: the shorter side is resized to a size
+    in [R, 4R] first, so some crops fall wholly in one half of a half-black, half-white picture."""
+    from mmtok.modalities.image.decode import crop_side
+    from mmtok.modalities.image.folder import FolderStream
+
+    a = np.zeros((64, 64, 3), np.uint8)
+    a[:, 32:] = 255
+    Image.fromarray(a).save(tmp_path / "halves.png")
+    files = [str(tmp_path / "halves.png")]
+    for f, one_sided in ((1.0, False), (0.25, True)):
+        stream = iter(FolderStream(str(tmp_path), files, "train", 16, seed=0, min_crop_fraction=f))
+        means = [float(next(stream)["image"].mean()) for _ in range(60)]
+        assert any(abs(m) > 0.9 for m in means) == one_sided
+        assert all(abs(m) < 0.1 for m in means) != one_sided
+    assert crop_side(64, 0.8) == 80 and crop_side(256, 1.0) == 256

@@ -16,6 +16,9 @@ class ConvImageConfig(Strict):
     family: str  # each family narrows it to its Literal tag
     preset: Optional[str] = Field(None, description="named preset the fields start from")
     resolution: int = Field(256, ge=8, description="training image size (square)")
+    min_crop_fraction: float = Field(1.0, gt=0, le=1, description="training crops of shards and folders: the "
+                                     "shorter side is resized to a size drawn in [R, R / f], then an R x R crop is "
+                                     "cut (1: the shorter side resized to R; LlamaGen / ADM: 0.8)")
     in_channels: int = Field(3, ge=1)
     ch: int = Field(128, ge=8, description="base channel count")
     ch_mult: list[int] = Field([1, 1, 2, 2, 4], min_length=1, description="one entry per level")

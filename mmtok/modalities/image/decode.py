@@ -6,6 +6,7 @@ The tensor contract used everywhere in mmtok: float32, channels first, RGB, pixe
 from __future__ import annotations
 
 import io
+import math
 import os
 import random
 from pathlib import Path
@@ -104,11 +105,21 @@ def resize_shorter(img: Image.Image, resolution: int) -> Image.Image:
     return img if (nw, nh) == (w, h) else img.resize((nw, nh), Image.BICUBIC, reducing_gap=3.0)
 
 
+def crop_side(resolution: int, min_crop_fraction: float) -> int:
+    """The largest shorter side a training crop of `resolution` is cut from: ceil(R / min_crop_fraction)."""
+    return math.ceil(resolution / min_crop_fraction - 1e-9)
+
+
 def resize_and_crop(img: Image.Image, resolution: int, *, random_crop: bool,
-                    rng: random.Random | None = None) -> Image.Image:
+                    rng: random.Random | None = None, min_crop_fraction: float = 1.0) -> Image.Image:
     """Shorter side resized to `resolution` (bicubic, antialiased), then a square crop: centred, or at a
-    uniformly random position when `random_crop` (drawn from `rng`)."""
-    img = resize_shorter(img, resolution)
+    uniformly random position when `random_crop` (drawn from `rng`). With `random_crop` and `min_crop_fraction`
+    f < 1 the shorter side is first resized to a whole number of pixels drawn uniformly in [R, ceil(R / f)], so a crop
+    covers between f and all of it (ADM's and LlamaGen's random_crop_arr, f = 0.8 there)."""
+    side = resolution
+    if random_crop and min_crop_fraction < 1:
+        side = (rng or random).randint(resolution, crop_side(resolution, min_crop_fraction))
+    img = resize_shorter(img, side)
     nw, nh = img.size
     if random_crop:
         rng = rng or random
@@ -142,9 +153,11 @@ def image_to_tensor(img: Image.Image, resolution: int, *, random_crop: bool,
 
 
 def image_to_uint8(img: Image.Image, resolution: int, *, random_crop: bool,
-                   rng: random.Random | None = None, flip: bool = False):
-    """Like image_to_tensor but uint8 [3, R, R] in 0..255 (a quarter of the memory, for shuffle buffers)."""
-    out = resize_and_crop(to_rgb(img), resolution, random_crop=random_crop, rng=rng)
+                   rng: random.Random | None = None, flip: bool = False, min_crop_fraction: float = 1.0):
+    """Like image_to_tensor but uint8 [3, R, R] in 0..255 (a quarter of the memory, for shuffle buffers);
+    `min_crop_fraction` as in resize_and_crop."""
+    out = resize_and_crop(to_rgb(img), resolution, random_crop=random_crop, rng=rng,
+                          min_crop_fraction=min_crop_fraction)
     if flip and (rng or random).random() < 0.5:
         out = out.transpose(Image.FLIP_LEFT_RIGHT)
     return pil_to_uint8(out)

@@ -8,11 +8,12 @@ With `holdout` > 0, "val" reads only the held-out files and "train" only the oth
 A file that cannot be read or decoded is dropped and named by its path (see mmtok.data.stream).
 A sample's "caption" is the text of NAME.txt beside the image (stripped), "" without one.
 
-train keeps each file it has decoded, already resized (shorter side R), in its worker's memory, up to CACHE_BYTES
-per worker, and crops later passes from that copy: the same samples as decoding again (the resize is the same every
-time; only the crop and the mirror are random), without the decode. A small folder of large photographs is otherwise
-bound by its loader (a 4-megapixel JPEG takes tens of milliseconds to decode, more than a small model's step per
-image on a CPU); a file edited during training is read as it was first seen.
+train keeps each file it has decoded, already resized (shorter side R, or ceil(R / min_crop_fraction) when training
+crops vary in scale), in its worker's memory, up to CACHE_BYTES per worker, and crops later passes from that copy:
+with min_crop_fraction 1 the very samples decoding again would give (only the crop and the mirror are random),
+without the decode; below 1, crops are resized from that copy rather than from the original. A small folder of
+large photographs is otherwise bound by its loader (a 4-megapixel JPEG takes tens of milliseconds to decode, more
+than a small model's step per image on a CPU); a file edited during training is read as it was first seen.
 """
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ from typing import Iterator
 from mmtok.data.captions import FolderCaptions
 from mmtok.data.holdout import split_files
 from mmtok.data.stream import DataStreamError, Place, SkipCounter, strided
-from mmtok.modalities.image.decode import ImageDecodeError, decode_image, image_to_uint8, resize_shorter
+from mmtok.modalities.image.decode import ImageDecodeError, crop_side, decode_image, image_to_uint8, resize_shorter
 from mmtok.modalities.image.stream import ImageStream
 
 CACHE_BYTES = 512 * 2**20  # per loader worker; at R = 256 about 1,800 photographs, at R = 64 about 28,000
@@ -34,9 +35,10 @@ class FolderStream(ImageStream):
     """Images from the files `files` (found under `root` by the caller)."""
 
     def __init__(self, root: str, files: list[str], split, resolution: int, *, seed: int = 0,
-                 max_samples: int | None = None, shuffle_buffer: int = 0, holdout: float = 0.0):
+                 max_samples: int | None = None, shuffle_buffer: int = 0, holdout: float = 0.0,
+                 min_crop_fraction: float = 1.0):
         super().__init__(split, resolution, seed=seed, max_samples=max_samples, shuffle_buffer=shuffle_buffer,
-                         holdout=holdout)
+                         holdout=holdout, min_crop_fraction=min_crop_fraction)
         self.root = str(root)
         train_files, val_files = split_files(root, [str(f) for f in files], self.holdout)
         self.files = val_files if self.holdout and split == "val" else train_files
@@ -83,12 +85,13 @@ class FolderStream(ImageStream):
                 skips.skip(path, e.message)
                 return
             if self.train:
-                img = resize_shorter(img, self.resolution)
+                img = resize_shorter(img, crop_side(self.resolution, self.min_crop_fraction))
                 size = img.width * img.height * 3
                 if self._resized_bytes + size <= CACHE_BYTES:
                     self._resized[path], self._resized_bytes = img, self._resized_bytes + size
         good[0] += 1
-        yield (image_to_uint8(img, self.resolution, random_crop=self.train, rng=rng, flip=self.train),
+        yield (image_to_uint8(img, self.resolution, random_crop=self.train, rng=rng, flip=self.train,
+                              min_crop_fraction=self.min_crop_fraction),
                self.captions.get(path))
 
     def _nothing(self, skips: SkipCounter) -> DataStreamError:

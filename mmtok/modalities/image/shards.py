@@ -35,9 +35,10 @@ class ShardStream(ImageStream):
     """Images from webdataset shards `urls` (already expanded and checked by the caller)."""
 
     def __init__(self, source: str, urls: list[str], split, resolution: int, *, seed: int = 0,
-                 max_samples: int | None = None, shuffle_buffer: int = 0, holdout: float = 0.0):
+                 max_samples: int | None = None, shuffle_buffer: int = 0, holdout: float = 0.0,
+                 min_crop_fraction: float = 1.0):
         super().__init__(split, resolution, seed=seed, max_samples=max_samples, shuffle_buffer=shuffle_buffer,
-                         holdout=holdout)
+                         holdout=holdout, min_crop_fraction=min_crop_fraction)
         self.source, self.urls = source, list(urls)
         self.rule = ShardHoldout(source, self.urls, self.holdout) if self.holdout else None  # chosen up front
         self.held_counts = self.rule.counts if self.rule else None
@@ -106,7 +107,8 @@ class ShardStream(ImageStream):
                 skips.skip(where, e.message)
                 continue
             good[0] += 1
-            yield (image_to_uint8(img, self.resolution, random_crop=self.train, rng=rng, flip=self.train),
+            yield (image_to_uint8(img, self.resolution, random_crop=self.train, rng=rng, flip=self.train,
+                                  min_crop_fraction=self.min_crop_fraction),
                    shard_caption(sample))
 
     def _coverage_guard(self, good: list, kept: list, skips: SkipCounter):

@@ -13,11 +13,12 @@ class ImageStream(Stream):
     tensors, or (uint8 tensor, caption str) pairs when the source has captions, and calling
     `skips.skip(name, reason)` for each sample they drop. A shuffle buffer holds the uint8 crops."""
 
-    def __init__(self, split: Split, resolution: int, **kwargs):
+    def __init__(self, split: Split, resolution: int, *, min_crop_fraction: float = 1.0, **kwargs):
         if split in ("train", "val") and resolution < 1:
             raise DataError(f"resolution must be positive, got {resolution}")
         super().__init__(split, **kwargs)
         self.resolution = int(resolution)
+        self.min_crop_fraction = float(min_crop_fraction)  # training crops (decode.resize_and_crop)
 
     def _to_sample(self, item) -> dict:
         image, caption = item if isinstance(item, tuple) else (item, "")
