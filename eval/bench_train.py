@@ -26,6 +26,8 @@ worker, as `mmtok train --data FOLDER` reads it), images per second over steps 1
                 as the peer trains: what Lightning, EMA weights, metrics and logging cost per step is the gap
   peer loop     eval/llamagen_peer.py: LlamaGen's VQ model with vector-quantize-pytorch's quantizer in its own loop
                 (with --llamagen), at the same batch
+  decode        first, what one loader worker would do per image without the folder stream's resized copy: read,
+                decode, resize, crop every file three times, in this process
 Each loop runs --loop-steps steps at batch --batch (default 8 and 16, one row each), one after the other.
 """
 from __future__ import annotations
@@ -156,7 +158,7 @@ def loop_plain(folder: str, batch: int, steps: int, overrides: list[str]) -> dic
     task = TokenizerTask(recipe)
     model, o = task.tokenizer.train(), recipe.optim
     opt = torch.optim.Adam(model.parameters(), lr=o.lr, betas=tuple(o.betas))
-    loader = make_loader(folder, "train", recipe.model.resolution, batch_size=batch, num_workers=1, seed=recipe.seed)
+    loader = make_loader(folder, "train", recipe.model, batch_size=batch, num_workers=1, seed=recipe.seed)
     clock, batches = _StepClock(), iter(loader)
     for step in range(1, steps + 1):
         x = next(batches)["image"]
@@ -187,10 +189,28 @@ def loop_peer(folder: str, batch: int, steps: int, llamagen: str) -> dict:
                      params_M=round(sum(p.numel() for p in model.parameters()) / 1e6, 2))
 
 
+def decode_rate(folder: str, resolution: int = 64, passes: int = 3) -> dict:
+    """What one loader worker does per sample without the resized copy: read, decode (JPEG draft), resize, crop."""
+    import random
+
+    from mmtok.modalities.image.decode import decode_image, find_images, image_to_uint8
+
+    files, rng = find_images(folder), random.Random(0)
+    t0 = time.perf_counter()
+    for _ in range(passes):
+        for f in files:
+            image_to_uint8(decode_image(f.read_bytes(), min_size=resolution), resolution, random_crop=True, rng=rng)
+    secs = time.perf_counter() - t0
+    n = passes * len(files)
+    return {"loop": "decode + resize + crop, one process", "batch": 1, "steps_timed": n, "seconds": round(secs, 2),
+            "steps_per_s": round(n / secs, 3), "images_per_s": round(n / secs, 1),
+            "ms_per_image": round(1000 * secs / n, 1)}
+
+
 def loops(args) -> None:
     import tempfile
 
-    rows = []
+    rows = [decode_rate(args.loops)]
     with tempfile.TemporaryDirectory() as tmp:
         for batch in args.batches:
             rows.append(loop_mmtok(args.loops, batch, args.loop_steps, Path(tmp), args.overrides))
