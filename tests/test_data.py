@@ -373,3 +373,6 @@ def test_min_crop_fraction_crops_part_of_the_shorter_side(tmp_path):
         assert any(abs(m) > 0.9 for m in means) == one_sided
         assert all(abs(m) < 0.1 for m in means) != one_sided
     assert crop_side(64, 0.8) == 80 and crop_side(256, 1.0) == 256
+    # JPEG draft decoding keeps the side the crops are cut from (training), R for validation
+    assert FolderStream(str(tmp_path), files, "train", 16, min_crop_fraction=0.25).decode_side == 64
+    assert FolderStream(str(tmp_path), files, "val", 16, min_crop_fraction=0.25).decode_side == 16

@@ -24,7 +24,7 @@ from typing import Iterator
 from mmtok.data.captions import FolderCaptions
 from mmtok.data.holdout import split_files
 from mmtok.data.stream import DataStreamError, Place, SkipCounter, strided
-from mmtok.modalities.image.decode import ImageDecodeError, crop_side, decode_image, image_to_uint8, resize_shorter
+from mmtok.modalities.image.decode import ImageDecodeError, decode_image, image_to_uint8, resize_shorter
 from mmtok.modalities.image.stream import ImageStream
 
 CACHE_BYTES = 512 * 2**20  # per loader worker; at R = 256 about 1,800 photographs, at R = 64 about 28,000
@@ -80,12 +80,12 @@ class FolderStream(ImageStream):
                 skips.skip(path, f"cannot read: {e.strerror or e}")
                 return
             try:
-                img = decode_image(data, min_size=self.resolution)
+                img = decode_image(data, min_size=self.decode_side)
             except ImageDecodeError as e:
                 skips.skip(path, e.message)
                 return
             if self.train:
-                img = resize_shorter(img, crop_side(self.resolution, self.min_crop_fraction))
+                img = resize_shorter(img, self.decode_side)
                 size = img.width * img.height * 3
                 if self._resized_bytes + size <= CACHE_BYTES:
                     self._resized[path], self._resized_bytes = img, self._resized_bytes + size

@@ -102,7 +102,7 @@ class ShardStream(ImageStream):
                 skips.skip(where, f"no image entry (entries: {keys})")
                 continue
             try:
-                img = decode_image(sample[key], min_size=self.resolution)
+                img = decode_image(sample[key], min_size=self.decode_side)
             except ImageDecodeError as e:
                 skips.skip(where, e.message)
                 continue

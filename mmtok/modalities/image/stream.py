@@ -20,6 +20,13 @@ class ImageStream(Stream):
         self.resolution = int(resolution)
         self.min_crop_fraction = float(min_crop_fraction)  # training crops (decode.resize_and_crop)
 
+    @property
+    def decode_side(self) -> int:
+        """The shorter side a decoded image must keep (JPEG draft decoding): what its crops are cut from."""
+        from mmtok.modalities.image.decode import crop_side
+
+        return crop_side(self.resolution, self.min_crop_fraction) if self.train else self.resolution
+
     def _to_sample(self, item) -> dict:
         image, caption = item if isinstance(item, tuple) else (item, "")
         return {"image": uint8_to_unit(image), "caption": caption}
