@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -26,7 +25,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from compare_llamagen import evaluate, load_heldout, run_peer  # noqa: E402
+from compare_llamagen import as_tokenizer, evaluate, load_heldout, run_mmtok, run_peer  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "quickstart_ablation_dev.json"
 LLAMAGEN_LAYOUT = ["model.ch=32", "model.ch_mult=[1,2,2,4]"]  # the peer's widths and levels in mmtok's VQGAN
@@ -79,41 +78,24 @@ def run_variant(name: str, args, images: torch.Tensor, work: Path) -> list[dict]
         tok, facts = run_peer(args.llamagen, args.train, args.seconds or 1e9, max_steps=None if args.seconds else steps,
                               batch_size=batch, seed=args.seed, log=lambda *a: None)
         return [_row(name, "raw", facts, evaluate(tok, images, facts["codebook_size"]))]
-    from mmtok import config
     from mmtok.model_io import load_model
-    from mmtok.train.run import train
 
-    overrides = [f"data.train={args.train}", "data.val=null", f"data.batch_size={batch}", f"seed={args.seed}",
-                 f"trainer.max_steps={steps}", f"trainer.max_minutes={(args.seconds or 1e6) / 60:.6g}",
-                 "trainer.ckpt_every=100000", *sets]
-    recipe = config.load("quickstart", overrides)
     if name == "peer's crops":
         peer_crops()
     run = work / f"{name}_{args.samples}_{args.seed}".replace(" ", "_").replace(",", "").replace("'", "")
-    if run.exists():
-        shutil.rmtree(run)
-    t0 = time.perf_counter()
-    summary = train(recipe, run)
-    facts = {"steps": summary["step"], "train_seconds": summary["seconds"],
-             "wall_seconds": round(time.perf_counter() - t0, 1), "batch_size": batch, "overrides": sets,
-             "codebook_size": recipe.model.quantizer.codebook_size}
-    rows = []
-    for ema in (True, False):
-        model, _, info = load_model(run, ema=ema)
-
-        def tokenizer(x, model=model):
-            out = model(x)
-            return out.recon, out.ids
-
-        rows.append(_row(name, info["weights"], facts, evaluate(tokenizer, images, facts["codebook_size"])))
+    ema_tok, facts = run_mmtok(args.train, run, args.seconds or 1e6, steps=steps, seed=args.seed,
+                               sets=[f"data.batch_size={batch}", "trainer.ckpt_every=100000", *sets])
+    rows = [_row(name, "ema", facts, evaluate(ema_tok, images, facts["codebook_size"]))]
+    model, _, info = load_model(run, ema=False)
+    rows.append(_row(name, info["weights"], facts, evaluate(as_tokenizer(model), images, facts["codebook_size"])))
     return rows
 
 
 def _row(name: str, weights: str, facts: dict, scores: dict) -> dict:
     scores.pop("_recon", None)
     samples = facts["steps"] * facts["batch_size"]
-    return {"variant": name, "weights": weights, "samples": samples,
-            "images_per_s": round(samples / facts["train_seconds"], 1), **facts, **scores}
+    return {"variant": name, "samples": samples, "images_per_s": round(samples / facts["train_seconds"], 1),
+            **facts, **scores, "weights": weights}
 
 
 def main(argv=None) -> None:

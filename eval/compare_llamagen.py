@@ -119,17 +119,22 @@ def run_mmtok(train_dir, run_dir, seconds: float | None = None, *, steps: int | 
     wall = time.perf_counter() - t0
     model, _, info = load_model(run_dir)
     q = recipe.model.quantizer
-
-    def tokenizer(x):
-        out = model(x)
-        return out.recon, out.ids
-
     facts = {"steps": summary["step"], "train_seconds": summary["seconds"], "wall_seconds": round(wall, 1),
              "stopped_by": "steps" if summary["step"] >= recipe.trainer.max_steps else "time",
              "batch_size": recipe.data.batch_size, "lr": recipe.optim.lr, "weights": info["weights"],
              "params": sum(p.numel() for p in model.parameters()), "overrides": overrides,
              "codebook_size": q.codebook_size}
-    return tokenizer, facts
+    return as_tokenizer(model), facts
+
+
+def as_tokenizer(model):
+    """An mmtok model as `evaluate` calls it: x -> (reconstructions, ids)."""
+
+    def tokenizer(x):
+        out = model(x)
+        return out.recon, out.ids
+
+    return tokenizer
 
 
 def run_peer(llamagen, train_dir, seconds: float, *, seed: int = 0, max_steps: int | None = None,

@@ -45,7 +45,7 @@ class FolderStream(ImageStream):
         self.held_counts = (len(val_files), len(files)) if self.holdout else None
         self.source = self.root
         self.captions = FolderCaptions(self.root, self.files)
-        self._resized: dict[str, object] = {}  # train: path -> PIL image, shorter side R (module docstring)
+        self._resized: dict[str, object] = {}  # train: path -> PIL image, shorter side decode_side (module docstring)
         self._resized_bytes = 0
 
     def _known_size(self) -> int:

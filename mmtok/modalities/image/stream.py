@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from mmtok.data.stream import Split, Stream
 from mmtok.errors import DataError
-from mmtok.modalities.image.decode import uint8_to_unit
+from mmtok.modalities.image.decode import crop_side, uint8_to_unit
 
 
 class ImageStream(Stream):
@@ -23,8 +23,6 @@ class ImageStream(Stream):
     @property
     def decode_side(self) -> int:
         """The shorter side a decoded image must keep (JPEG draft decoding): what its crops are cut from."""
-        from mmtok.modalities.image.decode import crop_side
-
         return crop_side(self.resolution, self.min_crop_fraction) if self.train else self.resolution
 
     def _to_sample(self, item) -> dict:
