@@ -80,6 +80,34 @@ def test_gradients_reach_the_encoder_codebook_and_phi():
     assert m.quantizer.embedding.grad.abs().sum() > 0 and m.quantizer.phis[0].weight.grad.abs().sum() > 0
 
 
+def test_entropy_term_is_taken_per_scale_and_reaches_the_encoder():
+    """loss.weights.entropy (an active term): the quantizer's entropy loss on each scale's own rows (mean over
+    scales), with the encoder's gradient; without the weight the quantizer computes none."""
+    from mmtok.quantize.vq import code_entropy
+
+    assert "entropy" not in _model().train()(_images()).losses
+    torch.manual_seed(0)
+    cfg = config.load({"model": {"preset": PRESET, "quantizer": {"entropy_temperature": 0.05}}})
+    m = families.build_model(cfg.model, active_terms=("entropy",)).train()
+    q = m.quantizer
+    f = torch.randn(3, 4, 4, 4) * 0.1
+    _, ids, losses, _ = q(f)
+
+    def rows(x, s):  # area-downsampled rows [B s s, 4]
+        return F.interpolate(x, size=(s, s), mode="area").permute(0, 2, 3, 1).reshape(-1, 4)
+
+    with torch.no_grad():  # scale i searches f minus the first i scales' vectors
+        ref = [code_entropy(rows(f - q.vectors(ids, i), s), q.embedding, 0.05) for i, s in enumerate(q.scales)]
+        pooled = code_entropy(torch.cat([rows(f - q.vectors(ids, i), s) for i, s in enumerate(q.scales)]),
+                              q.embedding, 0.05)
+    got = float(losses["entropy"].detach())
+    assert got == pytest.approx(float(sum(ref) / 3), abs=1e-5)
+    assert abs(got - float(pooled)) > 1e-3  # not one distribution over all scales' rows
+    m.zero_grad()
+    m(_images()).losses["entropy"].backward()
+    assert m.encoder.conv_in.weight.grad.abs().sum() > 0 and q.embedding.grad.abs().sum() > 0
+
+
 def test_phi_sharing_follows_vars_ticks():
     ten = phi_choice(10, 4)  # VAR's release: 4 convs over 10 scales, by position i / 9 against linspace(1/12, 11/12)
     ticks = np.linspace(1 / 12, 11 / 12, 4)
@@ -144,5 +172,8 @@ def test_train_then_eval_reports_every_scale(tmp_path):
     assert rows["4"]["psnr"] == pytest.approx(metrics["psnr"], abs=1e-6)  # all scales: the headline PSNR
     assert all(r["used_codes"] <= r["possible_codes"] == min(16, 12 * r["tokens_in_scale"]) for r in rows.values())
     assert rows["1"]["usage_of_possible_pct"] == pytest.approx(100 * rows["1"]["used_codes"] / 12)
+    # 12 tokens drawn uniformly from 16 codes hit 16 (1 - (15/16)^12) = 8.62 distinct codes on average
+    assert rows["1"]["uniform_codes"] == pytest.approx(8.6248, abs=1e-3)
+    assert rows["1"]["usage_of_uniform_pct"] == pytest.approx(100 * rows["1"]["used_codes"] / 8.6248, rel=1e-4)
     assert (tmp_path / "ev" / "scales.png").is_file()
     assert "Scale by scale" in (tmp_path / "ev" / "report.md").read_text()

@@ -158,7 +158,8 @@ class VectorQuantizer(nn.Module):
                 self._kmeans_init(x.detach())
             codes = self.codes()
             ids = nearest(x.detach(), codes.detach(), "l2")
-            entropy = self._entropy(x, codes) if self.entropy_loss else None  # on the vectors that were searched
+            entropy = (code_entropy(x, codes, self.cfg.entropy_temperature, self.entropy_chunk)  # searched rows
+                       if self.entropy_loss else None)
             if self.raw_output:  # DAC: searched on normalised vectors; the raw row and raw input carry on
                 x, codes = raw, self.output_codes()
             q = F.embedding(ids, codes)
@@ -176,24 +177,6 @@ class VectorQuantizer(nn.Module):
         stats = usage_stats(counts)
         stats["restarts"] = self.restarts.detach().float()
         return QuantizeOutput(z_q=z_q, ids=ids.reshape(z.shape[:-1]), losses=losses, stats=stats)
-
-    def _entropy(self, x: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
-        """Mean per-row entropy of softmax(-|x - c|^2 / T) minus the entropy of the mean distribution (nats).
-
-        Rows go through in chunks of `entropy_chunk` under activation checkpointing, so forward and backward
-        hold O(entropy_chunk x K) activations (the chunk's softmax is recomputed in backward)."""
-        n = x.shape[0]
-        ent_sum, p_sum = x.new_zeros(()), x.new_zeros(codes.shape[0])
-        for start in range(0, n, self.entropy_chunk):
-            xs = x[start : start + self.entropy_chunk]
-            args = (xs, codes, self.cfg.entropy_temperature)
-            if torch.is_grad_enabled():
-                e, p = checkpoint(_entropy_chunk, *args, use_reentrant=False)
-            else:
-                e, p = _entropy_chunk(*args)
-            ent_sum, p_sum = ent_sum + e, p_sum + p
-        avg = p_sum / max(n, 1)
-        return ent_sum / max(n, 1) + (avg * torch.log(avg.clamp_min(1e-12))).sum()
 
     # ------------------------------------------------------------------------------------------- state updates
 
@@ -253,6 +236,24 @@ def dead_codes(steps_unused: torch.Tensor, counts: torch.Tensor, ema_count: torc
     if cfg.restart_below > 0:  # the configs require ema for it
         dead |= ema_count < cfg.restart_below * ema_count.mean()
     return dead
+
+
+def code_entropy(x: torch.Tensor, codes: torch.Tensor, temperature: float, chunk: int = 4096) -> torch.Tensor:
+    """The entropy loss of rows x [N, D] against codes [K, D] (nats): the mean per-row entropy of
+    softmax(-|x - c|^2 / T) (low: each row confident of its code) minus the entropy of the rows' mean distribution
+    (high: the rows spread over the codebook). Rows go through `chunk` at a time under activation checkpointing,
+    so forward and backward hold O(chunk x K) activations."""
+    n = x.shape[0]
+    ent_sum, p_sum = x.new_zeros(()), x.new_zeros(codes.shape[0])
+    for start in range(0, n, chunk):
+        args = (x[start : start + chunk], codes, temperature)
+        if torch.is_grad_enabled():
+            e, p = checkpoint(_entropy_chunk, *args, use_reentrant=False)
+        else:
+            e, p = _entropy_chunk(*args)
+        ent_sum, p_sum = ent_sum + e, p_sum + p
+    avg = p_sum / max(n, 1)
+    return ent_sum / max(n, 1) + (avg * torch.log(avg.clamp_min(1e-12))).sum()
 
 
 def _entropy_chunk(xs: torch.Tensor, codes: torch.Tensor, temperature: float):

@@ -17,7 +17,7 @@ from pydantic import Field, model_validator
 
 from mmtok.families import Family, register
 from mmtok.families.conv_image import ConvImageConfig, scales_problem
-from mmtok.losses.config import QUANTIZER_DEFAULTS, ImageLossConfig
+from mmtok.losses.config import QUANTIZER_DEFAULTS, QUANTIZER_TERMS, ImageLossConfig
 from mmtok.recipe_errors import FieldProblem
 from mmtok.schema import Strict
 
@@ -39,6 +39,8 @@ class VARQuantizerConfig(Strict):
                                "residual row of the batch (0: never, as VAR)")
     revive_per_scale: bool = Field(True, description="a revived code is drawn from a scale picked uniformly, then a "
                                    "residual row of it (coarse scales get codes too); false: from all rows alike")
+    entropy_temperature: float = Field(0.01, gt=0, description="temperature of the entropy loss's code softmax "
+                                       "(the loss weight `entropy` turns the term on; not in VAR)")
     scale_drop: float = Field(0.0, ge=0, le=1, description="probability per training step of leaving out one scale "
                               "(not the first); 0 in VAR")
 
@@ -72,7 +74,7 @@ class VARConfig(ConvImageConfig):
 
 
 class VARLoss(ImageLossConfig):
-    TERMS: ClassVar[tuple[str, ...]] = ImageLossConfig.IMAGE_TERMS + ("codebook", "commitment")
+    TERMS: ClassVar[tuple[str, ...]] = ImageLossConfig.IMAGE_TERMS + QUANTIZER_TERMS
     DEFAULTS: ClassVar[dict[str, float]] = {"l2": 1.0, **QUANTIZER_DEFAULTS}
 
 

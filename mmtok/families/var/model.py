@@ -24,14 +24,15 @@ from mmtok.quantize.scales import down, map_rows, rows_map, up
 
 class VAR(Tokenizer):
     def __init__(self, cfg: VARConfig, *, active_terms=(), pretrained: bool = True):
-        """`active_terms` and `pretrained` have no effect (nothing optional, nothing pretrained inside)."""
+        """`active_terms`: the loss terms the recipe weighs (the quantizer computes its entropy only if asked);
+        `pretrained` has no effect (nothing pretrained inside)."""
         super().__init__()
         self.cfg = cfg
         common = cfg.conv_kwargs()
         z = cfg.z_channels
         self.encoder = Encoder(in_channels=cfg.in_channels, **common)
         self.quant_conv = nn.Conv2d(z, z, 3, padding=1)
-        self.quantizer = MultiScaleVQ(z, cfg.quantizer)
+        self.quantizer = MultiScaleVQ(z, cfg.quantizer, entropy_loss="entropy" in active_terms)
         self.post_quant_conv = nn.Conv2d(z, z, 3, padding=1)
         self.decoder = Decoder(out_channels=cfg.in_channels, **common)
 

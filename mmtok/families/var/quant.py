@@ -6,6 +6,7 @@
         h_i   = phi_i(bicubic-upsample(codes[ids_i], g x g))           (no resampling at the last scale)
         f_hat = f_hat + h_i;  r = r - sg(h_i)
         loss += beta ||sg(f_hat) - f||^2 + ||f_hat - sg(f)||^2            (commitment, codebook; mean over scales)
+        entropy += H(rows) - H(batch) of softmax(-|area-down(r) - c|^2 / T)  (optional; mean over scales)
     decoder input: f_hat in value, f in gradient (straight-through); ids [B, sum s^2], coarse to fine
 
 phi_i(h) = (1 - r) h + r conv3x3(h) with r = `phi_ratio`. VAR shares `phi_count` = 4 convs over the scales: scale i
@@ -16,6 +17,12 @@ that no scale used for `restart_after` steps (global counts) is reset to a rando
 on rank 0 and broadcast, so every rank holds the same codebook; with `revive_per_scale` the row's scale is drawn
 uniformly first (a 1 x 1 scale has B rows against B g^2 at the finest, so row-uniform draws starve the coarse
 scales of codes). Usage is counted per scale and over all scales.
+
+The optional entropy term (the loss weight `entropy`; not in VAR) is the entropy loss of mmtok.quantize.vq taken on
+each scale's rows on its own: every row confident of its code, and the rows of one scale spread over the codebook.
+A scale's rows carry the encoder's gradient (their values are the residual's), so the term can spread the encoder's
+coarse maps as well as the codes. Per scale, because a 1 x 1 scale has B rows against B g^2 at the finest: pooled,
+the finest scale alone would decide the batch distribution.
 """
 from __future__ import annotations
 
@@ -28,7 +35,7 @@ from mmtok.families.var.config import VARQuantizerConfig
 from mmtok.quantize.lookup import nearest
 from mmtok.quantize.scales import down, map_rows, rows_map, up
 from mmtok.quantize.stats import broadcast_from_rank0, code_counts, rank, usage_stats
-from mmtok.quantize.vq import dead_codes, kmeans
+from mmtok.quantize.vq import code_entropy, dead_codes, kmeans
 
 
 class Phi(nn.Conv2d):
@@ -53,11 +60,12 @@ def phi_choice(num_scales: int, count: int) -> list[int]:
 
 class MultiScaleVQ(nn.Module):
     """forward(f [B, dim, g, g]) -> (f_hat [B, dim, g, g] straight-through, ids [B, L], losses {"commitment",
-    "codebook"}, stats); `vectors(ids, upto)` gives f_hat of the first `upto` scales back (the decode path)."""
+    "codebook", "entropy" (with entropy_loss)}, stats); `vectors(ids, upto)` gives f_hat of the first `upto` scales
+    back (the decode path)."""
 
-    def __init__(self, dim: int, cfg: VARQuantizerConfig):
+    def __init__(self, dim: int, cfg: VARQuantizerConfig, *, entropy_loss: bool = False):
         super().__init__()
-        self.cfg, self.dim = cfg, dim
+        self.cfg, self.dim, self.entropy_loss = cfg, dim, entropy_loss
         self.codebook_size, self.num_codebooks = cfg.codebook_size, 1
         self.scales = [int(s) for s in cfg.scales]
         self.grid = self.scales[-1]
@@ -96,13 +104,16 @@ class MultiScaleVQ(nn.Module):
                 self._kmeans_init(f.detach())
             codes = self.embedding.float()
             f_hat, rest = torch.zeros_like(f), f.detach()
-            commitment, codebook = f.new_zeros(()), f.new_zeros(())
+            commitment, codebook, entropy = f.new_zeros(()), f.new_zeros(()), f.new_zeros(())
             ids_b, ids_all, per_scale, searched = [], [], {}, []
             used = self.step_scales()
             for i in used:
                 s = self.scales[i]
                 r = map_rows(down(rest, s))
                 ids = nearest(r, codes.detach(), "l2")
+                if self.entropy_loss:  # r's values, with f's gradient
+                    live = map_rows(down(f - (f.detach() - rest), s))
+                    entropy = entropy + code_entropy(live, codes, self.cfg.entropy_temperature)
                 h = self.phi(i, up(rows_map(F.embedding(ids, codes), b, s), g))
                 f_hat = f_hat + h
                 rest = rest - h.detach()
@@ -114,6 +125,8 @@ class MultiScaleVQ(nn.Module):
                 per_scale[i] = ids
             n = len(used)
             losses = {"commitment": commitment / n, "codebook": codebook / n}
+            if self.entropy_loss:
+                losses["entropy"] = entropy / n
             out = f_hat.detach() - f.detach() + f if f.requires_grad else f_hat
             counts = code_counts(torch.cat(ids_all), self.codebook_size, sync=self.training)
             if self.training:

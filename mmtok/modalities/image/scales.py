@@ -4,12 +4,16 @@ codebook.
 
     by_scales[str(side)] = {"scales": s, "tokens": tokens of scales 1..s, "psnr": dB of decode_scales(ids, s),
                             "usage_pct", "used_codes", "perplexity": this scale's own ids, "tokens_in_scale",
-                            "possible_codes": min(codebook size, s^2 x images), "usage_of_possible_pct"}
+                            "possible_codes": min(codebook size, s^2 x images), "usage_of_possible_pct",
+                            "uniform_codes": K (1 - (1 - 1/K)^(s^2 x images)), "usage_of_uniform_pct"}
 
 PSNR follows the evaluation's protocol (reconstructions clamped and quantised to 8 bits, images in [0, 1]). A scale's
 usage is bounded by its tokens: a 1 x 1 scale over N images can use at most N codes, so each scale's usage is also given
-against what it could use at most (min(codebook size, its tokens over the set)). The picture (scales.png) shows
-the first images: originals in the top row, then the reconstruction from the first 1, 2, ... scales.
+against what it could use at most (min(codebook size, its tokens over the set)) and against the distinct codes that
+as many tokens drawn uniformly at random from the codebook would hit on average (K (1 - (1 - 1/K)^n) for n tokens and
+K codes: 63% of min(K, n) when n = K). The first bound needs every token on a code of its own; the second is what a
+scale that uses its codebook evenly reaches, and a scale more even than a random draw passes 100%. The picture
+(scales.png) shows the first images: originals in the top row, then the reconstruction from the first 1, 2, ... scales.
 """
 from __future__ import annotations
 
@@ -55,12 +59,15 @@ class ScaleMetrics:
         out = {}
         for k, side in enumerate(self.scales):
             u = self.usage[k].compute()
-            possible = min(self.usage[k].codebook_size, side * side * int(u["num_samples"]))
+            k_codes, n = self.usage[k].codebook_size, side * side * int(u["num_samples"])
+            possible, uniform = min(k_codes, n), k_codes * (1 - (1 - 1 / k_codes) ** n)
             out[str(side)] = {"scales": k + 1, "tokens": self.offsets[k + 1], "tokens_in_scale": side * side,
                               "psnr": float(self.psnr[k].compute()), "usage_pct": float(u["usage_pct"]),
                               "used_codes": int(u["used_codes"]), "perplexity": float(u["perplexity"]),
                               "possible_codes": possible,
-                              "usage_of_possible_pct": 100.0 * int(u["used_codes"]) / max(possible, 1)}
+                              "usage_of_possible_pct": 100.0 * int(u["used_codes"]) / max(possible, 1),
+                              "uniform_codes": uniform,
+                              "usage_of_uniform_pct": 100.0 * int(u["used_codes"]) / max(uniform, 1e-9)}
         return out
 
     def write_picture(self, path: Path) -> bool:
@@ -94,9 +101,9 @@ class ScaleMetrics:
 def scales_markdown(by_scales: dict) -> list[str]:
     """The per-scale table (report.md, model cards)."""
     lines = ["| scales used | side | tokens | PSNR (dB) | codes used by this scale (% of codebook) "
-             "| % of what it could use | perplexity |", "|---|---|---|---|---|---|---|"]
+             "| % of what it could use | % of a uniform draw | perplexity |", "|---|---|---|---|---|---|---|---|"]
     for side, r in by_scales.items():
         lines.append(f"| {r['scales']} | {side}x{side} | {r['tokens']} | {r['psnr']:.2f} | {r['used_codes']} "
                      f"({r['usage_pct']:.1f}%) | {r['usage_of_possible_pct']:.1f}% of {r['possible_codes']} "
-                     f"| {r['perplexity']:.1f} |")
+                     f"| {r['usage_of_uniform_pct']:.1f}% of {r['uniform_codes']:.0f} | {r['perplexity']:.1f} |")
     return lines
