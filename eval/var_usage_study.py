@@ -7,8 +7,8 @@ scored once on the held-out photographs.
     python eval/var_usage_study.py --photos photos --work /tmp/var_study --only NAME --report   # once, held out
 
 Split: a training photograph goes to development when the first byte of its file name's SHA-256 is 0 mod 5 (45 of
-229), the others (184) train. Every run trains 900 steps of 8 (the recipe's own budget; its 5-minute cap is lifted to
-10 so a slow step never cuts a run short), without validation, then `mmtok eval RUN --data DEV --no-rfid
+229), the others (184) train. Every run trains 900 steps of 8 (the recipe's own budget, unless the variant says
+otherwise; its 5-minute cap is lifted to 10 so a slow step never cuts a run short), without validation, then `mmtok eval RUN --data DEV --no-rfid
 --classifier none`.
 Rows (PSNR, SSIM and per scale: codes used, of possible, of a uniform draw, perplexity) are merged into
 eval/results/var/usage_study.json under "dev" or "report" (a variant run again replaces its row); the table is
@@ -31,6 +31,8 @@ VARIANTS = {  # name -> recipe overrides on top of var_quickstart (each sets the
     "entropy 0.03": ["loss.weights.entropy=0.03"],
     "entropy 0.1": ["loss.weights.entropy=0.1"],
     "entropy 0.1, T 0.1": ["loss.weights.entropy=0.1", "model.quantizer.entropy_temperature=0.1"],
+    "entropy 0.01, 1800 steps": ["loss.weights.entropy=0.01", "trainer.max_steps=1800", "trainer.max_minutes=20"],
+    "no entropy, 1800 steps": ["loss.weights.entropy=0", "trainer.max_steps=1800", "trainer.max_minutes=20"],
 }
 
 
