@@ -30,10 +30,9 @@ VARIANTS = {  # name -> recipe overrides on top of var_quickstart (each sets the
     "entropy 0.01": ["loss.weights.entropy=0.01"],
     "entropy 0.03": ["loss.weights.entropy=0.03"],
     "entropy 0.1": ["loss.weights.entropy=0.1"],
-    "entropy 0.01, T 0.2": ["loss.weights.entropy=0.01", "model.quantizer.entropy_temperature=0.2"],
+    "entropy 0.1, T 0.1": ["loss.weights.entropy=0.1", "model.quantizer.entropy_temperature=0.1"],
     "entropy 0.01, 1800 steps": ["loss.weights.entropy=0.01", "trainer.max_steps=1800", "trainer.max_minutes=20"],
     "no entropy, 1800 steps": ["loss.weights.entropy=0", "trainer.max_steps=1800", "trainer.max_minutes=20"],
-    "entropy 0.03, 1800 steps": ["loss.weights.entropy=0.03", "trainer.max_steps=1800", "trainer.max_minutes=20"],
 }
 
 

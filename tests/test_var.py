@@ -82,8 +82,7 @@ def test_gradients_reach_the_encoder_codebook_and_phi():
 
 def test_entropy_term_is_taken_per_scale_and_reaches_the_encoder():
     """loss.weights.entropy (an active term): the quantizer's entropy loss on each scale's own rows (mean over
-    scales), at a temperature relative to those rows' mean squared norm, with the encoder's gradient; without the
-    weight the quantizer computes none."""
+    scales), with the encoder's gradient; without the weight the quantizer computes none."""
     from mmtok.quantize.vq import code_entropy
 
     assert "entropy" not in _model().train()(_images()).losses
@@ -98,10 +97,9 @@ def test_entropy_term_is_taken_per_scale_and_reaches_the_encoder():
         return F.interpolate(x, size=(s, s), mode="area").permute(0, 2, 3, 1).reshape(-1, 4)
 
     with torch.no_grad():  # scale i searches f minus the first i scales' vectors
-        per_scale = [rows(f - q.vectors(ids, i), s) for i, s in enumerate(q.scales)]
-        ref = [code_entropy(r, q.embedding, 0.05 * float(r.square().sum(1).mean())) for r in per_scale]
-        pooled = code_entropy(torch.cat(per_scale), q.embedding, 0.05 * float(torch.cat(per_scale).square().sum(1)
-                                                                               .mean()))
+        ref = [code_entropy(rows(f - q.vectors(ids, i), s), q.embedding, 0.05) for i, s in enumerate(q.scales)]
+        pooled = code_entropy(torch.cat([rows(f - q.vectors(ids, i), s) for i, s in enumerate(q.scales)]),
+                              q.embedding, 0.05)
     got = float(losses["entropy"].detach())
     assert got == pytest.approx(float(sum(ref) / 3), abs=1e-5)
     assert abs(got - float(pooled)) > 1e-3  # not one distribution over all scales' rows

@@ -39,9 +39,8 @@ class VARQuantizerConfig(Strict):
                                "residual row of the batch (0: never, as VAR)")
     revive_per_scale: bool = Field(True, description="a revived code is drawn from a scale picked uniformly, then a "
                                    "residual row of it (coarse scales get codes too); false: from all rows alike")
-    entropy_temperature: float = Field(0.05, gt=0, description="temperature of the entropy loss's code softmax, "
-                                       "relative to the mean squared norm of the scale's rows (the loss weight "
-                                       "`entropy` turns the term on; not in VAR)")
+    entropy_temperature: float = Field(0.01, gt=0, description="temperature of the entropy loss's code softmax "
+                                       "(the loss weight `entropy` turns the term on; not in VAR)")
     scale_drop: float = Field(0.0, ge=0, le=1, description="probability per training step of leaving out one scale "
                               "(not the first); 0 in VAR")
 

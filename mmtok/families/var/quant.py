@@ -6,8 +6,7 @@
         h_i   = phi_i(bicubic-upsample(codes[ids_i], g x g))           (no resampling at the last scale)
         f_hat = f_hat + h_i;  r = r - sg(h_i)
         loss += beta ||sg(f_hat) - f||^2 + ||f_hat - sg(f)||^2            (commitment, codebook; mean over scales)
-        entropy += H(rows) - H(batch) of softmax(-|area-down(r) - c|^2 / (T E))  (optional; mean over scales;
-                                                     E = mean |row|^2 of the scale, detached)
+        entropy += H(rows) - H(batch) of softmax(-|area-down(r) - c|^2 / T)  (optional; mean over scales)
     decoder input: f_hat in value, f in gradient (straight-through); ids [B, sum s^2], coarse to fine
 
 phi_i(h) = (1 - r) h + r conv3x3(h) with r = `phi_ratio`. VAR shares `phi_count` = 4 convs over the scales: scale i
@@ -22,9 +21,7 @@ scales of codes). Usage is counted per scale and over all scales.
 The optional entropy term (the loss weight `entropy`; not in VAR) is the entropy loss of mmtok.quantize.vq taken on
 each scale's rows on its own: every row confident of its code, and the rows of one scale spread over the codebook.
 A scale's rows carry the encoder's gradient (their values are the residual's), so the term can spread the encoder's
-coarse maps as well as the codes. The softmax's temperature is T times the scale's mean squared row norm, so the
-encoder cannot make every row sure of its code by scaling its features up (with a fixed temperature it did: the
-softmax saturated and the batch term lost its gradient, and at 1,800 steps the 1 x 1 scale fell to one code). Per scale, because a 1 x 1 scale has B rows against B g^2 at the finest: pooled,
+coarse maps as well as the codes. Per scale, because a 1 x 1 scale has B rows against B g^2 at the finest: pooled,
 the finest scale alone would decide the batch distribution.
 """
 from __future__ import annotations
@@ -114,10 +111,9 @@ class MultiScaleVQ(nn.Module):
                 s = self.scales[i]
                 r = map_rows(down(rest, s))
                 ids = nearest(r, codes.detach(), "l2")
-                if self.entropy_loss:  # r's values, with f's gradient; temperature relative to r's energy
+                if self.entropy_loss:  # r's values, with f's gradient
                     live = map_rows(down(f - (f.detach() - rest), s))
-                    t = self.cfg.entropy_temperature * float(r.square().sum(1).mean().clamp_min(1e-12))
-                    entropy = entropy + code_entropy(live, codes, t)
+                    entropy = entropy + code_entropy(live, codes, self.cfg.entropy_temperature)
                 h = self.phi(i, up(rows_map(F.embedding(ids, codes), b, s), g))
                 f_hat = f_hat + h
                 rest = rest - h.detach()
