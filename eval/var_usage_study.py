@@ -33,6 +33,9 @@ VARIANTS = {  # name -> recipe overrides on top of var_quickstart (each sets the
     "entropy 0.1, T 0.1": ["loss.weights.entropy=0.1", "model.quantizer.entropy_temperature=0.1"],
     "entropy 0.01, 1800 steps": ["loss.weights.entropy=0.01", "trainer.max_steps=1800", "trainer.max_minutes=20"],
     "no entropy, 1800 steps": ["loss.weights.entropy=0", "trainer.max_steps=1800", "trainer.max_minutes=20"],
+    "entropy 0.01, diversity 2": ["loss.weights.entropy=0.01", "model.quantizer.entropy_diversity=2"],
+    "entropy 0.01, diversity 2, 1800 steps": ["loss.weights.entropy=0.01", "model.quantizer.entropy_diversity=2",
+                                              "trainer.max_steps=1800", "trainer.max_minutes=20"],
 }
 
 

@@ -82,12 +82,14 @@ def test_gradients_reach_the_encoder_codebook_and_phi():
 
 def test_entropy_term_is_taken_per_scale_and_reaches_the_encoder():
     """loss.weights.entropy (an active term): the quantizer's entropy loss on each scale's own rows (mean over
-    scales), with the encoder's gradient; without the weight the quantizer computes none."""
+    scales, the batch part weighed by entropy_diversity), with the encoder's gradient; without the weight the
+    quantizer computes none."""
     from mmtok.quantize.vq import code_entropy
 
     assert "entropy" not in _model().train()(_images()).losses
     torch.manual_seed(0)
-    cfg = config.load({"model": {"preset": PRESET, "quantizer": {"entropy_temperature": 0.05}}})
+    cfg = config.load({"model": {"preset": PRESET, "quantizer": {"entropy_temperature": 0.05,
+                                                                 "entropy_diversity": 2.0}}})
     m = families.build_model(cfg.model, active_terms=("entropy",)).train()
     q = m.quantizer
     f = torch.randn(3, 4, 4, 4) * 0.1
@@ -97,9 +99,12 @@ def test_entropy_term_is_taken_per_scale_and_reaches_the_encoder():
         return F.interpolate(x, size=(s, s), mode="area").permute(0, 2, 3, 1).reshape(-1, 4)
 
     with torch.no_grad():  # scale i searches f minus the first i scales' vectors
-        ref = [code_entropy(rows(f - q.vectors(ids, i), s), q.embedding, 0.05) for i, s in enumerate(q.scales)]
-        pooled = code_entropy(torch.cat([rows(f - q.vectors(ids, i), s) for i, s in enumerate(q.scales)]),
-                              q.embedding, 0.05)
+        per_scale = [rows(f - q.vectors(ids, i), s) for i, s in enumerate(q.scales)]
+        ref = [code_entropy(r, q.embedding, 0.05, diversity=2.0) for r in per_scale]
+        pooled = code_entropy(torch.cat(per_scale), q.embedding, 0.05, diversity=2.0)
+        one = per_scale[1]  # diversity weighs the batch part: H(rows) - d H(mean)
+        by_part = 2 * code_entropy(one, q.embedding, 0.05) - code_entropy(one, q.embedding, 0.05, diversity=0.0)
+        assert float(ref[1]) == pytest.approx(float(by_part), abs=1e-5)
     got = float(losses["entropy"].detach())
     assert got == pytest.approx(float(sum(ref) / 3), abs=1e-5)
     assert abs(got - float(pooled)) > 1e-3  # not one distribution over all scales' rows

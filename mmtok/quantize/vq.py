@@ -238,10 +238,11 @@ def dead_codes(steps_unused: torch.Tensor, counts: torch.Tensor, ema_count: torc
     return dead
 
 
-def code_entropy(x: torch.Tensor, codes: torch.Tensor, temperature: float, chunk: int = 4096) -> torch.Tensor:
+def code_entropy(x: torch.Tensor, codes: torch.Tensor, temperature: float, chunk: int = 4096,
+                 diversity: float = 1.0) -> torch.Tensor:
     """The entropy loss of rows x [N, D] against codes [K, D] (nats): the mean per-row entropy of
-    softmax(-|x - c|^2 / T) (low: each row confident of its code) minus the entropy of the rows' mean distribution
-    (high: the rows spread over the codebook). Rows go through `chunk` at a time under activation checkpointing,
+    softmax(-|x - c|^2 / T) (low: each row confident of its code) minus `diversity` times the entropy of the rows'
+    mean distribution (high: the rows spread over the codebook). Rows go through `chunk` at a time under activation checkpointing,
     so forward and backward hold O(chunk x K) activations."""
     n = x.shape[0]
     ent_sum, p_sum = x.new_zeros(()), x.new_zeros(codes.shape[0])
@@ -253,7 +254,7 @@ def code_entropy(x: torch.Tensor, codes: torch.Tensor, temperature: float, chunk
             e, p = _entropy_chunk(*args)
         ent_sum, p_sum = ent_sum + e, p_sum + p
     avg = p_sum / max(n, 1)
-    return ent_sum / max(n, 1) + (avg * torch.log(avg.clamp_min(1e-12))).sum()
+    return ent_sum / max(n, 1) + diversity * (avg * torch.log(avg.clamp_min(1e-12))).sum()
 
 
 def _entropy_chunk(xs: torch.Tensor, codes: torch.Tensor, temperature: float):

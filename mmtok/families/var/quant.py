@@ -6,7 +6,7 @@
         h_i   = phi_i(bicubic-upsample(codes[ids_i], g x g))           (no resampling at the last scale)
         f_hat = f_hat + h_i;  r = r - sg(h_i)
         loss += beta ||sg(f_hat) - f||^2 + ||f_hat - sg(f)||^2            (commitment, codebook; mean over scales)
-        entropy += H(rows) - H(batch) of softmax(-|area-down(r) - c|^2 / T)  (optional; mean over scales)
+        entropy += H(rows) - d H(batch) of softmax(-|area-down(r) - c|^2 / T)  (optional; mean over scales)
     decoder input: f_hat in value, f in gradient (straight-through); ids [B, sum s^2], coarse to fine
 
 phi_i(h) = (1 - r) h + r conv3x3(h) with r = `phi_ratio`. VAR shares `phi_count` = 4 convs over the scales: scale i
@@ -113,7 +113,8 @@ class MultiScaleVQ(nn.Module):
                 ids = nearest(r, codes.detach(), "l2")
                 if self.entropy_loss:  # r's values, with f's gradient
                     live = map_rows(down(f - (f.detach() - rest), s))
-                    entropy = entropy + code_entropy(live, codes, self.cfg.entropy_temperature)
+                    entropy = entropy + code_entropy(live, codes, self.cfg.entropy_temperature,
+                                                     diversity=self.cfg.entropy_diversity)
                 h = self.phi(i, up(rows_map(F.embedding(ids, codes), b, s), g))
                 f_hat = f_hat + h
                 rest = rest - h.detach()
