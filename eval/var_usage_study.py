@@ -8,8 +8,8 @@ scored once on the held-out photographs.
 
 Split: a training photograph goes to development when the first byte of its file name's SHA-256 is 0 mod 5 (45 of
 229), the others (184) train. Every run trains 900 steps of 8 (the recipe's own budget, unless the variant says
-otherwise; its 5-minute cap is lifted to 10 so a slow step never cuts a run short), without validation, then `mmtok eval RUN --data DEV --no-rfid
---classifier none`.
+otherwise; its 5-minute cap is lifted to 10 so a slow step never cuts a run short), without validation, then
+`mmtok eval RUN --data DEV --no-rfid --classifier none`.
 Rows (PSNR, SSIM and per scale: codes used, of possible, of a uniform draw, perplexity) are merged into
 eval/results/var/usage_study.json under "dev" or "report" (a variant run again replaces its row); the table is
 printed. One run at a time: the numbers come from whatever machine runs it.

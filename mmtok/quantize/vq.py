@@ -242,8 +242,8 @@ def code_entropy(x: torch.Tensor, codes: torch.Tensor, temperature: float, chunk
                  diversity: float = 1.0) -> torch.Tensor:
     """The entropy loss of rows x [N, D] against codes [K, D] (nats): the mean per-row entropy of
     softmax(-|x - c|^2 / T) (low: each row confident of its code) minus `diversity` times the entropy of the rows'
-    mean distribution (high: the rows spread over the codebook). Rows go through `chunk` at a time under activation checkpointing,
-    so forward and backward hold O(chunk x K) activations."""
+    mean distribution (high: the rows spread over the codebook). Rows go through `chunk` at a time under activation
+    checkpointing, so forward and backward hold O(chunk x K) activations."""
     n = x.shape[0]
     ent_sum, p_sum = x.new_zeros(()), x.new_zeros(codes.shape[0])
     for start in range(0, n, chunk):

@@ -41,8 +41,9 @@ class VARQuantizerConfig(Strict):
                                    "residual row of it (coarse scales get codes too); false: from all rows alike")
     entropy_temperature: float = Field(0.01, gt=0, description="temperature of the entropy loss's code softmax "
                                        "(the loss weight `entropy` turns the term on; not in VAR)")
-    entropy_diversity: float = Field(1.0, gt=0, description="weight of the entropy term's batch part (each scale's rows "
-                                     "spread over the codebook) against its per-row part (each row sure of its code)")
+    entropy_diversity: float = Field(1.0, gt=0, description="weight of the entropy term's batch part (each scale's "
+                                     "rows spread over the codebook) against its per-row part (each row sure of its "
+                                     "code)")
     scale_drop: float = Field(0.0, ge=0, le=1, description="probability per training step of leaving out one scale "
                               "(not the first); 0 in VAR")
 
