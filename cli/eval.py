@@ -170,13 +170,11 @@ def _scales_table(by_scales: dict):
     """A multi-scale image tokenizer's metrics when decoding from its first scales (metrics["by_scales"])."""
     from rich.table import Table
 
+    from mmtok.modalities.image.scales import SCALE_COLUMNS, scale_cells
+
     table = Table(title="decoding from the first scales (coarse to fine)")
-    for name in ("scales", "side", "tokens", "PSNR (dB)", "codes used by the scale", "of possible", "of uniform draw",
-                 "perplexity"):
+    for name in SCALE_COLUMNS:
         table.add_column(name, justify="right")
     for side, r in by_scales.items():
-        table.add_row(str(r["scales"]), f"{side}x{side}", str(r["tokens"]), f"{r['psnr']:.2f}",
-                      f"{r['used_codes']} ({r['usage_pct']:.1f}%)",
-                      f"{r['usage_of_possible_pct']:.1f}% of {r['possible_codes']}",
-                      f"{r['usage_of_uniform_pct']:.1f}% of {r['uniform_codes']:.0f}", f"{r['perplexity']:.1f}")
+        table.add_row(*scale_cells(side, r))
     return table

@@ -98,12 +98,18 @@ class ScaleMetrics:
         return True
 
 
+SCALE_COLUMNS = ("scales used", "side", "tokens", "PSNR (dB)", "codes used by this scale (% of codebook)",
+                 "% of what it could use", "% of a uniform draw", "perplexity")
+
+
+def scale_cells(side: str, r: dict) -> list[str]:
+    """One row of the per-scale table (SCALE_COLUMNS) from metrics["by_scales"][side]."""
+    return [str(r["scales"]), f"{side}x{side}", str(r["tokens"]), f"{r['psnr']:.2f}",
+            f"{r['used_codes']} ({r['usage_pct']:.1f}%)", f"{r['usage_of_possible_pct']:.1f}% of {r['possible_codes']}",
+            f"{r['usage_of_uniform_pct']:.1f}% of {r['uniform_codes']:.0f}", f"{r['perplexity']:.1f}"]
+
+
 def scales_markdown(by_scales: dict) -> list[str]:
     """The per-scale table (report.md, model cards)."""
-    lines = ["| scales used | side | tokens | PSNR (dB) | codes used by this scale (% of codebook) "
-             "| % of what it could use | % of a uniform draw | perplexity |", "|---|---|---|---|---|---|---|---|"]
-    for side, r in by_scales.items():
-        lines.append(f"| {r['scales']} | {side}x{side} | {r['tokens']} | {r['psnr']:.2f} | {r['used_codes']} "
-                     f"({r['usage_pct']:.1f}%) | {r['usage_of_possible_pct']:.1f}% of {r['possible_codes']} "
-                     f"| {r['usage_of_uniform_pct']:.1f}% of {r['uniform_codes']:.0f} | {r['perplexity']:.1f} |")
-    return lines
+    lines = ["| " + " | ".join(SCALE_COLUMNS) + " |", "|" + "---|" * len(SCALE_COLUMNS)]
+    return lines + ["| " + " | ".join(scale_cells(side, r)) + " |" for side, r in by_scales.items()]
