@@ -24,6 +24,9 @@ def extend_command(
     out: Annotated[Path, typer.Option("--out", help="Directory for the extended model, tokenizer and layout.")],
     pad_to_multiple_of: Annotated[Optional[int], typer.Option(
         "--pad-to-multiple-of", min=1, help="Round the embedding rows up to a multiple of this (e.g. 64).")] = None,
+    next_scale: Annotated[bool, typer.Option(
+        "--next-scale", help="Multi-scale bundles: train and sample as VAR does (a block per scale that sees every "
+        "coarser scale and itself; one forward pass draws a whole scale). Needs eager or sdpa attention.")] = False,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing non-empty OUT.")] = False,
 ):
     """Add one token per code (per codebook) and begin / end / end-of-row tokens per bundle to an LLM.
@@ -38,7 +41,8 @@ def extend_command(
 
     from mmtok.lm.extend import extend
 
-    layout = extend(llm, tokenizer, out, pad_to_multiple_of=pad_to_multiple_of, force=force)
+    layout = extend(llm, tokenizer, out, pad_to_multiple_of=pad_to_multiple_of, next_scale=next_scale,
+                    force=force)
     console = table_console()
     console.print(f"[green]extended[/green] {escape(str(llm))} -> {escape(str(out))}: text ids 0..{layout.text_vocab_size - 1}, "
                   f"{layout.tokenizer_size - layout.text_vocab_size} new tokens, {layout.model_vocab_size} embedding rows",

@@ -46,11 +46,13 @@ def test_packed_rows_match_each_sequence_alone(setup):
     a = seqs.caption_to_image(tok("a red cat", add_special_tokens=False)["input_ids"], span, m)
     b = seqs.image_to_caption(span, tok("a blue dog", add_special_tokens=False)["input_ids"])
     row = pack([a, b], 80, tok.pad_token_id)
-    assert row["kinds"].tolist()[len(a[0]):len(a[0]) + len(b[0])] == b[1] and TEXT in b[1]
+    n, k = len(a.ids), len(b.ids)
+    assert row["kinds"].tolist()[n:n + k] == b.kinds and TEXT in b.kinds and (row["blocks"] == -1).all()
+    assert row["targets"].tolist()[n:n + k - 1] == [i if c else -100 for i, c in zip(b.ids[1:], b.kinds)]
     with torch.no_grad():
         packed = model(input_ids=row["input_ids"][None], position_ids=row["position_ids"][None], use_cache=False).logits[0]
-        alone = model(input_ids=torch.tensor([b[0]])).logits[0]
-    torch.testing.assert_close(packed[len(a[0]):len(a[0]) + len(b[0])], alone, rtol=1e-4, atol=1e-5)
+        alone = model(input_ids=torch.tensor([b.ids])).logits[0]
+    torch.testing.assert_close(packed[n:n + k], alone, rtol=1e-4, atol=1e-5)
 
 
 def test_training_lowers_held_out_losses_and_writes_a_model(setup, tmp_path):

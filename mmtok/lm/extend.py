@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Sequence
 
 from mmtok.errors import CheckpointError
-from mmtok.lm.layout import LAYOUT_FILE, Layout, bundle_checksum, bundle_spec, plan_layout
+from mmtok.lm.layout import LAYOUT_FILE, Layout, bundle_checksum, bundle_spec, check_next_scale, plan_layout
 from mmtok.lm.llm import load_model, load_tokenizer, resolve_llm, save_extended
 
 
@@ -32,12 +32,13 @@ def read_bundle_meta(bundle: str | os.PathLike) -> tuple[str, dict]:
 
 
 def extend(llm: str | os.PathLike, bundles: Sequence[str | os.PathLike], out: str | os.PathLike, *,
-           pad_to_multiple_of: int | None = None, force: bool = False) -> Layout:
+           pad_to_multiple_of: int | None = None, next_scale: bool = False, force: bool = False) -> Layout:
     """Extend the causal LM at `llm` (directory or .gguf) by the tokens of `bundles`; write model, tokenizer and
     layout to `out` (atomically: a temporary directory renamed into place). Returns the layout.
 
     Every input is checked before the model is loaded: the LLM has a tokenizer, each bundle's checksums hold,
-    `out` is new (or `force`), the LLM was not extended before."""
+    `out` is new (or `force`), the LLM was not extended before. `next_scale`: VAR's block-causal caption -> image
+    sequences for the multi-scale bundles (mmtok.lm.layout)."""
     from tokenizers import AddedToken
 
     out = Path(out)
@@ -50,14 +51,16 @@ def extend(llm: str | os.PathLike, bundles: Sequence[str | os.PathLike], out: st
         raise CheckpointError(f"{directory} is already extended by mmtok ({LAYOUT_FILE})",
                               hint="extend the original LLM with every bundle at once (--tokenizer A --tokenizer B)")
     metas = [(str(b), *read_bundle_meta(b)) for b in bundles]
-    for path, _, meta in metas:
-        bundle_spec(path, meta)  # a bundle the LM stage cannot lay out: one line before the model loads
+    specs = [bundle_spec(path, meta) for path, _, meta in metas]  # one line before the model loads
+    if next_scale:
+        check_next_scale([s.multi_scale for s in specs])
     tokenizer = load_tokenizer(directory, gguf)
     model = load_model(directory, gguf)
 
     text_vocab = len(tokenizer)
     rows = model.get_input_embeddings().num_embeddings
-    layout = plan_layout(str(directory / gguf) if gguf else str(directory), text_vocab, rows, metas, pad_to_multiple_of)
+    layout = plan_layout(str(directory / gguf) if gguf else str(directory), text_vocab, rows, metas, pad_to_multiple_of,
+                         next_scale)
     new = [AddedToken(t, special=True, normalized=False) for m in layout.modalities for t in m.tokens()]
     clash = [t.content for t in new[:3] if t.content in tokenizer.get_vocab()]
     if clash:

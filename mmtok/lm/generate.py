@@ -12,6 +12,11 @@ number, exactly `cond` at s = 1). Only the image's code range is ever sampled (f
 of that position's level), and the structural tokens (end of row, end of image) are forced where the layout puts
 them, so every sample is a well-formed span that decodes. Top-k, top-p and temperature use transformers' logits
 warpers. `cfg_scale=None` samples without guidance (a batch of conditional rows only).
+
+A next-scale layout (mmtok.lm.layout, `next_scale`) is sampled as VAR samples: one forward pass per scale. The
+prompt ends with the first scale's block (copies of `<img>`); each pass returns the logits of a whole block, all of
+its codes are drawn at once, and scale k's codes upsampled to s_(k+1) x s_(k+1) are the next block, attending to the
+cache and to itself (mmtok.lm.attention.chunk_mask). The codes come back as an ordinary span.
 """
 from __future__ import annotations
 
@@ -59,6 +64,9 @@ def generate_spans(model, tokenizer, m: ModalityLayout, captions: list[str], *, 
     """Image spans (vocabulary ids, int64 [B, span_length], begin to end) for `captions` (module docstring)."""
     from transformers import DynamicCache
 
+    if m.next_scale:
+        return _spans_by_scale(model, tokenizer, m, captions, cfg_scale=cfg_scale, temperature=temperature,
+                               top_k=top_k, top_p=top_p, seed=seed)
     device = model.device
     bos = [tokenizer.bos_token_id] if tokenizer.bos_token_id is not None else []
     cond = [bos + tokenizer(c, add_special_tokens=False)["input_ids"] + [m.begin_id] for c in captions]
@@ -90,6 +98,49 @@ def generate_spans(model, tokenizer, m: ModalityLayout, captions: list[str], *, 
         pos = pos[:, -1:] + 1
         out = model(input_ids=step, attention_mask=mask, position_ids=pos, cache=cache, use_cache=True)
     return torch.stack(span, 1)
+
+
+def _spans_by_scale(model, tokenizer, m: ModalityLayout, captions: list[str], *, cfg_scale, temperature, top_k,
+                    top_p, seed) -> torch.Tensor:
+    """`generate_spans` for a next-scale layout: a whole scale per forward pass (module docstring)."""
+    from transformers import DynamicCache
+
+    from mmtok.lm.attention import check_block_attention, chunk_mask
+
+    check_block_attention(model)
+    device, dtype = model.device, model.dtype
+    first = m.scales[0] ** 2
+    bos = [tokenizer.bos_token_id] if tokenizer.bos_token_id is not None else []
+    cond = [bos + tokenizer(c, add_special_tokens=False)["input_ids"] + [m.begin_id] * first for c in captions]
+    prompts = cond + ([bos + [m.begin_id] * first] * len(cond) if cfg_scale is not None else [])
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    ids, keys, pos = _left_padded(prompts, pad, device)
+    generator = torch.Generator().manual_seed(seed)
+    warpers = _warpers(temperature, top_k, top_p)
+    sources = torch.tensor(m.block_sources(), device=device)
+    lo, hi = m.code_range()
+    b, rows, cache = len(captions), len(prompts), DynamicCache()
+    codes = torch.empty(b, 0, dtype=torch.long, device=device)  # vocabulary ids, coarse to fine
+    block, at = ids, 0  # the prompt, then each scale's block
+    for k, side in enumerate(m.scales):
+        n = side * side
+        mask = chunk_mask(keys.bool(), block.shape[1], n, dtype)
+        out = model(input_ids=block, attention_mask=mask, position_ids=pos, cache=cache, use_cache=True,
+                    logits_to_keep=n)
+        logits = out.logits[:, -n:, lo:hi].float()
+        if cfg_scale is not None:
+            c, u = logits[:b], logits[b:]
+            logits = c + (cfg_scale - 1.0) * (c - u)
+        drawn = lo + sample(logits.reshape(b * n, -1), warpers, temperature, generator).reshape(b, n)
+        codes = torch.cat([codes, drawn], 1)
+        at += n
+        if at == m.codes_per_sample:
+            break
+        block = codes[:, sources[at:at + m.scales[k + 1] ** 2]].repeat(rows // b, 1)
+        keys = torch.cat([keys, torch.ones_like(block)], 1)
+        pos = pos[:, -1:] + 1 + torch.arange(block.shape[1], device=device)
+    flat = (codes - lo).tolist()
+    return torch.tensor([m.span(row) for row in flat], device=device)
 
 
 def spans_to_codes(spans: torch.Tensor, m: ModalityLayout) -> torch.Tensor:

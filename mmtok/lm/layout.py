@@ -17,6 +17,13 @@ causal attention); inside a row each grid position holds its levels in order (co
 level's range. `span_length` is fixed per modality, so a sampler knows at every step which token is forced (begin, eol,
 end) and which id range the next code must come from (`allowed`).
 
+With `next_scale` (`mmtok lm extend --next-scale`, multi-scale bundles only), a caption -> image sequence is VAR's
+instead: its image part holds one block per scale, s x s tokens each, with no markers and no end; block 1 is s_1^2
+copies of `<img>`, block k the ids of scale k - 1 upsampled (nearest) to s_k x s_k, and each position of block k
+predicts the code at its own place in scale k. A block attends to every coarser block and to itself in full (a 4-D
+attention mask, mmtok.lm.attention), so a sampler draws a whole scale per forward pass. Image -> caption sequences
+keep the ordinary span.
+
 Ids can exceed 65,535: token shards and sequences use uint32 / int64, never uint16.
 """
 from __future__ import annotations
@@ -52,6 +59,7 @@ class ModalityLayout:
     eol_id: int | None  # end of row (2-D grids) or end of scale (multi-scale), None for 1-D sequences
     code_offset: int
     scales: tuple[int, ...] | None = None  # multi_scale bundles: the sides, coarse to fine (one row per scale)
+    next_scale: bool = False  # multi_scale: caption -> image sequences in VAR's block-causal form (module docstring)
 
     # ------------------------------------------------------------------------------------ derived sizes
 
@@ -89,6 +97,17 @@ class ModalityLayout:
     def end_of_block(self) -> int:
         """One past the last id of this modality's block."""
         return self.code_offset + self.levels * self.codebook_size
+
+    def block_sources(self) -> list[int]:
+        """next_scale: for each position of the image blocks (codes_per_sample of them, coarse to fine), the index
+        into the flat codes of the code that is its input (scale k - 1 upsampled nearest to s_k x s_k), or -1 for
+        the first scale's positions (their input is `<img>`)."""
+        out = [-1] * self.scales[0] ** 2
+        start = 0
+        for s, t in zip(self.scales, self.scales[1:]):
+            out += [start + (r * s // t) * s + (c * s // t) for r in range(t) for c in range(t)]
+            start += s * s
+        return out
 
     def code_range(self, level: int = 0) -> tuple[int, int]:
         """[lo, hi) ids of the codes of `level`."""
@@ -226,11 +245,19 @@ def bundle_spec(path, meta: dict):
     return spec
 
 
+def check_next_scale(multi_scale: list[bool]) -> None:
+    """MmtokError unless one of the bundles (their `multi_scale` flags) is multi-scale, as next-scale needs."""
+    if not any(multi_scale):
+        raise MmtokError("next-scale sequences need a multi-scale tokenizer, and no bundle given is one",
+                         hint="leave out --next-scale, or extend with a multi-scale bundle (family var, tokenflow)")
+
+
 def plan_layout(base_model: str, text_vocab_size: int, model_rows: int, bundles: Iterable[tuple[str, str, dict]],
-                pad_to_multiple_of: int | None = None) -> Layout:
+                pad_to_multiple_of: int | None = None, next_scale: bool = False) -> Layout:
     """The layout for extending a tokenizer of `text_vocab_size` entries (model with `model_rows` embedding rows)
     by `bundles`: (path, checksum, tokenizer.json meta) each. The model keeps at least `model_rows` rows (never
-    shrunk), rounded up to `pad_to_multiple_of` when given."""
+    shrunk), rounded up to `pad_to_multiple_of` when given. `next_scale`: every multi-scale bundle's caption ->
+    image sequences take VAR's block-causal form (module docstring)."""
     from mmtok import modalities
 
     mods, at, seen = [], text_vocab_size, {}
@@ -251,8 +278,10 @@ def plan_layout(base_model: str, text_vocab_size: int, model_rows: int, bundles:
             family=spec.family, modality=modality, token_grid=grid,
             id_layout=spec.layout, levels=levels, codebook_size=spec.codebook_size,
             begin_id=begin, end_id=end, eol_id=eol, code_offset=offset,
-            scales=tuple(spec.scales) if spec.multi_scale else None))
+            scales=tuple(spec.scales) if spec.multi_scale else None, next_scale=next_scale and spec.multi_scale))
         at = mods[-1].end_of_block
+    if next_scale:
+        check_next_scale([m.scales is not None for m in mods])
     rows = max(model_rows, at)
     if pad_to_multiple_of:
         rows = -(-rows // pad_to_multiple_of) * pad_to_multiple_of

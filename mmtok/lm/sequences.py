@@ -9,10 +9,17 @@ row, an audio clip's frames with their levels, a motion window's tokens):
                                                                           was dropped (classifier-free guidance)
 (`<aud> ... </aud>`, `<mot> ... </mot>` for audio and motion; the method names say "image" for any modality.)
 
-Every token has a kind: CONTEXT (no loss), CODE (a code of the span), STRUCT (end of row, end of span: the span's
-weight, reported apart) or TEXT (caption tokens and [eos]). Rows are packed whole sequences, never split; each
-sequence's positions restart at 0, so Hugging Face's packed-sequence masking (position ids that restart, no
-attention mask) keeps sequences from attending to one another. The padding after the last sequence is CONTEXT.
+With a next-scale layout (`next_scale`, mmtok.lm.layout) a caption -> image sequence is VAR's instead:
+
+    caption -> image:  [bos] caption <img> block 2 ... block K          block k: scale k - 1 upsampled to s_k x s_k;
+                                                                        each position predicts scale k's code there
+
+Every target has a kind: CONTEXT (no loss), CODE (a code of the span), STRUCT (end of row, end of span: the span's
+weight, reported apart) or TEXT (caption tokens and [eos]). A sequence (`Seq`) gives, per position, the id fed in,
+the target predicted there and its kind, and its block (-1 outside a block). Rows are packed whole sequences, never
+split; each sequence's positions restart at 0, so Hugging Face's packed-sequence masking (position ids that restart,
+no attention mask) keeps sequences from attending to one another; a row with blocks gets a 4-D mask that does the
+same (mmtok.lm.attention). The padding after the last sequence is CONTEXT.
 
 Training batches are read from the token shards a few shards at a time (`PackedBatches`), never the whole data
 set at once. A batch is a pure function of (seed, batch index, rank): resuming at step s re-creates batch s exactly.
@@ -30,6 +37,25 @@ from mmtok.errors import DataError
 from mmtok.lm.layout import ModalityLayout
 
 CONTEXT, CODE, STRUCT, TEXT = 0, 1, 2, 3
+NO_TARGET = -100
+
+
+@dataclass
+class Seq:
+    """One sequence: at each position the id fed in, the id predicted there (NO_TARGET for none), the target's kind,
+    and the position's block (-1: ordinary causal attention)."""
+
+    ids: list[int]
+    targets: list[int]
+    kinds: list[int]
+    blocks: list[int]
+
+    @classmethod
+    def causal(cls, ids: list[int], kinds: list[int]) -> "Seq":
+        """An ordinary sequence from its tokens and each token's kind: position t predicts token t + 1."""
+        kinds = list(kinds[1:]) + [CONTEXT]
+        targets = [i if k != CONTEXT else NO_TARGET for i, k in zip(list(ids[1:]) + [0], kinds)]
+        return cls(list(ids), targets, kinds, [-1] * len(ids))
 
 
 @dataclass
@@ -103,31 +129,51 @@ class Sequences:
         lo, hi = m.code_offset, m.end_of_block
         return [CODE if lo <= int(i) < hi else STRUCT for i in span[1:]]
 
-    def caption_to_image(self, caption: list[int], span: np.ndarray, m: ModalityLayout) -> tuple[list, list]:
+    def caption_to_image(self, caption: list[int], span: np.ndarray, m: ModalityLayout) -> Seq:
+        if m.next_scale:
+            return self.caption_to_scales(caption, span, m)
         ids = self.bos + list(caption) + [int(span[0])]
-        return ids + [int(i) for i in span[1:]], [CONTEXT] * len(ids) + self.span_kinds(span, m)
+        return Seq.causal(ids + [int(i) for i in span[1:]], [CONTEXT] * len(ids) + self.span_kinds(span, m))
 
-    def image_to_caption(self, span: np.ndarray, caption: list[int]) -> tuple[list, list]:
+    def caption_to_scales(self, caption: list[int], span: np.ndarray, m: ModalityLayout) -> Seq:
+        """VAR's form (module docstring): one block per scale, each position predicting its own code."""
+        codes = [int(i) for i in span[1:-1] if i != m.eol_id]  # vocabulary ids, coarse to fine
+        inputs = [m.begin_id if j < 0 else codes[j] for j in m.block_sources()]
+        blocks = [k for k, s in enumerate(m.scales) for _ in range(s * s)]
+        prefix = self.bos + list(caption)
+        n = len(prefix)
+        return Seq(prefix + inputs, [NO_TARGET] * n + codes, [CONTEXT] * n + [CODE] * len(codes), [-1] * n + blocks)
+
+    def image_to_caption(self, span: np.ndarray, caption: list[int]) -> Seq:
         ids = self.bos + [int(i) for i in span]
         target = list(caption) + [self.eos]
-        return ids + target, [CONTEXT] * len(ids) + [TEXT] * len(target)
+        return Seq.causal(ids + target, [CONTEXT] * len(ids) + [TEXT] * len(target))
+
+    def caption_to_image_length(self, caption_tokens: int, span_length: int, m: ModalityLayout) -> int:
+        """Tokens of a caption -> image sequence (a span of `span_length` tokens; its codes in next-scale form)."""
+        return len(self.bos) + caption_tokens + (m.codes_per_sample if m.next_scale else span_length)
 
     def longest(self, m: ModalityLayout, max_caption_tokens: int) -> int:
         return len(self.bos) + max_caption_tokens + m.span_length + 1
 
 
-def pack(seqs: list[tuple[list, list]], block_size: int, pad_id: int) -> dict:
-    """Whole sequences packed into one row: {"input_ids", "kinds", "position_ids"} int64 [block_size]."""
-    ids, kinds, pos = [], [], []
-    for s, k in seqs:
-        ids += s
-        kinds += k
-        pos += range(len(s))
+def pack(seqs: list[Seq], block_size: int, pad_id: int) -> dict:
+    """Whole sequences packed into one row: {"input_ids", "position_ids", "targets", "kinds", "blocks"} int64
+    [block_size] (targets and kinds: what each position predicts; blocks numbered apart across the sequences)."""
+    ids, targets, kinds, blocks, pos = [], [], [], [], []
+    for s in seqs:
+        base = max(blocks, default=-1) + 1
+        ids += s.ids
+        targets += s.targets
+        kinds += s.kinds
+        blocks += [b + base if b >= 0 else -1 for b in s.blocks]
+        pos += range(len(s.ids))
     if len(ids) > block_size:
         raise ValueError(f"{len(ids)} tokens do not fit a block of {block_size}")
     pad = block_size - len(ids)
-    return {"input_ids": torch.tensor(ids + [pad_id] * pad), "kinds": torch.tensor(kinds + [CONTEXT] * pad),
-            "position_ids": torch.tensor(pos + list(range(pad)))}
+    return {"input_ids": torch.tensor(ids + [pad_id] * pad), "position_ids": torch.tensor(pos + list(range(pad))),
+            "targets": torch.tensor(targets + [NO_TARGET] * pad), "kinds": torch.tensor(kinds + [CONTEXT] * pad),
+            "blocks": torch.tensor(blocks + [-1] * pad)}
 
 
 def collate(rows: list[dict]) -> dict:
@@ -165,7 +211,7 @@ def concat_pairs(parts: list[Pairs], width: int) -> Pairs:
 
 
 class PackedBatches(IterableDataset):
-    """An endless stream of training batches {"input_ids", "kinds", "position_ids"} int64 [B, block_size],
+    """An endless stream of training batches (`pack`'s keys, int64 [B, block_size]),
     read from the token shards a few at a time.
 
     Batches come in groups of `batches_per_group`; group g holds `group_shards` shards in memory: the next ones of
@@ -226,7 +272,8 @@ class PackedBatches(IterableDataset):
             span_len = len(pool.spans[i])
             if rng.random() < self.t2i_fraction:
                 dropped = bool(rng.random() < self.caption_dropout)
-                seq, length = (i, True, dropped), len(self.seqs.bos) + (0 if dropped else len(pool.captions[i])) + span_len
+                caption = 0 if dropped else len(pool.captions[i])
+                seq, length = (i, True, dropped), self.seqs.caption_to_image_length(caption, span_len, self.m)
             else:
                 seq, length = (i, False, False), len(self.seqs.bos) + span_len + len(pool.captions[i]) + 1
             if used + length > self.block_size:
@@ -267,6 +314,6 @@ def validation_batches(pairs: Pairs, m: ModalityLayout, seqs: Sequences, batch_s
     sequence per row, right-padded to the longest: a fixed list of batches."""
     all_seqs = [seqs.caption_to_image(pairs.captions[i], pairs.spans[i], m) for i in range(len(pairs))]
     all_seqs += [seqs.image_to_caption(pairs.spans[i], pairs.captions[i]) for i in range(len(pairs))]
-    width = max(len(s) for s, _ in all_seqs)
+    width = max(len(s.ids) for s in all_seqs)
     rows = [pack([s], width, pad_id) for s in all_seqs]
     return [collate(rows[i:i + batch_size]) for i in range(0, len(rows), batch_size)]

@@ -2,7 +2,8 @@
 one image, audio clip or motion window in the layout's order).
 
 The loss is the cross-entropy of each target token (kinds in mmtok.lm.sequences: CODE and STRUCT weighted by
-`loss.image`, TEXT by `loss.text`), summed and divided by the number of target tokens. Logits are computed only
+`loss.image`, TEXT by `loss.text`), summed and divided by the number of target tokens; rows holding next-scale
+sequences run under their 4-D block-causal mask (mmtok.lm.attention). Logits are computed only
 at target positions (hidden states through the output head), so a long block over a large vocabulary never
 materialises [B, T, V]; models whose head output is post-processed (final logit soft-capping, a logit scale) take
 the full forward instead. Validation reports `val/MODALITY_loss` (`val/image_loss`, `val/audio_loss`,
@@ -22,6 +23,7 @@ import torch.nn.functional as F
 from torchmetrics import MeanMetric
 
 from mmtok.errors import CheckpointError
+from mmtok.lm.attention import packed_block_mask
 from mmtok.lm.sequences import CODE, CONTEXT, STRUCT, TEXT
 
 POSTPROCESSED_HEAD = ("final_logit_softcapping", "logit_scale", "output_multiplier_scale", "logits_scaling")
@@ -72,19 +74,24 @@ class LMTask(L.LightningModule):
         return self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
 
     def token_losses(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
-        """(cross-entropy float32 [N], kinds [N]) of the N target tokens of a batch {"input_ids", "kinds",
-        "position_ids"} [B, T]. Token t + 1 is predicted from positions <= t."""
+        """(cross-entropy float32 [N], kinds [N]) of the N targets of a batch (mmtok.lm.sequences.pack's keys,
+        [B, T]): position t predicts targets[t] where kinds[t] is not CONTEXT. Rows with blocks (next-scale
+        sequences) get their 4-D block-causal mask."""
         ids, kinds, pos = batch["input_ids"], batch["kinds"], batch["position_ids"]
-        target = kinds[:, 1:] != CONTEXT
+        target = kinds != CONTEXT
+        mask = None
+        if (batch["blocks"] >= 0).any():
+            mask = packed_block_mask(pos, batch["blocks"], self.base.dtype)
         cfg = self.base.config.get_text_config()
         if any(getattr(cfg, k, None) not in (None, 1.0) for k in POSTPROCESSED_HEAD) \
                 or self.base.get_output_embeddings() is None:
-            logits = self.model(input_ids=ids, position_ids=pos, use_cache=False).logits[:, :-1][target]
+            logits = self.model(input_ids=ids, position_ids=pos, attention_mask=mask, use_cache=False).logits[target]
         else:
-            hidden = self.base.get_decoder()(input_ids=ids, position_ids=pos, use_cache=False).last_hidden_state
-            logits = self.base.get_output_embeddings()(hidden[:, :-1][target])
-        ce = F.cross_entropy(logits.float(), ids[:, 1:][target], reduction="none")
-        return ce, kinds[:, 1:][target]
+            hidden = self.base.get_decoder()(input_ids=ids, position_ids=pos, attention_mask=mask,
+                                             use_cache=False).last_hidden_state
+            logits = self.base.get_output_embeddings()(hidden[target])
+        ce = F.cross_entropy(logits.float(), batch["targets"][target], reduction="none")
+        return ce, kinds[target]
 
     def loss(self, batch: dict) -> tuple[torch.Tensor, dict]:
         ce, kinds = self.token_losses(batch)
@@ -143,7 +150,7 @@ class LMTask(L.LightningModule):
                 self._val[name].update(ce[kinds == kind])
 
     def on_validation_epoch_end(self):
-        self.log_dict({f"val/{name}": metric.compute() for name, metric in self._val.items()})
+        self.log_dict({f"val/{name}": metric.compute() for name, metric in self._val.items() if metric.update_called})
 
     # ------------------------------------------------------------------------------------------- checkpoints
 

@@ -206,6 +206,7 @@ def _train(recipe: LMRecipe, out: Path, layout, m, ckpt, callbacks: list, reques
     import torch
     from torch.utils.data import DataLoader
 
+    from mmtok.lm.attention import check_block_attention
     from mmtok.lm.llm import load_extended
     from mmtok.lm.task import LMTask
     from mmtok.train.callbacks import Checkpointer, RichSteps
@@ -217,6 +218,8 @@ def _train(recipe: LMRecipe, out: Path, layout, m, ckpt, callbacks: list, reques
     L.seed_everything(recipe.seed, workers=True, verbose=False)
     dtype = {"auto": "auto", "float32": torch.float32, "bfloat16": torch.bfloat16}[recipe.model.dtype]
     model, tokenizer, _ = load_extended(recipe.model.path, dtype=dtype)
+    if m.next_scale:
+        check_block_attention(model)
     stream, val_batches, counts = build_data(recipe, tokenizer, layout)
     task = LMTask(recipe, model, layout, stream, modality=m.modality)
     write_text(out / "recipe.yaml", dump_recipe(recipe))
