@@ -52,7 +52,9 @@ def extend_command(
         console.print(f"  {m.name}: <{m.prefix}> {m.begin_id}, </{m.prefix}> {m.end_id}"
                       + (f", {m.tokens()[2]} {m.eol_id}" if m.eol_id is not None else "")  # end of row / scale
                       + f", codes {m.code_offset}..{m.end_of_block - 1} ({m.levels} x {m.codebook_size}), "
-                      f"{m.span_length} tokens per {m.modality}", soft_wrap=True)
+                      f"{m.span_length} tokens per {m.modality}"
+                      + (f"; next-scale: one block per scale ({', '.join(f'{s}x{s}' for s in m.scales)})"
+                         if m.next_scale else ""), soft_wrap=True)
 
 
 def train_command(

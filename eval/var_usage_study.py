@@ -9,7 +9,8 @@ scored once on the held-out photographs.
 Split: a training photograph goes to development when the first byte of its file name's SHA-256 is 0 mod 5 (45 of
 229), the others (184) train. Every run trains 900 steps of 8 (the recipe's own budget, unless the variant says
 otherwise; its 5-minute cap is lifted to 10 so a slow step never cuts a run short), without validation, then
-`mmtok eval RUN --data DEV --no-rfid --classifier none`.
+`mmtok eval RUN --data DEV --no-rfid --classifier none`. A run already finished under --work (the same variant
+and seed) is scored again, not retrained: `--report` after a dev run scores the same model.
 Rows (PSNR, SSIM and per scale: codes used, of possible, of a uniform draw, perplexity) are merged into
 eval/results/var/usage_study.json under "dev" or "report" (a variant run again replaces its row); the table is
 printed. One run at a time: the numbers come from whatever machine runs it.
@@ -36,6 +37,8 @@ VARIANTS = {  # name -> recipe overrides on top of var_quickstart (each sets the
     "entropy 0.01, diversity 2": ["loss.weights.entropy=0.01", "model.quantizer.entropy_diversity=2"],
     "entropy 0.01, diversity 2, 1800 steps": ["loss.weights.entropy=0.01", "model.quantizer.entropy_diversity=2",
                                               "trainer.max_steps=1800", "trainer.max_minutes=20"],
+    "entropy 0.01, diversity 2, 3600 steps": ["loss.weights.entropy=0.01", "model.quantizer.entropy_diversity=2",
+                                              "trainer.max_steps=3600", "trainer.max_minutes=40"],
 }
 
 
@@ -59,7 +62,9 @@ def run(name: str, sets: list[str], seed: int, train: Path, score: Path, work: P
     for s in sets:
         args += ["--set", s]
     start = time.time()
-    subprocess.run(args, check=True, stdout=subprocess.DEVNULL)
+    done = out / "summary.json"
+    if not (done.is_file() and json.loads(done.read_text()).get("status") == "finished"):
+        subprocess.run(args, check=True, stdout=subprocess.DEVNULL)
     seconds = time.time() - start
     ev = out / f"eval_{score.name}"
     subprocess.run([mmtok, "eval", str(out), "--data", str(score), "--out", str(ev), "--no-rfid", "--classifier",
