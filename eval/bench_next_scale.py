@@ -73,7 +73,8 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=2)
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--warmup", type=int, default=2)
-    parser.add_argument("--json", type=Path, default=Path(__file__).parent / "results" / "var" / "next_scale_bench.json")
+    parser.add_argument("--json", type=Path,
+                        default=Path(__file__).parent / "results" / "var" / "next_scale_bench.json")
     args = parser.parse_args()
     paths = prepare(args)
     rows = []
@@ -82,7 +83,8 @@ def main() -> None:
         train = bench_train(str(paths[form]), str(paths["tokens"]), "cpu", False, args.block, args.batch, args.steps,
                             args.warmup)
         rows.append({"form": form, **train})
-    print(f"{'form':<12}{'case':<16}{'detail':<22}{'passes':>8}{'seconds':>9}{'codes/s':>9}{'step s':>8}{'tokens/s':>10}")
+    print(f"{'form':<12}{'case':<16}{'detail':<22}{'passes':>8}{'seconds':>9}{'codes/s':>9}{'step s':>8}"
+          f"{'tokens/s':>10}")
     for r in rows:
         print(f"{r['form']:<12}{r['case']:<16}{r['detail']:<22}{r.get('forward_passes', '-'):>8}"
               f"{r.get('seconds', '-'):>9}{r.get('codes_per_s', '-'):>9}{r.get('median_step_s', '-'):>8}"
