@@ -160,13 +160,13 @@ class Sequences:
 def pack(seqs: list[Seq], block_size: int, pad_id: int) -> dict:
     """Whole sequences packed into one row: {"input_ids", "position_ids", "targets", "kinds", "blocks"} int64
     [block_size] (targets and kinds: what each position predicts; blocks numbered apart across the sequences)."""
-    ids, targets, kinds, blocks, pos = [], [], [], [], []
+    ids, targets, kinds, blocks, pos, base = [], [], [], [], [], 0
     for s in seqs:
-        base = max(blocks, default=-1) + 1
         ids += s.ids
         targets += s.targets
         kinds += s.kinds
         blocks += [b + base if b >= 0 else -1 for b in s.blocks]
+        base += max(s.blocks) + 1
         pos += range(len(s.ids))
     if len(ids) > block_size:
         raise ValueError(f"{len(ids)} tokens do not fit a block of {block_size}")
