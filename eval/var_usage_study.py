@@ -37,6 +37,7 @@ VARIANTS = {  # name -> recipe overrides on top of var_quickstart (each sets the
     "entropy 0.01, diversity 2": ["loss.weights.entropy=0.01", "model.quantizer.entropy_diversity=2"],
     "entropy 0.01, diversity 2, 1800 steps": ["loss.weights.entropy=0.01", "model.quantizer.entropy_diversity=2",
                                               "trainer.max_steps=1800", "trainer.max_minutes=20"],
+    "no entropy, 3600 steps": ["loss.weights.entropy=0", "trainer.max_steps=3600", "trainer.max_minutes=40"],
     "entropy 0.01, diversity 2, 3600 steps": ["loss.weights.entropy=0.01", "model.quantizer.entropy_diversity=2",
                                               "trainer.max_steps=3600", "trainer.max_minutes=40"],
 }
