@@ -131,10 +131,13 @@ def test_next_scale_trains_and_draws_each_scale_in_one_forward_pass(next_scale_l
     assert torch.equal(codes, again)
 
 
-def test_next_scale_is_refused_for_attention_that_ignores_the_mask(next_scale_lm):
+def test_next_scale_is_refused_for_attention_that_ignores_the_mask_and_for_one_scale(next_scale_lm, tmp_path):
     from mmtok.lm.attention import check_block_attention
+    from mmtok.lm.extend import extend
     from mmtok.lm.llm import load_extended
 
+    with pytest.raises(MmtokError, match="multi-scale"):  # a VQGAN bundle: refused before the LLM loads
+        extend(make_llm(tmp_path), [make_bundle(tmp_path)], tmp_path / "ext", next_scale=True)
     model, _, _ = load_extended(next_scale_lm[1])
     check_block_attention(model)
     model.config._attn_implementation = "flash_attention_2"
