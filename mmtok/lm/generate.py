@@ -57,6 +57,25 @@ def _left_padded(prompts: list[list[int]], pad_id: int, device) -> tuple[torch.T
     return ids, mask, pos
 
 
+def _prompts(tokenizer, captions: list[str], start: list[int], cfg_scale: float | None, device):
+    """(input_ids, attention_mask, position_ids), left-padded: `[bos] caption start` per caption, then, with
+    guidance, `[bos] start` per caption (what a dropped caption looks like in training)."""
+    bos = [tokenizer.bos_token_id] if tokenizer.bos_token_id is not None else []
+    cond = [bos + tokenizer(c, add_special_tokens=False)["input_ids"] + start for c in captions]
+    prompts = cond + ([bos + start] * len(cond) if cfg_scale is not None else [])
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    return _left_padded(prompts, pad, device)
+
+
+def _guided(logits: torch.Tensor, b: int, cfg_scale: float | None) -> torch.Tensor:
+    """The logits to sample from: the conditional rows, moved away from the unconditional ones (rows b:) by
+    cfg_scale (module docstring); as they are without guidance."""
+    if cfg_scale is None:
+        return logits
+    c, u = logits[:b], logits[b:]
+    return c + (cfg_scale - 1.0) * (c - u)
+
+
 @torch.no_grad()
 def generate_spans(model, tokenizer, m: ModalityLayout, captions: list[str], *, cfg_scale: float | None = 3.0,
                    temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None,
@@ -68,11 +87,7 @@ def generate_spans(model, tokenizer, m: ModalityLayout, captions: list[str], *, 
         return _spans_by_scale(model, tokenizer, m, captions, cfg_scale=cfg_scale, temperature=temperature,
                                top_k=top_k, top_p=top_p, seed=seed)
     device = model.device
-    bos = [tokenizer.bos_token_id] if tokenizer.bos_token_id is not None else []
-    cond = [bos + tokenizer(c, add_special_tokens=False)["input_ids"] + [m.begin_id] for c in captions]
-    prompts = cond + ([bos + [m.begin_id]] * len(cond) if cfg_scale is not None else [])
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    ids, mask, pos = _left_padded(prompts, pad, device)
+    ids, mask, pos = _prompts(tokenizer, captions, [m.begin_id], cfg_scale, device)
     generator = torch.Generator().manual_seed(seed)
     warpers = _warpers(temperature, top_k, top_p)
     b = len(captions)
@@ -85,15 +100,12 @@ def generate_spans(model, tokenizer, m: ModalityLayout, captions: list[str], *, 
         if hi - lo == 1:  # a structural token: forced
             token = torch.full((b,), lo, device=device)
         else:
-            logits = out.logits[:, -1, lo:hi].float()
-            if cfg_scale is not None:
-                c, u = logits[:b], logits[b:]
-                logits = c + (cfg_scale - 1.0) * (c - u)
+            logits = _guided(out.logits[:, -1, lo:hi].float(), b, cfg_scale)
             token = lo + sample(logits, warpers, temperature, generator)
         span.append(token)
         if j == m.span_length - 1:
             break
-        step = token.repeat(len(prompts) // b)[:, None]
+        step = token.repeat(len(ids) // b)[:, None]
         mask = torch.cat([mask, torch.ones_like(mask[:, :1])], 1)
         pos = pos[:, -1:] + 1
         out = model(input_ids=step, attention_mask=mask, position_ids=pos, cache=cache, use_cache=True)
@@ -109,17 +121,12 @@ def _spans_by_scale(model, tokenizer, m: ModalityLayout, captions: list[str], *,
 
     check_block_attention(model)
     device, dtype = model.device, model.dtype
-    first = m.scales[0] ** 2
-    bos = [tokenizer.bos_token_id] if tokenizer.bos_token_id is not None else []
-    cond = [bos + tokenizer(c, add_special_tokens=False)["input_ids"] + [m.begin_id] * first for c in captions]
-    prompts = cond + ([bos + [m.begin_id] * first] * len(cond) if cfg_scale is not None else [])
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    ids, keys, pos = _left_padded(prompts, pad, device)
+    ids, keys, pos = _prompts(tokenizer, captions, [m.begin_id] * m.scales[0] ** 2, cfg_scale, device)
     generator = torch.Generator().manual_seed(seed)
     warpers = _warpers(temperature, top_k, top_p)
     sources = torch.tensor(m.block_sources(), device=device)
     lo, hi = m.code_range()
-    b, rows, cache = len(captions), len(prompts), DynamicCache()
+    b, rows, cache = len(captions), len(ids), DynamicCache()
     codes = torch.empty(b, 0, dtype=torch.long, device=device)  # vocabulary ids, coarse to fine
     block, at = ids, 0  # the prompt, then each scale's block
     for k, side in enumerate(m.scales):
@@ -127,10 +134,7 @@ def _spans_by_scale(model, tokenizer, m: ModalityLayout, captions: list[str], *,
         mask = chunk_mask(keys.bool(), block.shape[1], n, dtype)
         out = model(input_ids=block, attention_mask=mask, position_ids=pos, cache=cache, use_cache=True,
                     logits_to_keep=n)
-        logits = out.logits[:, -n:, lo:hi].float()
-        if cfg_scale is not None:
-            c, u = logits[:b], logits[b:]
-            logits = c + (cfg_scale - 1.0) * (c - u)
+        logits = _guided(out.logits[:, -n:, lo:hi].float(), b, cfg_scale)
         drawn = lo + sample(logits.reshape(b * n, -1), warpers, temperature, generator).reshape(b, n)
         codes = torch.cat([codes, drawn], 1)
         at += n
